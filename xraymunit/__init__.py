@@ -1,0 +1,27 @@
+"""xraymunit: grayscale MUNIT augmentation for chest X-ray cohorts.
+
+The four stages are plain functions; they are imported lazily so that
+`import xraymunit` stays cheap (no torch until a stage is used).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_STAGES = {
+    "ingest": "xraymunit.ingest",
+    "train": "xraymunit.train",
+    "synthesize": "xraymunit.synthesize",
+    "evaluate": "xraymunit.evaluate",
+}
+
+
+def __getattr__(name: str):
+    if name in _STAGES:
+        return getattr(importlib.import_module(_STAGES[name]), name)
+    raise AttributeError(f"module 'xraymunit' has no attribute {name!r}")
+
+
+__all__ = ["__version__", *_STAGES]
