@@ -16,12 +16,13 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
+from xraymunit.errors import XraymunitError
 from xraymunit.io import atomic
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(XraymunitError, ValueError):
     """A config value is missing, unknown or invalid; the message names the key."""
 
 

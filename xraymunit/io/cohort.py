@@ -14,13 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from xraymunit.errors import XraymunitError
+
 MANIFEST = "manifest.parquet"
 CACHE_IMAGES = Path("cache") / "images.npy"
 CACHE_META = Path("cache") / "meta.json"
 INGEST_REPORT = "ingest_report.json"
 
 
-class CohortError(RuntimeError):
+class CohortError(XraymunitError):
     """A cohort or synthetic folder is missing or unreadable; the message says what to run."""
 
 

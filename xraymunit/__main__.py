@@ -1,0 +1,5 @@
+import sys
+
+from xraymunit.cli import main
+
+sys.exit(main())
