@@ -1,0 +1,154 @@
+"""MUNIT generator: content encoder, style encoder, AdaIN decoder (Huang et al. 2018, §3/App. B).
+
+encode(x) → (content, style); decode(content, style) → image. One input channel end to
+end: grayscale radiographs are never converted to RGB here.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from xraymunit.models.blocks import MLP, ConvBlock, PadType, ResBlock
+
+
+class ContentEncoder(nn.Module):
+    """Strided convs + residual blocks, all instance-normalised (removes per-image style stats).
+
+    Args:
+        in_channels: image channels (1 for radiographs).
+        dim: channels after the first 7×7 conv; doubled at each downsampling.
+        n_downsample: number of stride-2 4×4 convs (the paper: 2).
+        n_res: residual blocks at the bottleneck (the paper: 4).
+        pad_type: padding of every conv.
+    """
+
+    def __init__(self, in_channels: int = 1, dim: int = 64, n_downsample: int = 2, n_res: int = 4,
+                 pad_type: PadType = "reflect"):
+        super().__init__()
+        layers: list[nn.Module] = [ConvBlock(in_channels, dim, 7, 1, 3, "in", "relu", pad_type)]
+        for _ in range(n_downsample):
+            layers.append(ConvBlock(dim, dim * 2, 4, 2, 1, "in", "relu", pad_type))
+            dim *= 2
+        layers += [ResBlock(dim, "in", "relu", pad_type) for _ in range(n_res)]
+        self.net = nn.Sequential(*layers)
+        self.out_channels = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class StyleEncoder(nn.Module):
+    """Strided convs without normalisation, global average pool, 1×1 conv to the style code.
+
+    No normalisation: instance norm would erase the very statistics that carry style.
+
+    Args:
+        in_channels: image channels.
+        dim: channels after the first conv; doubled for the first two downsamplings only.
+        style_dim: length of the style code (the paper: 8).
+        n_downsample: stride-2 convs (the paper: 4).
+        pad_type: padding of every conv.
+    """
+
+    def __init__(self, in_channels: int = 1, dim: int = 64, style_dim: int = 8, n_downsample: int = 4,
+                 pad_type: PadType = "reflect"):
+        super().__init__()
+        layers: list[nn.Module] = [ConvBlock(in_channels, dim, 7, 1, 3, "none", "relu", pad_type)]
+        for i in range(n_downsample):
+            out = dim * 2 if i < 2 else dim
+            layers.append(ConvBlock(dim, out, 4, 2, 1, "none", "relu", pad_type))
+            dim = out
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Conv2d(dim, style_dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = F.adaptive_avg_pool2d(x, 1)
+        return self.head(x).flatten(1)  # (B, style_dim)
+
+
+class Decoder(nn.Module):
+    """AdaIN residual blocks, then (nearest ×2 upsample + 5×5 conv + layer norm) steps, 7×7 conv + tanh.
+
+    forward(content, adain_params): `adain_params` (B, num_adain_params) come from the
+    style MLP; they are split across the residual blocks in order.
+
+    Args:
+        content_channels: channels of the content code.
+        out_channels: image channels.
+        n_upsample: upsampling steps (mirror of the content encoder's downsampling).
+        n_res: AdaIN residual blocks.
+        pad_type: padding of every conv.
+    """
+
+    def __init__(self, content_channels: int, out_channels: int = 1, n_upsample: int = 2, n_res: int = 4,
+                 pad_type: PadType = "reflect"):
+        super().__init__()
+        dim = content_channels
+        self.res_blocks = nn.ModuleList(ResBlock(dim, "adain", "relu", pad_type) for _ in range(n_res))
+        up: list[nn.Module] = []
+        for _ in range(n_upsample):
+            up += [nn.Upsample(scale_factor=2, mode="nearest"),
+                   ConvBlock(dim, dim // 2, 5, 1, 2, "ln", "relu", pad_type)]
+            dim //= 2
+        up.append(ConvBlock(dim, out_channels, 7, 1, 3, "none", "tanh", pad_type))
+        self.upsample = nn.Sequential(*up)
+
+    @property
+    def num_adain_params(self) -> int:
+        return sum(block.num_adain_params for block in self.res_blocks)
+
+    def forward(self, content: torch.Tensor, adain_params: torch.Tensor) -> torch.Tensor:
+        if adain_params.shape[1] != self.num_adain_params:
+            raise ValueError(f"expected {self.num_adain_params} AdaIN params, got {adain_params.shape[1]}")
+        x, offset = content, 0
+        for block in self.res_blocks:
+            n = block.num_adain_params
+            x = block(x, adain_params[:, offset : offset + n])
+            offset += n
+        return self.upsample(x)
+
+
+class AdaINGenerator(nn.Module):
+    """One domain's auto-encoder: content + style encoders, style MLP, AdaIN decoder.
+
+    Args:
+        in_channels: image channels (1: grayscale end to end).
+        dim: base channel count (the paper: 64).
+        style_dim: style code length (the paper: 8).
+        n_downsample: content downsamplings (the paper: 2).
+        n_res: residual blocks in content encoder and decoder (the paper: 4).
+        mlp_dim: hidden width of the style MLP (the paper: 256).
+        mlp_layers: layers of the style MLP (the paper: 3).
+        style_downsample: style-encoder downsamplings (the paper: 4).
+        pad_type: padding of every conv (the paper: reflect).
+    """
+
+    def __init__(self, in_channels: int = 1, dim: int = 64, style_dim: int = 8, n_downsample: int = 2,
+                 n_res: int = 4, mlp_dim: int = 256, mlp_layers: int = 3, style_downsample: int = 4,
+                 pad_type: PadType = "reflect"):
+        super().__init__()
+        self.style_dim = style_dim
+        self.content_encoder = ContentEncoder(in_channels, dim, n_downsample, n_res, pad_type)
+        self.style_encoder = StyleEncoder(in_channels, dim, style_dim, style_downsample, pad_type)
+        self.decoder = Decoder(self.content_encoder.out_channels, in_channels, n_downsample, n_res, pad_type)
+        self.mlp = MLP(style_dim, self.decoder.num_adain_params, mlp_dim, mlp_layers)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.content_encoder(x), self.style_encoder(x)
+
+    def encode_content(self, x: torch.Tensor) -> torch.Tensor:
+        return self.content_encoder(x)
+
+    def encode_style(self, x: torch.Tensor) -> torch.Tensor:
+        return self.style_encoder(x)
+
+    def decode(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        return self.decoder(content, self.mlp(style))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Within-domain reconstruction."""
+        content, style = self.encode(x)
+        return self.decode(content, style)
