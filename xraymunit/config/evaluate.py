@@ -116,7 +116,6 @@ class QualityConfig:
     enabled: bool = True
     max_sources: int = 50
     max_images: int = 500
-    image_size: int = 0
     reference_splits: tuple[str, ...] = ("val", "test")
     kid_subset_size: int = 100
     kid_subsets: int = 50
@@ -131,8 +130,6 @@ class QualityConfig:
     def validate(self) -> None:
         require(self.max_sources >= 1, "max_sources", "must be >= 1")
         require(self.max_images >= 4, "max_images", "must be >= 4")
-        require(self.image_size == 0 or self.image_size >= 16, "image_size",
-                "must be 0 (the classifier's size) or >= 16")
         require(len(self.reference_splits) >= 1 and all(s in SPLITS for s in self.reference_splits),
                 "reference_splits", f"must be a non-empty subset of {list(SPLITS)}")
         require(self.kid_subset_size >= 2, "kid_subset_size", "must be >= 2")
