@@ -1,0 +1,326 @@
+"""Stage 4: does adding synthetic abnormal images help a classifier? Measured on real images.
+
+    evaluate(cohort, synthetic, out, config) -> metrics dict
+
+For every level of real abnormal training images, every seed and every arm —
+(1) real, (2) real + classical augmentation, (3) real + synthetic, (4) all three —
+train the same classifier with the same budget, select on val, score on test; then
+bootstrap the test patients for CIs and paired arm-vs-arm differences, assess the
+synthetic images' quality, and write metrics.json, plots and summary.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from xraymunit import __version__
+from xraymunit import config as config_mod
+from xraymunit.config.evaluate import EvaluateConfig
+from xraymunit.errors import XraymunitError
+from xraymunit.evaluation import metrics as M
+from xraymunit.evaluation.classifier import TrainPool, predict, train_classifier
+from xraymunit.evaluation.datasets import (ClassicalAugment, ImageSet, low_data_order, real_split,
+                                           select_synthetic, synthetic_images)
+from xraymunit.io import atomic
+from xraymunit.io.cohort import Cohort, SyntheticSet
+
+log = logging.getLogger(__name__)
+
+
+class EvaluateError(XraymunitError):
+    """The cohort or synthetic set cannot support the evaluation asked for (message says why)."""
+
+
+@dataclass
+class Level:
+    """A low-data level: what was asked ('all' or K) and how many real abnormals it keeps."""
+
+    requested: int | str
+    n_abnormal: int
+
+    @property
+    def name(self) -> str:
+        return "all" if self.requested == "all" else str(self.requested)
+
+
+def resolve_device(device: str) -> str:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EvaluateError(f"device {device!r} was asked for but CUDA is not available; use --device cpu")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise EvaluateError("device 'mps' was asked for but is not available; use --device cpu")
+    return device
+
+
+def plan_levels(requested, n_available: int) -> tuple[list[Level], list[str]]:
+    """Levels in increasing size; K >= available collapses onto 'all' (run once, noted)."""
+    notes, levels, seen = [], [], set()
+    for r in requested:
+        n = n_available if r == "all" else min(int(r), n_available)
+        if r != "all" and int(r) >= n_available:
+            notes.append(f"real_abnormal level {r} >= the {n_available} real abnormal training images: "
+                         f"it is the same as 'all'")
+            r = "all"
+        if n in seen:
+            continue
+        seen.add(n)
+        levels.append(Level(r, n))
+    return sorted(levels, key=lambda lv: lv.n_abnormal), notes
+
+
+def _check_split(s: ImageSet, name: str) -> None:
+    n_abn = int(s.labels.sum())
+    if n_abn == 0 or n_abn == len(s):
+        raise EvaluateError(
+            f"the {name} split needs both normal and abnormal images (has {len(s) - n_abn} normal, "
+            f"{n_abn} abnormal); re-ingest with labels for both classes")
+
+
+def evaluate(
+    cohort: str | Path | Cohort,
+    synthetic: str | Path | SyntheticSet | None,
+    out: str | Path,
+    config: EvaluateConfig | None = None,
+    *,
+    device: str | None = None,
+    progress: bool | None = None,
+) -> dict:
+    """Run the classifier study and the quality metrics; write the report into `out`.
+
+    Args:
+        cohort: an ingested cohort folder (or an opened Cohort).
+        synthetic: a synthesize output folder, or None (arms 3 and 4 are then skipped, and
+            the report says so; no quality metrics).
+        out: the report folder (metrics.json, predictions.csv, plots, summary.md, config).
+        config: the study (defaults to EvaluateConfig()).
+        device: overrides config.device ('cpu', 'cuda', 'cuda:1', ...).
+        progress: overrides config.progress (tqdm bars on stderr).
+
+    Returns:
+        The metrics dict also written to out/metrics.json.
+    """
+    from tqdm.auto import tqdm
+
+    from xraymunit.evaluation import report
+
+    cfg = config or EvaluateConfig()
+    cfg.validate()
+    dev = resolve_device(device or cfg.device)
+    show = cfg.progress if progress is None else progress
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    t0 = time.time()
+    out = Path(out)
+    co = cohort if isinstance(cohort, Cohort) else Cohort.open(cohort)
+    syn = synthetic if isinstance(synthetic, SyntheticSet) or synthetic is None else SyntheticSet.open(synthetic)
+    size, cc = cfg.classifier.image_size, cfg.classifier
+    notes: list[str] = []
+
+    sets = {s: real_split(co, s, size, cfg.normal_label, cfg.abnormal_label) for s in ("train", "val", "test")}
+    for name, s in sets.items():
+        _check_split(s, name)
+    train, val, test = sets["train"], sets["val"], sets["test"]
+    overlap = set(train.patients) & (set(val.patients) | set(test.patients))
+    if overlap:
+        raise EvaluateError(f"{len(overlap)} patient(s) appear in train and in val/test: the cohort's "
+                            "splits are not patient-level; re-run ingest")
+
+    arms = list(cfg.arms)
+    selection, synth_train = None, None
+    if syn is None:
+        skipped = [a for a in arms if "synthetic" in a]
+        arms = [a for a in arms if "synthetic" not in a]
+        if skipped:
+            notes.append(f"no synthetic folder given: arms {skipped} skipped")
+    else:
+        selection = select_synthetic(syn.manifest, co.manifest, cfg.synthetic)
+        if len(selection.used) == 0:
+            skipped = [a for a in arms if "synthetic" in a]
+            arms = [a for a in arms if "synthetic" not in a]
+            notes.append(f"no synthetic image is usable for training ({selection.counts()['excluded_by_reason']}): "
+                         f"arms {skipped} skipped")
+        else:
+            log.info("loading %d synthetic training images", len(selection.used))
+            synth_train = synthetic_images(syn, selection.used, size)
+    if not arms:
+        raise EvaluateError("no arm left to run (all configured arms need synthetic images)")
+
+    abn_idx, nor_idx = train.where(1), train.where(0)
+    levels, level_notes = plan_levels(cfg.real_abnormal, len(abn_idx))
+    notes += level_notes
+    seeds = [cfg.seed_base + i for i in range(cfg.seeds)]
+    feature_level = levels[-1]
+
+    # ---------------------------------------------------------------- training runs
+    runs, feature_model = [], None
+    n_runs = len(levels) * len(seeds) * len(arms)
+    extra = "real" not in arms
+    bar = tqdm(total=(n_runs + extra) * cc.steps, desc="evaluate: training", unit="step", disable=not show)
+    for level in levels:
+        for seed in seeds:
+            keep = abn_idx[low_data_order(len(abn_idx), seed)[: level.n_abnormal]]
+            for arm in arms:
+                bar.set_postfix_str(f"{level.name}/{arm}/seed{seed}")
+                pool = TrainPool(normal=train.images[torch.as_tensor(nor_idx)],
+                                 abnormal=train.images[torch.as_tensor(np.sort(keep))],
+                                 synthetic=synth_train.images if "synthetic" in arm else None,
+                                 synthetic_mix=cfg.synthetic.mix, balanced=cc.balanced_batches)
+                aug = ClassicalAugment(cfg.augment, size, seed) if "classical" in arm else None
+                res = train_classifier(pool, val, cc, seed, dev, augment=aug, progress=bar)
+                runs.append(_score(res, level, arm, seed, pool, val, test, dev, cfg,
+                                   train.keys[np.sort(keep)]))
+                if arm == "real" and level is feature_level and seed == seeds[0]:
+                    feature_model = res.model
+                else:
+                    del res
+    if feature_model is None:  # no real-only arm was asked for: train one for the feature space
+        keep = abn_idx[low_data_order(len(abn_idx), seeds[0])[: feature_level.n_abnormal]]
+        pool = TrainPool(train.images[torch.as_tensor(nor_idx)], train.images[torch.as_tensor(np.sort(keep))],
+                         balanced=cc.balanced_batches)
+        feature_model = train_classifier(pool, val, cc, seeds[0], dev, progress=bar).model
+    bar.close()
+
+    # ---------------------------------------------------------------- statistics
+    results = _statistics(runs, levels, arms, seeds, test, cfg)
+
+    # ---------------------------------------------------------------- quality
+    quality, grid = None, None
+    if syn is not None and cfg.quality.enabled:
+        from xraymunit.evaluation.quality_study import assess
+
+        rows = _quality_rows(syn.manifest, co, cfg)
+        if len(rows) == 0:
+            notes.append("quality metrics skipped: no synthetic image with a PNG and a source in the cohort")
+        else:
+            ref = [real_split(co, s, size, cfg.normal_label, cfg.abnormal_label) for s in cfg.quality.reference_splits]
+            ref_all = _concat(ref)
+            with tqdm(total=1, desc="evaluate: quality metrics", disable=not show) as qbar:
+                quality, grid = assess(feature_model, co, syn, rows, ref_all.subset(ref_all.where(0)),
+                                       ref_all.subset(ref_all.where(1)), train, cfg.quality, size, dev,
+                                       seed=cfg.seed_base)
+                qbar.update(1)
+            quality["feature_network"] = (
+                f"the real-only classifier (arm 'real', level {feature_level.name}, seed {seeds[0]}) trained on "
+                f"this cohort's train split: {cc.arch} with one input channel at {size}px; FID/KID use its "
+                f"penultimate layer (global-average-pooled last dense block), the LPIPS-style distance "
+                f"its stem and dense-block outputs")
+            quality["reference_splits"] = list(cfg.quality.reference_splits)
+    elif syn is None:
+        notes.append("no synthetic folder: quality metrics skipped")
+
+    metrics = {
+        "format": "xraymunit.evaluate", "format_version": 1, "xraymunit": __version__,
+        "torch": torch.__version__, "device": dev,
+        "cohort": str(co.root), "synthetic": None if syn is None else str(syn.root),
+        "config": config_mod.to_dict(cfg),
+        "data": {
+            split: {"n_images": len(s), "n_normal": int((s.labels == 0).sum()), "n_abnormal": int(s.labels.sum()),
+                    "n_patients": int(len(set(s.patients)))} for split, s in sets.items()
+        },
+        "synthetic_selection": None if selection is None else selection.counts(),
+        "levels": [{"name": lv.name, "requested": lv.requested, "n_real_abnormal": lv.n_abnormal} for lv in levels],
+        "arms": arms, "seeds": seeds,
+        "results": results,
+        "quality": quality,
+        "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs],
+        "notes": notes,
+        "elapsed_s": None,
+    }
+    metrics["elapsed_s"] = round(time.time() - t0, 1)
+    report.write(out, metrics, runs, test, val, grid, cfg)
+    log.info("evaluate: wrote %s in %.0f s", out, metrics["elapsed_s"])
+    return metrics
+
+
+def _score(res, level: Level, arm: str, seed: int, pool: TrainPool, val: ImageSet, test: ImageSet,
+           dev, cfg: EvaluateConfig, kept_keys) -> dict:
+    """Scores of the val-selected model on val and test, and the val-chosen threshold."""
+    v, t = predict(res.model, val.images, dev), predict(res.model, test.images, dev)
+    if cfg.stats.threshold == "youden":
+        thr = M.youden_threshold(val.labels, v)
+    else:
+        thr = M.threshold_at_specificity(val.labels, v, cfg.stats.specificity)
+    return {
+        "level": level.name, "arm": arm, "seed": seed, "train_counts": pool.counts(),
+        "best_step": res.best_step, "val_auroc": res.best_val_auroc, "threshold": thr,
+        "history": res.history, "real_abnormal_keys_sha": _digest(kept_keys),
+        "_val_scores": v, "_test_scores": t,
+    }
+
+
+def _digest(keys) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(map(str, keys))).encode()).hexdigest()[:16]
+
+
+def _statistics(runs, levels, arms, seeds, test: ImageSet, cfg: EvaluateConfig) -> dict:
+    """Per level: each arm's metrics (mean over seeds, patient-bootstrap CI) and paired deltas."""
+    st = cfg.stats
+    groups = test.patients if st.bootstrap_unit == "patient" else test.keys
+    W = M.bootstrap_weights(test.labels, groups, st.bootstrap, cfg.seed_base)
+    sources = np.array([s for s in test.sources if isinstance(s, str)], dtype=object)
+    per_source = len(set(sources)) > 1
+    out = {}
+    for level in levels:
+        dists, arm_res = {}, {}
+        for arm in arms:
+            rs = sorted((r for r in runs if r["level"] == level.name and r["arm"] == arm), key=lambda r: r["seed"])
+            scores = np.stack([r["_test_scores"] for r in rs])
+            thr = [r["threshold"] for r in rs]
+            dists[arm] = M.metric_distributions(test.labels, scores, thr, W, st.specificity)
+            arm_res[arm] = {name: M.summarise(*d, st.ci) for name, d in dists[arm].items()}
+            arm_res[arm]["train_counts"] = rs[0]["train_counts"]
+            if per_source:
+                arm_res[arm]["per_source"] = _per_source(test, scores, thr, cfg)
+        comparisons = {}
+        for ref in ("real", "classical"):
+            if ref not in arms:
+                continue
+            for arm in arms:
+                if arm == ref:
+                    continue
+                comparisons[f"{arm} vs {ref}"] = {
+                    name: M.paired_difference(dists[arm][name], dists[ref][name], st.ci) for name in dists[arm]
+                }
+        out[level.name] = {"n_real_abnormal": level.n_abnormal, "arms": arm_res, "comparisons": comparisons}
+    return out
+
+
+def _per_source(test: ImageSet, scores: np.ndarray, thr, cfg: EvaluateConfig) -> dict:
+    st, res = cfg.stats, {}
+    for src in sorted({s for s in test.sources if isinstance(s, str)}):
+        idx = np.flatnonzero(test.sources == src)
+        y = test.labels[idx]
+        entry = {"n_images": int(len(idx)), "n_abnormal": int(y.sum())}
+        if 0 < y.sum() < len(y):
+            groups = test.patients[idx] if st.bootstrap_unit == "patient" else test.keys[idx]
+            W = M.bootstrap_weights(y, groups, st.bootstrap, cfg.seed_base)
+            d = M.metric_distributions(y, scores[:, idx], thr, W, st.specificity)
+            entry["auroc"] = M.summarise(*d["auroc"], st.ci)
+        else:
+            entry["auroc"] = None
+            entry["note"] = "one class only in this source's test images: AUROC undefined"
+        res[src] = entry
+    return res
+
+
+def _quality_rows(manifest: pd.DataFrame, co: Cohort, cfg: EvaluateConfig) -> pd.DataFrame:
+    """Synthetic rows to assess: intended abnormal, with a PNG, whose source image is in the cohort."""
+    keys = set(co.ok()["image_key"])
+    m = manifest
+    ok = (m["intended_label"] == cfg.synthetic.intended_label) & m["png_path"].map(lambda p: isinstance(p, str) and bool(p))
+    ok &= m["source_image_key"].isin(keys)
+    return m[ok].reset_index(drop=True)
+
+
+def _concat(sets: list[ImageSet]) -> ImageSet:
+    return ImageSet(torch.cat([s.images for s in sets]), np.concatenate([s.labels for s in sets]),
+                    np.concatenate([s.keys for s in sets]), np.concatenate([s.patients for s in sets]),
+                    np.concatenate([s.sources for s in sets]))

@@ -1,0 +1,159 @@
+"""Applies the quality metrics to one synthetic set: picks the images, computes features,
+pairs them up, and puts every number next to its real-image yardstick."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import torch
+
+from xraymunit.config.evaluate import QualityConfig
+from xraymunit.evaluation import quality as Q
+from xraymunit.evaluation.classifier import Classifier, embed
+from xraymunit.evaluation.datasets import ImageSet, resize, synthetic_images
+from xraymunit.io.cohort import Cohort, SyntheticSet
+
+
+def pick_rows(rows: pd.DataFrame, cfg: QualityConfig, seed: int) -> pd.DataFrame:
+    """Up to max_sources source images (random, seeded) with their styles, max_images in all."""
+    sources = np.array(sorted(rows["source_image_key"].unique()))
+    rng = np.random.default_rng([seed, 0x9A])
+    chosen = sources[np.sort(rng.permutation(len(sources))[: cfg.max_sources])]
+    sub = rows[rows["source_image_key"].isin(set(chosen))]
+    sub = sub.sort_values(["source_image_key", "style_index", "synth_key"]).reset_index(drop=True)
+    if len(sub) > cfg.max_images:  # keep the first styles of every source rather than whole sources
+        rank = sub.groupby("source_image_key").cumcount()
+        sub = sub.assign(_r=rank).sort_values(["_r", "source_image_key"]).head(cfg.max_images)
+        sub = sub.drop(columns="_r").sort_values(["source_image_key", "style_index"]).reset_index(drop=True)
+    return sub
+
+
+def _maps_distance(model: Classifier, a: torch.Tensor, b: torch.Tensor, device, batch: int = 32) -> np.ndarray:
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(a), batch):
+            ma = model.feature_maps(a[i:i + batch].to(device))
+            mb = model.feature_maps(b[i:i + batch].to(device))
+            out.append(Q.lpips_style(ma, mb))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _distinct_patient_pairs(patients: np.ndarray, n_pairs: int, seed: int) -> np.ndarray:
+    """Random pairs (i, j) of images from different patients (the 'unrelated images' yardstick)."""
+    rng = np.random.default_rng([seed, 0x9B])
+    n = len(patients)
+    pairs = [(i, j) for i, j in itertools.combinations(range(n), 2) if patients[i] != patients[j]]
+    if not pairs:
+        return np.zeros((0, 2), np.int64)
+    pick = rng.permutation(len(pairs))[:n_pairs]
+    return np.asarray(pairs, np.int64)[np.sort(pick)]
+
+
+def assess(
+    model: Classifier,
+    cohort: Cohort,
+    synth: SyntheticSet,
+    rows: pd.DataFrame,
+    ref_normal: ImageSet,
+    ref_abnormal: ImageSet,
+    train: ImageSet,
+    cfg: QualityConfig,
+    size: int,
+    device,
+    seed: int = 0,
+) -> tuple[dict, dict]:
+    """All quality numbers (JSON-ready) and the images of the style grid.
+
+    Args:
+        model: the feature network (a cohort-trained classifier, eval mode).
+        rows: synthetic manifest rows whose source image is in the cohort (any split).
+        ref_normal, ref_abnormal: real images of the reference splits (unseen by the feature net).
+        train: real training images (memorisation search space).
+    """
+    rows = pick_rows(rows, cfg, seed)
+    ok = cohort.ok().set_index("image_key")
+    src_keys = rows["source_image_key"].to_numpy()
+    uniq = np.array(sorted(set(src_keys)))
+    src_imgs = resize(cohort.stack(ok.loc[uniq, "cache_index"].to_numpy()), size)
+    src_patients = ok.loc[uniq, "patient_key"].to_numpy(dtype=object)
+    src_index = {k: i for i, k in enumerate(uniq)}
+    sidx = np.array([src_index[k] for k in src_keys], np.int64)
+    syn = synthetic_images(synth, rows, size)
+    model.eval()
+
+    f_syn, f_src = embed(model, syn.images, device), embed(model, src_imgs, device)
+    f_nor, f_abn = embed(model, ref_normal.images, device), embed(model, ref_abnormal.images, device)
+    kid = dict(subset_size=cfg.kid_subset_size, subsets=cfg.kid_subsets, seed=seed)
+
+    def dist(a, b, what):
+        k_mean, k_sd = Q.kernel_distance(a, b, **kid)
+        return {"compares": what, "n": [int(len(a)), int(len(b))], "frechet": Q.frechet_distance(a, b),
+                "kid": k_mean, "kid_sd": k_sd}
+
+    realism = {
+        "feature_dim": int(f_syn.shape[1]) if f_syn.ndim == 2 and f_syn.size else 0,
+        "synthetic_vs_real_abnormal": dist(f_syn, f_abn, "synthetic abnormal vs real abnormal (lower = more realistic)"),
+        "yardstick_real_normal_vs_real_abnormal": dist(f_nor, f_abn, "real normal vs real abnormal (the gap a translation must close)"),
+        "inputs_vs_real_abnormal": dist(f_src, f_abn, "the normal inputs of the synthetic images vs real abnormal (before translation)"),
+        "synthetic_vs_real_normal": dist(f_syn, f_nor, "synthetic abnormal vs real normal"),
+    }
+
+    # diversity: all pairs of styles of one input, vs pairs of unrelated real abnormal images
+    pairs = [(i, j) for g in np.unique(sidx) for i, j in itertools.combinations(np.flatnonzero(sidx == g), 2)]
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    real_pairs = _distinct_patient_pairs(ref_abnormal.patients, max(len(pairs), 50), seed)
+    k_ms = (cfg.ms_ssim_kernel, cfg.ms_ssim_scales)
+    kernel, weights = Q.ms_ssim_setup(size, *k_ms)
+
+    def diversity(images, pr):
+        if len(pr) == 0:
+            return {"lpips_style": Q.mean_sd([]), "one_minus_ms_ssim": Q.mean_sd([])}
+        a, b = images[torch.as_tensor(pr[:, 0])], images[torch.as_tensor(pr[:, 1])]
+        return {"lpips_style": Q.mean_sd(_maps_distance(model, a, b, device)),
+                "one_minus_ms_ssim": Q.mean_sd(1.0 - Q.ms_ssim(a, b, *k_ms))}
+
+    div_syn = diversity(syn.images, pairs)
+    div_real = diversity(ref_abnormal.images, real_pairs)
+    div_syn["n_inputs"] = int(len(np.unique(sidx)))
+
+    # content preservation on low-passed images
+    sigma = cfg.lowpass_sigma * size
+    lp_src, lp_syn = Q.lowpass(src_imgs, sigma), Q.lowpass(syn.images, sigma)
+    ssim_kept = Q.ssim(lp_src[torch.as_tensor(sidx)], lp_syn, cfg.ssim_window) if len(sidx) else np.zeros(0)
+    unrel = _distinct_patient_pairs(src_patients, 200, seed)
+    ssim_unrel = (Q.ssim(lp_src[torch.as_tensor(unrel[:, 0])], lp_src[torch.as_tensor(unrel[:, 1])], cfg.ssim_window)
+                  if len(unrel) else np.zeros(0))
+    content = {
+        "lowpass_sigma_px": float(sigma),
+        "ssim_input_vs_translation": Q.mean_sd(ssim_kept),
+        "yardstick_ssim_unrelated_inputs": Q.mean_sd(ssim_unrel),
+        "note": "1 = anatomy identical after low-pass; the yardstick is two different patients",
+    }
+
+    mem = Q.memorisation(
+        Q.pixel_vectors(syn.images, cfg.memorisation_size), syn.patients,
+        Q.pixel_vectors(train.images, cfg.memorisation_size), train.patients,
+        synth_keys=syn.keys, train_keys=train.keys,
+    )
+
+    result = {
+        "n_synthetic": int(len(syn)), "n_inputs": int(len(uniq)), "image_size": int(size),
+        "reference": {"n_real_normal": int(len(ref_normal)), "n_real_abnormal": int(len(ref_abnormal))},
+        "realism": realism,
+        "diversity": {"synthetic_styles_of_same_input": div_syn, "yardstick_real_abnormal_pairs": div_real,
+                      "ms_ssim_kernel": kernel, "ms_ssim_scales": len(weights)},
+        "content_preservation": content,
+        "memorisation": mem,
+    }
+    grid = _grid(src_imgs, syn.images, sidx, cfg)
+    return result, grid
+
+
+def _grid(src_imgs, syn_imgs, sidx, cfg: QualityConfig) -> dict:
+    groups = [g for g in np.unique(sidx)][: cfg.grid_sources]
+    return {
+        "inputs": [src_imgs[g, 0].numpy() for g in groups],
+        "styles": [[syn_imgs[i, 0].numpy() for i in np.flatnonzero(sidx == g)[: cfg.grid_styles]] for g in groups],
+    }

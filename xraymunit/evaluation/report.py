@@ -1,0 +1,308 @@
+"""The evaluation report: metrics.json for machines, PNG plots, summary.md for a person.
+
+Every file is written atomically; summary.md leads with the answer (does synthetic help,
+with its CI), then the table of arms, the quality numbers next to their yardsticks, and
+the caveats a reviewer would raise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from xraymunit import config as config_mod
+from xraymunit.io import atomic
+
+ARM_LABEL = {"real": "(1) real only", "classical": "(2) real + classical aug.",
+             "synthetic": "(3) real + synthetic", "classical+synthetic": "(4) real + classical + synthetic"}
+METRIC_LABEL = {"auroc": "AUROC", "sensitivity_at_specificity": "Sens@Spec",
+                "balanced_accuracy": "Bal. acc."}
+
+
+def write(out: Path, metrics: dict, runs: list[dict], test, val, grid: dict | None, cfg) -> None:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config_mod.save(cfg, out / "evaluate_config.yaml")
+    _predictions(out / "predictions.csv", runs, val, test)
+    plots = {"roc": "roc.png", "levels": "metric_vs_real_abnormal.png"}
+    _plot_roc(out / plots["roc"], metrics, runs, test)
+    _plot_levels(out / plots["levels"], metrics)
+    if grid and grid.get("inputs"):
+        plots["grid"] = "styles_grid.png"
+        _plot_grid(out / plots["grid"], grid)
+    metrics["files"] = {"predictions": "predictions.csv", "config": "evaluate_config.yaml",
+                        "summary": "summary.md", "plots": plots}
+    atomic.write_json(out / "metrics.json", _clean(metrics))
+    atomic.write_text(out / "summary.md", summary(metrics))
+
+
+def _clean(obj):
+    """JSON-safe: NaN/inf become null, numpy scalars become Python numbers."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def _predictions(path: Path, runs, val, test) -> None:
+    frames = []
+    for r in runs:
+        for split, s, scores in (("val", val, r["_val_scores"]), ("test", test, r["_test_scores"])):
+            frames.append(pd.DataFrame({
+                "level": r["level"], "arm": r["arm"], "seed": r["seed"], "split": split,
+                "image_key": s.keys, "patient_key": s.patients, "source_dataset": s.sources,
+                "label": s.labels, "score": scores,
+            }))
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    with atomic.atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+
+
+def _plot_roc(path: Path, metrics: dict, runs, test) -> None:
+    """One panel per level; per arm the ROC averaged over seeds (vertical averaging)."""
+    from xraymunit.evaluation.metrics import roc_curve
+
+    plt = _figure()
+    levels = [lv["name"] for lv in metrics["levels"]]
+    fig, axes = plt.subplots(1, len(levels), figsize=(4.2 * len(levels), 4.2), squeeze=False)
+    grid = np.linspace(0, 1, 201)
+    for ax, level in zip(axes[0], levels):
+        for arm in metrics["arms"]:
+            curves = []
+            for r in runs:
+                if r["level"] == level and r["arm"] == arm:
+                    fpr, tpr, _ = roc_curve(test.labels, r["_test_scores"])
+                    curves.append(np.interp(grid, fpr, tpr))
+            a = metrics["results"][level]["arms"][arm]["auroc"]
+            ax.plot(grid, np.mean(curves, 0), label=f"{ARM_LABEL[arm]}: {_ci(a)}")
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+        n = metrics["results"][level]["n_real_abnormal"]
+        ax.set(title=f"real abnormal: {level} (n={n})", xlabel="1 − specificity", ylabel="sensitivity",
+               xlim=(0, 1), ylim=(0, 1.01))
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"ROC on the test split (mean over {len(metrics['seeds'])} seed(s); AUROC with 95% CI)", fontsize=9)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def _plot_levels(path: Path, metrics: dict) -> None:
+    """AUROC (and the other metrics) against the number of real abnormal training images."""
+    plt = _figure()
+    names = list(METRIC_LABEL)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.8), squeeze=False)
+    levels = metrics["levels"]
+    xs = np.array([lv["n_real_abnormal"] for lv in levels], float)
+    for ax, name in zip(axes[0], names):
+        for k, arm in enumerate(metrics["arms"]):
+            vals = [metrics["results"][lv["name"]]["arms"][arm][name] for lv in levels]
+            y = np.array([v["value"] if v["value"] is not None else np.nan for v in vals])
+            lo = np.array([v["ci_low"] if v["ci_low"] is not None else np.nan for v in vals])
+            hi = np.array([v["ci_high"] if v["ci_high"] is not None else np.nan for v in vals])
+            jitter = xs * (1 + 0.02 * (k - 1.5))  # keep overlapping CIs readable
+            ax.errorbar(jitter, y, yerr=[y - lo, hi - y], marker="o", capsize=3, label=ARM_LABEL[arm])
+        if len(xs) > 1 and xs.min() > 0:
+            ax.set_xscale("log")
+        ax.set(xlabel="real abnormal training images", ylabel=METRIC_LABEL[name], ylim=(0, 1.02))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("Test metrics vs number of real abnormal training images (mean over seeds, 95% CI)", fontsize=9)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def _plot_grid(path: Path, grid: dict) -> None:
+    plt = _figure()
+    rows = len(grid["inputs"])
+    cols = 1 + max(len(s) for s in grid["styles"])
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows), squeeze=False)
+    for r in range(rows):
+        for c in range(cols):
+            ax = axes[r][c]
+            ax.axis("off")
+            img = grid["inputs"][r] if c == 0 else (grid["styles"][r][c - 1] if c - 1 < len(grid["styles"][r]) else None)
+            if img is not None:
+                ax.imshow(img, cmap="gray", vmin=0, vmax=1)
+            if r == 0:
+                ax.set_title("input (normal)" if c == 0 else f"style {c}", fontsize=7)
+    fig.suptitle("Synthetic abnormal images: each row is one input and several sampled styles", fontsize=8)
+    _save(fig, path)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- summary.md
+def _num(v, nd=3) -> str:
+    return "n/a" if v is None else f"{v:.{nd}f}"
+
+
+def _ci(m: dict, nd=3) -> str:
+    if m is None or m.get("value") is None:
+        return "n/a"
+    return f"{m['value']:.{nd}f} [{_num(m['ci_low'], nd)}, {_num(m['ci_high'], nd)}]"
+
+
+def _delta(d: dict) -> str:
+    if d is None or d.get("delta") is None:
+        return "n/a"
+    p = "" if d.get("p_bootstrap") is None else f", p={d['p_bootstrap']:.3f}"
+    return f"{d['delta']:+.3f} [{_num(d['ci_low'])}, {_num(d['ci_high'])}]{p}"
+
+
+def headline(metrics: dict) -> list[str]:
+    """One sentence per level and comparison: the answer to 'does synthetic help?'."""
+    lines = []
+    for lv in metrics["levels"]:
+        comps = metrics["results"][lv["name"]]["comparisons"]
+        for key, text in (("synthetic vs real", "real + synthetic vs real only"),
+                          ("classical+synthetic vs classical", "real + classical + synthetic vs real + classical")):
+            if key in comps:
+                d = comps[key]["auroc"]
+                lines.append(f"- With {lv['n_real_abnormal']} real abnormal training images ({lv['name']}): "
+                             f"{text}: ΔAUROC {_delta(d)} → **{d['verdict']}**.")
+    return lines
+
+
+def summary(metrics: dict) -> str:
+    cfg = metrics["config"]
+    ci = int(round(cfg["stats"]["ci"] * 100))
+    spec = cfg["stats"]["specificity"]
+    L = ["# Evaluation summary", ""]
+    L.append("## Does synthetic help?")
+    L.append("")
+    head = headline(metrics)
+    if head:
+        L += head
+        L.append("")
+        L.append(f"Δ = arm − reference on the *same* test resamples and seeds (paired patient bootstrap, "
+                 f"{cfg['stats']['bootstrap']} resamples, {ci}% CI); **better/worse** only when the CI excludes 0.")
+    else:
+        L.append("Not measured: no synthetic arm was run (" + "; ".join(metrics["notes"]) + ").")
+    L.append("")
+    d = metrics["data"]
+    L.append(f"Test split (the only images scored, all real): {d['test']['n_normal']} normal + "
+             f"{d['test']['n_abnormal']} abnormal images from {d['test']['n_patients']} patients. "
+             f"Seeds: {len(metrics['seeds'])}; every arm: {cfg['classifier']['steps']} steps × batch "
+             f"{cfg['classifier']['batch_size']} of {cfg['classifier']['arch']} at {cfg['classifier']['image_size']} px, "
+             f"model selected on val AUROC.")
+    L.append("")
+    L.append("## Arms")
+    for lv in metrics["levels"]:
+        res = metrics["results"][lv["name"]]
+        L.append("")
+        L.append(f"### Real abnormal training images: {lv['name']} (n = {lv['n_real_abnormal']})")
+        L.append("")
+        L.append(f"| arm | train normal / abnormal / synthetic | AUROC [{ci}% CI] | sens @ spec {spec:.2f} | "
+                 f"balanced acc. | ΔAUROC vs (1) | ΔAUROC vs (2) |")
+        L.append("|---|---|---|---|---|---|---|")
+        for arm in metrics["arms"]:
+            a = res["arms"][arm]
+            tc = a["train_counts"]
+            c1 = res["comparisons"].get(f"{arm} vs real", {}).get("auroc")
+            c2 = res["comparisons"].get(f"{arm} vs classical", {}).get("auroc")
+            L.append(f"| {ARM_LABEL[arm]} | {tc['real_normal']} / {tc['real_abnormal']} / {tc['synthetic_abnormal']} | "
+                     f"{_ci(a['auroc'])} | {_ci(a['sensitivity_at_specificity'])} | {_ci(a['balanced_accuracy'])} | "
+                     f"{_delta(c1) if c1 else '—'} | {_delta(c2) if c2 else '—'} |")
+        src = {arm: res["arms"][arm].get("per_source") for arm in metrics["arms"] if res["arms"][arm].get("per_source")}
+        if src:
+            L.append("")
+            L.append("Per source dataset (AUROC):")
+            L.append("")
+            names = sorted(next(iter(src.values())))
+            L.append("| arm | " + " | ".join(names) + " |")
+            L.append("|---|" + "---|" * len(names))
+            for arm, per in src.items():
+                cells = [(_ci(per[n]["auroc"]) if per[n]["auroc"] else "undefined (one class)") for n in names]
+                L.append(f"| {ARM_LABEL[arm]} | " + " | ".join(cells) + " |")
+    L.append("")
+    L += _quality_section(metrics)
+    L.append("## Caveats")
+    L.append("")
+    L += [f"- {c}" for c in caveats(metrics)]
+    L.append("")
+    L.append("Files: metrics.json (every number with its CI), predictions.csv (every score), roc.png, "
+             "metric_vs_real_abnormal.png" + (", styles_grid.png" if "grid" in metrics["files"]["plots"] else "")
+             + ", evaluate_config.yaml.")
+    L.append("")
+    return "\n".join(L)
+
+
+def _quality_section(metrics: dict) -> list[str]:
+    q = metrics.get("quality")
+    L = ["## Synthetic image quality", ""]
+    if not q:
+        return L + ["Not computed (" + ("no synthetic folder" if metrics["synthetic"] is None else "disabled or no images") + ").", ""]
+    r, dv, c, m = q["realism"], q["diversity"], q["content_preservation"], q["memorisation"]
+    L.append(f"On {q['n_synthetic']} synthetic images of {q['n_inputs']} inputs; reference real images from "
+             f"{', '.join(q['reference_splits'])} ({q['reference']['n_real_normal']} normal, "
+             f"{q['reference']['n_real_abnormal']} abnormal). Feature network: {q['feature_network']}.")
+    L.append("")
+    L.append("| measure | synthetic | yardstick |")
+    L.append("|---|---|---|")
+    s, y = r["synthetic_vs_real_abnormal"], r["yardstick_real_normal_vs_real_abnormal"]
+    i = r["inputs_vs_real_abnormal"]
+    L.append(f"| Fréchet distance to real abnormal (↓) | {_num(s['frechet'])} | real normal ↔ abnormal {_num(y['frechet'])}; "
+             f"inputs before translation {_num(i['frechet'])} |")
+    L.append(f"| KID to real abnormal (↓) | {_num(s['kid'], 4)} ± {_num(s['kid_sd'], 4)} | real normal ↔ abnormal "
+             f"{_num(y['kid'], 4)}; inputs {_num(i['kid'], 4)} |")
+    ds, dr = dv["synthetic_styles_of_same_input"], dv["yardstick_real_abnormal_pairs"]
+    L.append(f"| diversity, LPIPS-style (↑) | {_num(ds['lpips_style']['mean'])} | real abnormal pairs "
+             f"{_num(dr['lpips_style']['mean'])} |")
+    L.append(f"| diversity, 1 − MS-SSIM (↑) | {_num(ds['one_minus_ms_ssim']['mean'])} | real abnormal pairs "
+             f"{_num(dr['one_minus_ms_ssim']['mean'])} |")
+    L.append(f"| content kept, low-pass SSIM input ↔ output (↑) | {_num(c['ssim_input_vs_translation']['mean'])} | "
+             f"two different patients {_num(c['yardstick_ssim_unrelated_inputs']['mean'])} |")
+    L.append(f"| memorisation: images closer to a training image than any two real ones | {m['n_flagged']} of "
+             f"{m['n_synthetic']} | threshold {_num(m['threshold_closest_real_pair'])} |")
+    L.append("")
+    return L
+
+
+def caveats(metrics: dict) -> list[str]:
+    cfg = metrics["config"]
+    out = []
+    sel = metrics.get("synthetic_selection")
+    if sel:
+        ex = "; ".join(f"{k}: {v}" for k, v in sel["excluded_by_reason"].items()) or "none"
+        out.append(f"Synthetic images: {sel['used_for_training']} of {sel['total']} used for training; "
+                   f"excluded — {ex}. Images derived from val/test patients are never trained on.")
+    if any(lv["name"] != "all" for lv in metrics["levels"]):
+        out.append("Low-data levels keep K real abnormal training images, but the MUNIT generator itself was "
+                   "trained on *all* train-split abnormal images (and reference styles may come from them): "
+                   "arms 3/4 at small K indirectly see more abnormal data than arms 1/2. Strict low-data claims "
+                   "need a generator trained on the same K images. The val split is used in full at every level.")
+    t = metrics["data"]["test"]
+    if min(t["n_normal"], t["n_abnormal"]) < 50:
+        out.append(f"The test split is small ({t['n_normal']} normal, {t['n_abnormal']} abnormal): CIs are wide "
+                   "and a null result is weak evidence of no effect.")
+    out.append(f"CIs resample test {cfg['stats']['bootstrap_unit']}s (training variation enters only through the "
+               f"{len(metrics['seeds'])} seed(s); per-seed values and their SD are in metrics.json). "
+               "p-values are not corrected for the number of comparisons.")
+    if cfg["classifier"]["steps"] < 200:
+        out.append(f"The training budget is tiny ({cfg['classifier']['steps']} steps): treat these numbers as a "
+                   "smoke test of the pipeline, not as a study result.")
+    if metrics.get("quality"):
+        out.append("FID/KID/LPIPS-style use a network trained on this cohort, not ImageNet Inception/AlexNet: "
+                   "compare them within this study (against the yardsticks), never with published values. "
+                   "FID is biased upwards for small sets; KID is unbiased.")
+    out += metrics["notes"]
+    return out
