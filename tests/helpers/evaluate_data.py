@@ -134,11 +134,14 @@ def write_synthetic(
     seed: int = 1,
     size: int | None = None,
     unknown_sources: int = 1,
+    copies_of_training: int = 0,
 ) -> Path:
     """A synthesize-format folder: normal→abnormal translations of every normal cohort image.
 
     Translations of val/test sources are included on purpose (evaluate must exclude them from
-    training), plus `unknown_sources` rows whose source is not in the cohort.
+    training), plus `unknown_sources` rows whose source is not in the cohort, plus
+    `copies_of_training` rows that are verbatim copies of a train abnormal image of *another*
+    patient (attributed to a train normal source): what the memorisation check must flag.
     """
     root, cohort_root = Path(root), Path(cohort_root)
     rng = np.random.default_rng(seed)
@@ -171,6 +174,16 @@ def write_synthetic(
                 "style": [float(v) for v in rng.normal(size=8)], "checkpoint_sha256": "0" * 64,
                 "checkpoint_step": 1000, "png_path": rel, "dicom_path": None, "size": int(size or s),
             })
+    train = manifest[(manifest["status"] == "ok") & (manifest["split"] == "train")]
+    train_normal, train_abnormal = train[train["label"] == "normal"], train[train["label"] == "abnormal"]
+    for c in range(copies_of_training):
+        src, copy = train_normal.iloc[c % len(train_normal)], train_abnormal.iloc[c % len(train_abnormal)]
+        key = _key("copy", c)
+        rel = f"images/{key}.png"
+        Image.fromarray(np.asarray(cache[copy.cache_index])).save(root / rel)
+        rows.append({**rows[0], "synth_key": key, "source_image_key": src.image_key,
+                     "source_patient_key": src.patient_key, "split": "train", "style_index": 100 + c,
+                     "png_path": rel, "size": int(cache.shape[-1])})
     pd.DataFrame(rows).to_parquet(root / "manifest.parquet", index=False)
     (root / "synthesis.json").write_text(json.dumps({"n_styles": n_styles, "checkpoint_sha256": "0" * 64}))
     return root

@@ -187,10 +187,17 @@ class ClassicalAugment:
             t.set_random_state(seed=(seed * 7919 + i) % (2**32))
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        out = []
-        for img in batch:
-            x = img
-            for t in self.transforms:
-                x = t(x)
-            out.append(torch.as_tensor(x.as_tensor() if hasattr(x, "as_tensor") else x, dtype=torch.float32))
+        from monai.data import get_track_meta, set_track_meta
+
+        tracking = get_track_meta()
+        set_track_meta(False)  # plain tensors: MetaTensor bookkeeping costs more than the transforms
+        try:
+            out = []
+            for img in batch:
+                x = img
+                for t in self.transforms:
+                    x = t(x)
+                out.append(torch.as_tensor(x, dtype=torch.float32))
+        finally:
+            set_track_meta(tracking)
         return torch.stack(out).clamp_(0.0, 1.0)
