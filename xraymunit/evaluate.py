@@ -284,8 +284,8 @@ def _statistics(runs, levels, arms, seeds, test: ImageSet, cfg: EvaluateConfig) 
             if ref not in arms:
                 continue
             for arm in arms:
-                if arm == ref:
-                    continue
+                if arm == ref or (ref == "classical" and arm == "real"):
+                    continue  # "real vs classical" is just −("classical vs real")
                 comparisons[f"{arm} vs {ref}"] = {
                     name: M.paired_difference(dists[arm][name], dists[ref][name], st.ci) for name in dists[arm]
                 }

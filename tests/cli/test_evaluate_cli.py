@@ -1,0 +1,71 @@
+"""`xraymunit evaluate` in-process: help, a real run, and one-line user errors (exit 2)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers.evaluate_data import write_cohort, write_synthetic
+from xraymunit.cli import main
+
+TINY = str(Path(__file__).resolve().parents[2] / "configs" / "evaluate_tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    cohort = write_cohort(root / "cohort", n_patients=40, size=32, seed=5)
+    return cohort, write_synthetic(root / "synth", cohort, n_styles=2)
+
+
+def test_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for opt in ("--cohort", "--synthetic", "--out", "--config", "--real-abnormal", "--seeds", "--set",
+                "--device", "--no-progress"):
+        assert opt in text
+    assert "real + classical augmentation" in text and "never trained on" in text
+
+
+def test_cli_runs_end_to_end(data, tmp_path, capsys):
+    cohort, synth = data
+    out = tmp_path / "report"
+    rc = main(["evaluate", "--cohort", str(cohort), "--synthetic", str(synth), "--out", str(out),
+               "--config", TINY, "--real-abnormal", "3,all", "--seeds", "1", "--no-progress",
+               "--set", "classifier.steps=10", "--set", "arms=[real, synthetic]", "--device", "cpu"])
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["config"]["seeds"] == 1 and m["config"]["classifier"]["steps"] == 10
+    assert [lv["name"] for lv in m["levels"]] == ["3", "all"] and m["arms"] == ["real", "synthetic"]
+    printed = capsys.readouterr().out
+    assert "summary.md" in printed and "ΔAUROC" in printed
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "classifier.stepz=3"], "did you mean 'classifier.steps'"),
+    (["--real-abnormal", "ten,all"], "positive integers or 'all'"),
+    (["--real-abnormal", "0"], "positive integers or 'all'"),
+    (["--seeds", "0"], "seeds"),
+    (["--set", "arms=[real, gan]"], "unknown arm"),
+])
+def test_bad_options_exit_2_with_one_line(data, tmp_path, capsys, extra, message):
+    cohort, synth = data
+    rc = main(["evaluate", "--cohort", str(cohort), "--synthetic", str(synth), "--out", str(tmp_path / "r"),
+               "--config", TINY, "--no-progress", *extra])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and message in err and len(err.splitlines()) == 1
+
+
+def test_missing_folders_exit_2(tmp_path, capsys):
+    rc = main(["evaluate", "--cohort", str(tmp_path / "nope"), "--out", str(tmp_path / "r"), "--config", TINY])
+    err = capsys.readouterr().err
+    assert rc == 2 and "is not a cohort folder" in err and "xraymunit ingest" in err
+
+
+def test_missing_synthetic_folder_exit_2(data, tmp_path, capsys):
+    cohort, _ = data
+    rc = main(["evaluate", "--cohort", str(cohort), "--synthetic", str(tmp_path / "none"),
+               "--out", str(tmp_path / "r"), "--config", TINY])
+    assert rc == 2 and "not a synthetic folder" in capsys.readouterr().err

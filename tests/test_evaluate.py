@@ -1,0 +1,159 @@
+"""End-to-end `evaluate` on a tiny phantom cohort on CPU: report files, honesty rules, determinism."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers.evaluate_data import write_cohort, write_synthetic
+from xraymunit import config
+from xraymunit.config.evaluate import EvaluateConfig
+from xraymunit.evaluate import EvaluateError, evaluate
+from xraymunit.io.cohort import Cohort
+
+TINY = Path(__file__).resolve().parents[1] / "configs" / "evaluate_tiny.yaml"
+
+
+def tiny(*overrides):
+    return config.load(EvaluateConfig, TINY, ["progress=false", *overrides])
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate")
+    cohort = write_cohort(root / "cohort", n_patients=52, size=64, seed=3)
+    synth = write_synthetic(root / "synth", cohort, n_styles=3, copies_of_training=2)
+    out = root / "report"
+    metrics = evaluate(cohort, synth, out, tiny())
+    return {"cohort": cohort, "synth": synth, "out": out, "metrics": metrics}
+
+
+def test_report_files_and_json(study):
+    out = study["out"]
+    for name in ("metrics.json", "summary.md", "predictions.csv", "roc.png", "metric_vs_real_abnormal.png",
+                 "styles_grid.png", "evaluate_config.yaml"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["arms"] == ["real", "classical", "synthetic", "classical+synthetic"]
+    assert [lv["name"] for lv in m["levels"]] == ["5", "all"]
+    for level in m["results"].values():
+        for arm in level["arms"].values():
+            for name in ("auroc", "sensitivity_at_specificity", "balanced_accuracy"):
+                v = arm[name]
+                assert 0 <= v["ci_low"] <= v["ci_high"] <= 1 and len(v["per_seed"]) == 2
+            assert arm["auroc"]["ci_low"] <= arm["auroc"]["value"] <= arm["auroc"]["ci_high"]
+        assert set(level["comparisons"]) == {"classical vs real", "synthetic vs real", "classical+synthetic vs real",
+                                             "synthetic vs classical", "classical+synthetic vs classical"}
+        assert "per_source" in level["arms"]["real"]  # the cohort has two source datasets
+    assert config.load(EvaluateConfig, out / "evaluate_config.yaml") == tiny()
+
+
+def test_the_classifier_learns_something(study):
+    res = study["metrics"]["results"]["all"]["arms"]["real"]["auroc"]
+    assert res["value"] > 0.6
+
+
+def test_only_real_test_and_val_images_are_scored(study):
+    pred = pd.read_csv(study["out"] / "predictions.csv")
+    ok = Cohort.open(study["cohort"]).ok()
+    split_of = dict(zip(ok["image_key"], ok["split"]))
+    assert set(pred["split"]) == {"val", "test"}
+    assert all(split_of[k] == s for k, s in zip(pred["image_key"], pred["split"]))
+    synth_keys = set(pd.read_parquet(study["synth"] / "manifest.parquet")["synth_key"])
+    assert not synth_keys & set(pred["image_key"])
+    test_keys = set(ok[(ok["split"] == "test") & ok["label"].isin(["normal", "abnormal"])]["image_key"])
+    for _, g in pred[pred["split"] == "test"].groupby(["level", "arm", "seed"]):
+        assert set(g["image_key"]) == test_keys
+
+
+def test_held_out_synthetic_images_are_excluded_and_counted(study):
+    sel = study["metrics"]["synthetic_selection"]
+    synth = pd.read_parquet(study["synth"] / "manifest.parquet")
+    ok = Cohort.open(study["cohort"]).ok()
+    patient_split = ok.groupby("patient_key")["split"].first()
+    held = synth["source_patient_key"].map(patient_split).isin(["val", "test"]).sum()
+    unknown = (~synth["source_patient_key"].isin(patient_split.index)).sum()
+    assert sel["excluded_by_reason"]["source patient is in val/test"] == held > 0
+    assert sel["excluded_by_reason"]["source not found in the cohort"] == unknown > 0
+    assert sel["used_for_training"] == len(synth) - held - unknown
+    counts = study["metrics"]["results"]["all"]["arms"]["synthetic"]["train_counts"]
+    assert counts["synthetic_abnormal"] == sel["used_for_training"]
+    summary = (study["out"] / "summary.md").read_text()
+    assert f"excluded — " in summary and "source patient is in val/test: " + str(held) in summary
+
+
+def test_arms_share_seeds_budget_and_real_subset(study):
+    runs = study["metrics"]["runs"]
+    steps = tiny().classifier.steps
+    for (level, seed), group in pd.DataFrame(runs).groupby(["level", "seed"]):
+        assert len(group) == 4
+        assert group["real_abnormal_keys_sha"].nunique() == 1
+        real = [(c["real_normal"], c["real_abnormal"]) for c in group["train_counts"]]
+        assert len(set(real)) == 1
+        assert all(h[-1]["step"] == steps for h in group["history"])
+    low = [r for r in runs if r["level"] == "5"]
+    assert all(r["train_counts"]["real_abnormal"] == 5 for r in low)
+    seeds = {r["seed"] for r in runs}
+    assert seeds == {0, 1}
+
+
+def test_quality_metrics_and_memorisation(study):
+    q = study["metrics"]["quality"]
+    assert "real-only classifier" in q["feature_network"]
+    r = q["realism"]
+    assert r["synthetic_vs_real_abnormal"]["frechet"] >= 0
+    assert r["yardstick_real_normal_vs_real_abnormal"]["frechet"] >= 0
+    d = q["diversity"]["synthetic_styles_of_same_input"]
+    assert d["lpips_style"]["mean"] > 0 and 0 < d["one_minus_ms_ssim"]["mean"] < 1
+    c = q["content_preservation"]
+    assert c["ssim_input_vs_translation"]["mean"] > c["yardstick_ssim_unrelated_inputs"]["mean"]
+    mem = q["memorisation"]
+    assert mem["n_flagged"] >= 1  # the verbatim copies of training images planted by the helper
+    copies = set(pd.read_parquet(study["synth"] / "manifest.parquet").query("style_index >= 100")["synth_key"])
+    assert {f["synth_key"] for f in mem["flagged"]} & copies
+
+
+def test_summary_answers_the_question_with_caveats(study):
+    s = (study["out"] / "summary.md").read_text()
+    assert s.startswith("# Evaluation summary")
+    assert "## Does synthetic help?" in s and "ΔAUROC" in s and "95% CI" in s
+    assert "trained on *all* train-split abnormal images" in s
+    assert "| (3) real + synthetic |" in s and "Fréchet" in s
+
+
+def test_without_synthetic_arms_3_4_are_skipped_and_run_is_deterministic(study, tmp_path):
+    cfg = tiny("real_abnormal=[all]", "seeds=1", "classifier.steps=20")
+    m1 = evaluate(study["cohort"], None, tmp_path / "a", cfg)
+    m2 = evaluate(study["cohort"], None, tmp_path / "b", cfg)
+    assert m1["arms"] == ["real", "classical"] and m1["quality"] is None
+    assert any("arms ['synthetic', 'classical+synthetic'] skipped" in n for n in m1["notes"])
+    assert "Not measured" in (tmp_path / "a" / "summary.md").read_text()
+    p1, p2 = pd.read_csv(tmp_path / "a" / "predictions.csv"), pd.read_csv(tmp_path / "b" / "predictions.csv")
+    assert np.array_equal(p1["score"].to_numpy(), p2["score"].to_numpy())
+
+
+def test_level_above_available_collapses_onto_all(study, tmp_path):
+    cfg = tiny("real_abnormal=[1000, all]", "seeds=1", "classifier.steps=10", "arms=[real]", "quality.enabled=false")
+    m = evaluate(study["cohort"], study["synth"], tmp_path, cfg)
+    assert [lv["name"] for lv in m["levels"]] == ["all"]
+    assert any("same as 'all'" in n for n in m["notes"])
+
+
+def test_single_class_split_is_a_user_error(tmp_path):
+    cohort = write_cohort(tmp_path / "c", n_patients=20, size=32)
+    m = pd.read_parquet(cohort / "manifest.parquet")
+    m.loc[m["split"] == "test", "label"] = "normal"
+    m.to_parquet(cohort / "manifest.parquet")
+    with pytest.raises(EvaluateError, match="test split needs both"):
+        evaluate(cohort, None, tmp_path / "r", tiny())
+
+
+def test_cuda_request_without_cuda_is_a_user_error(study, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(EvaluateError, match="CUDA is not available"):
+        evaluate(study["cohort"], None, tmp_path, tiny(), device="cuda")
