@@ -157,3 +157,25 @@ def test_cuda_request_without_cuda_is_a_user_error(study, tmp_path):
         pytest.skip("CUDA is available here")
     with pytest.raises(EvaluateError, match="CUDA is not available"):
         evaluate(study["cohort"], None, tmp_path, tiny(), device="cuda")
+
+
+@pytest.mark.parametrize("name", ["evaluate.yaml", "evaluate_tiny.yaml"])
+def test_shipped_configs_load_set_every_key_and_comment_it(name):
+    import yaml
+
+    path = TINY.parent / name
+    cfg = config.load(EvaluateConfig, path)
+    data = yaml.safe_load(path.read_text())
+
+    def flat(d, p=""):
+        out = set()
+        for k, v in d.items():
+            out.add(p + k)
+            if isinstance(v, dict):
+                out |= flat(v, p + k + ".")
+        return out
+
+    assert flat(config.to_dict(cfg)) == flat(data)  # every key is written out
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            assert "#" in line, f"{name}: no comment on {line!r}"

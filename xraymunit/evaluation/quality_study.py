@@ -147,13 +147,16 @@ def assess(
         "content_preservation": content,
         "memorisation": mem,
     }
-    grid = _grid(src_imgs, syn.images, sidx, cfg)
+    grid = _grid(cohort, synth, ok, uniq, rows, sidx, cfg)
     return result, grid
 
 
-def _grid(src_imgs, syn_imgs, sidx, cfg: QualityConfig) -> dict:
+def _grid(cohort: Cohort, synth: SyntheticSet, ok: pd.DataFrame, uniq, rows: pd.DataFrame, sidx,
+          cfg: QualityConfig) -> dict:
+    """Inputs and their first styles at their stored resolution (not the classifier's)."""
     groups = [g for g in np.unique(sidx)][: cfg.grid_sources]
     return {
-        "inputs": [src_imgs[g, 0].numpy() for g in groups],
-        "styles": [[syn_imgs[i, 0].numpy() for i in np.flatnonzero(sidx == g)[: cfg.grid_styles]] for g in groups],
+        "inputs": [cohort.image(ok.loc[uniq[g], "cache_index"]) for g in groups],
+        "styles": [[synth.image(rows.iloc[i]) for i in np.flatnonzero(sidx == g)[: cfg.grid_styles]]
+                   for g in groups],
     }

@@ -123,6 +123,8 @@ def _plot_levels(path: Path, metrics: dict) -> None:
             ax.errorbar(jitter, y, yerr=[y - lo, hi - y], marker="o", capsize=3, label=ARM_LABEL[arm])
         if len(xs) > 1 and xs.min() > 0:
             ax.set_xscale("log")
+        ax.set_xticks(xs, [f"{int(x)}" + (" (all)" if lv["name"] == "all" else "") for x, lv in zip(xs, levels)])
+        ax.minorticks_off()
         ax.set(xlabel="real abnormal training images", ylabel=METRIC_LABEL[name], ylim=(0, 1.02))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
