@@ -179,3 +179,17 @@ def test_shipped_configs_load_set_every_key_and_comment_it(name):
     for line in path.read_text().splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             assert "#" in line, f"{name}: no comment on {line!r}"
+
+
+def test_rerun_reuses_finished_runs_and_gives_the_same_report(study, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(study["out"], out)
+    again = evaluate(study["cohort"], study["synth"], out, tiny())
+    assert again["resumed_runs"] == len(study["metrics"]["runs"]) and again["elapsed_s"] < study["metrics"]["elapsed_s"]
+    assert again["results"] == study["metrics"]["results"]
+    assert again["quality"]["realism"] == study["metrics"]["quality"]["realism"]
+    # a changed budget changes the fingerprint: nothing is reused
+    changed = evaluate(study["cohort"], None, out, tiny("classifier.steps=5", "seeds=1", "real_abnormal=[all]"))
+    assert changed["resumed_runs"] == 0

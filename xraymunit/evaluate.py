@@ -25,10 +25,10 @@ from xraymunit import config as config_mod
 from xraymunit.config.evaluate import EvaluateConfig
 from xraymunit.errors import XraymunitError
 from xraymunit.evaluation import metrics as M
-from xraymunit.evaluation.classifier import TrainPool, predict, train_classifier
+from xraymunit.evaluation.classifier import TrainPool, build_classifier, predict, train_classifier
 from xraymunit.evaluation.datasets import (ClassicalAugment, ImageSet, low_data_order, real_split,
                                            select_synthetic, synthetic_images)
-from xraymunit.io import atomic
+from xraymunit.evaluation.runcache import RunCache, digest, fingerprint
 from xraymunit.io.cohort import Cohort, SyntheticSet
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ def evaluate(
     *,
     device: str | None = None,
     progress: bool | None = None,
+    resume: bool = True,
 ) -> dict:
     """Run the classifier study and the quality metrics; write the report into `out`.
 
@@ -101,6 +102,8 @@ def evaluate(
         config: the study (defaults to EvaluateConfig()).
         device: overrides config.device ('cpu', 'cuda', 'cuda:1', ...).
         progress: overrides config.progress (tqdm bars on stderr).
+        resume: reuse finished runs found in out/runs/ whose fingerprint (config, seed,
+            image keys) matches; False retrains everything.
 
     Returns:
         The metrics dict also written to out/metrics.json.
@@ -158,33 +161,61 @@ def evaluate(
     feature_level = levels[-1]
 
     # ---------------------------------------------------------------- training runs
-    runs, feature_model = [], None
+    quality_rows = _quality_rows(syn.manifest, co, cfg) if syn is not None and cfg.quality.enabled else None
+    need_features = quality_rows is not None and len(quality_rows) > 0
+    cache = RunCache(out / "runs", enabled=resume)
+    base_fp = {"classifier": config_mod.to_dict(cc), "device": torch.device(dev).type,
+               "train_normal": digest(train.keys[nor_idx]), "val": digest(val.keys), "test": digest(test.keys)}
+    synth_fp = None if selection is None else {"synthetic": config_mod.to_dict(cfg.synthetic),
+                                                "keys": digest(selection.used["synth_key"])}
+    runs, feature_model, resumed = [], None, 0
     n_runs = len(levels) * len(seeds) * len(arms)
-    extra = "real" not in arms
+    extra = need_features and "real" not in arms
     bar = tqdm(total=(n_runs + extra) * cc.steps, desc="evaluate: training", unit="step", disable=not show)
+
+    def run_one(level: Level, seed: int, arm: str, want_model: bool):
+        nonlocal resumed
+        keep = np.sort(abn_idx[low_data_order(len(abn_idx), seed)[: level.n_abnormal]])
+        fp = fingerprint({**base_fp, "arm": arm, "seed": seed, "real_abnormal": digest(train.keys[keep]),
+                          "augment": config_mod.to_dict(cfg.augment) if "classical" in arm else None,
+                          "synthetic": synth_fp if "synthetic" in arm else None})
+        bar.set_postfix_str(f"{level.name}/{arm}/seed{seed}")
+        run = cache.load(level.name, arm, seed, fp)
+        model = None
+        if run is not None and want_model:
+            model = build_classifier(cc, seed).to(dev)
+            if not cache.load_model(level.name, arm, seed, fp, model):
+                run, model = None, None
+        if run is not None:
+            resumed += 1
+            run["threshold"] = _threshold(val.labels, run["_val_scores"], cfg)
+            bar.update(cc.steps)
+            return run, model
+        pool = TrainPool(normal=train.images[torch.as_tensor(nor_idx)], abnormal=train.images[torch.as_tensor(keep)],
+                         synthetic=synth_train.images if "synthetic" in arm else None,
+                         synthetic_mix=cfg.synthetic.mix, balanced=cc.balanced_batches)
+        aug = ClassicalAugment(cfg.augment, size, seed) if "classical" in arm else None
+        res = train_classifier(pool, val, cc, seed, dev, augment=aug, progress=bar)
+        run = _score(res, level, arm, seed, pool, val, test, dev, cfg, train.keys[keep])
+        cache.save(run, fp)
+        if want_model:
+            cache.save_model(level.name, arm, seed, fp, res.model)
+        return run, (res.model if want_model else None)
+
     for level in levels:
         for seed in seeds:
-            keep = abn_idx[low_data_order(len(abn_idx), seed)[: level.n_abnormal]]
             for arm in arms:
-                bar.set_postfix_str(f"{level.name}/{arm}/seed{seed}")
-                pool = TrainPool(normal=train.images[torch.as_tensor(nor_idx)],
-                                 abnormal=train.images[torch.as_tensor(np.sort(keep))],
-                                 synthetic=synth_train.images if "synthetic" in arm else None,
-                                 synthetic_mix=cfg.synthetic.mix, balanced=cc.balanced_batches)
-                aug = ClassicalAugment(cfg.augment, size, seed) if "classical" in arm else None
-                res = train_classifier(pool, val, cc, seed, dev, augment=aug, progress=bar)
-                runs.append(_score(res, level, arm, seed, pool, val, test, dev, cfg,
-                                   train.keys[np.sort(keep)]))
-                if arm == "real" and level is feature_level and seed == seeds[0]:
-                    feature_model = res.model
-                else:
-                    del res
-    if feature_model is None:  # no real-only arm was asked for: train one for the feature space
-        keep = abn_idx[low_data_order(len(abn_idx), seeds[0])[: feature_level.n_abnormal]]
-        pool = TrainPool(train.images[torch.as_tensor(nor_idx)], train.images[torch.as_tensor(np.sort(keep))],
-                         balanced=cc.balanced_batches)
-        feature_model = train_classifier(pool, val, cc, seeds[0], dev, progress=bar).model
+                want = need_features and arm == "real" and level is feature_level and seed == seeds[0]
+                run, model = run_one(level, seed, arm, want)
+                runs.append(run)
+                if want:
+                    feature_model = model
+    if need_features and feature_model is None:  # no real-only arm asked for: train one for the feature space
+        _, feature_model = run_one(feature_level, seeds[0], "real", True)
     bar.close()
+    if resumed:
+        notes.append(f"{resumed} training run(s) reused from {out / 'runs'} (same fingerprint); "
+                     "pass resume=False / --fresh to retrain")
 
     # ---------------------------------------------------------------- statistics
     results = _statistics(runs, levels, arms, seeds, test, cfg)
@@ -194,7 +225,7 @@ def evaluate(
     if syn is not None and cfg.quality.enabled:
         from xraymunit.evaluation.quality_study import assess
 
-        rows = _quality_rows(syn.manifest, co, cfg)
+        rows = quality_rows
         if len(rows) == 0:
             notes.append("quality metrics skipped: no synthetic image with a PNG and a source in the cohort")
         else:
@@ -230,6 +261,7 @@ def evaluate(
         "quality": quality,
         "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs],
         "notes": notes,
+        "resumed_runs": resumed,
         "elapsed_s": None,
     }
     metrics["elapsed_s"] = round(time.time() - t0, 1)
@@ -242,22 +274,19 @@ def _score(res, level: Level, arm: str, seed: int, pool: TrainPool, val: ImageSe
            dev, cfg: EvaluateConfig, kept_keys) -> dict:
     """Scores of the val-selected model on val and test, and the val-chosen threshold."""
     v, t = predict(res.model, val.images, dev), predict(res.model, test.images, dev)
-    if cfg.stats.threshold == "youden":
-        thr = M.youden_threshold(val.labels, v)
-    else:
-        thr = M.threshold_at_specificity(val.labels, v, cfg.stats.specificity)
     return {
         "level": level.name, "arm": arm, "seed": seed, "train_counts": pool.counts(),
-        "best_step": res.best_step, "val_auroc": res.best_val_auroc, "threshold": thr,
-        "history": res.history, "real_abnormal_keys_sha": _digest(kept_keys),
+        "best_step": res.best_step, "val_auroc": res.best_val_auroc, "threshold": _threshold(val.labels, v, cfg),
+        "history": res.history, "real_abnormal_keys_sha": digest(kept_keys),
         "_val_scores": v, "_test_scores": t,
     }
 
 
-def _digest(keys) -> str:
-    import hashlib
-
-    return hashlib.sha256("\n".join(sorted(map(str, keys))).encode()).hexdigest()[:16]
+def _threshold(y_val, v, cfg: EvaluateConfig) -> float:
+    """The operating threshold for balanced accuracy, chosen on val (never on test)."""
+    if cfg.stats.threshold == "youden":
+        return M.youden_threshold(y_val, v)
+    return M.threshold_at_specificity(y_val, v, cfg.stats.specificity)
 
 
 def _statistics(runs, levels, arms, seeds, test: ImageSet, cfg: EvaluateConfig) -> dict:
@@ -289,6 +318,9 @@ def _statistics(runs, levels, arms, seeds, test: ImageSet, cfg: EvaluateConfig) 
                 comparisons[f"{arm} vs {ref}"] = {
                     name: M.paired_difference(dists[arm][name], dists[ref][name], st.ci) for name in dists[arm]
                 }
+        adjusted = M.holm([c["auroc"]["p_bootstrap"] for c in comparisons.values()])
+        for c, p in zip(comparisons.values(), adjusted):
+            c["auroc"]["p_holm"] = p  # Holm over this level's AUROC comparisons
         out[level.name] = {"n_real_abnormal": level.n_abnormal, "arms": arm_res, "comparisons": comparisons}
     return out
 

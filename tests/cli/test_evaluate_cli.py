@@ -24,7 +24,7 @@ def test_help_explains_every_option(capsys):
     assert exc.value.code == 0
     text = capsys.readouterr().out
     for opt in ("--cohort", "--synthetic", "--out", "--config", "--real-abnormal", "--seeds", "--set",
-                "--device", "--no-progress"):
+                "--device", "--no-progress", "--fresh"):
         assert opt in text
     assert "real + classical augmentation" in text and "never trained on" in text
 

@@ -123,3 +123,9 @@ def test_summary_reports_seed_spread():
     s = M.summarise(point, boot, 0.9)
     assert s["value"] == pytest.approx(0.8) and s["seed_sd"] == pytest.approx(0.1)
     assert s["ci_low"] < 0.8 < s["ci_high"] and s["per_seed"] == [0.7, 0.8, 0.9]
+
+
+def test_holm_adjustment_hand_computed():
+    # sorted p: 0.01 (×3 = 0.03), 0.02 (×2 = 0.04), 0.04 (×1 = 0.04, kept monotone)
+    assert M.holm([0.04, 0.01, None, 0.02]) == pytest.approx([0.04, 0.03, None, 0.04])
+    assert M.holm([0.6, 0.9]) == [1.0, 1.0]

@@ -58,6 +58,9 @@ def register(subparsers) -> None:
     p.add_argument("--device", default=None, metavar="DEV",
                    help="cpu, cuda or cuda:N (overrides the config's device)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--fresh", action="store_true",
+                   help="retrain every run; by default finished runs kept in OUT/runs/ are reused when "
+                        "their fingerprint (config, seed, image keys) matches, so an interrupted study resumes")
     p.set_defaults(func=run)
 
 
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     if args.no_progress:
         overrides.append("progress=false")
     cfg = config.load(EvaluateConfig, args.config, overrides)
-    metrics = evaluate(args.cohort, args.synthetic, args.out, cfg)
+    metrics = evaluate(args.cohort, args.synthetic, args.out, cfg, resume=not args.fresh)
     out = Path(args.out)
     print(f"report: {out / 'summary.md'}  (metrics: {out / 'metrics.json'})")
     for line in headline(metrics):

@@ -158,6 +158,17 @@ def paired_difference(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.
             "n_boot": int(d.size), "verdict": verdict(lo, hi)}
 
 
+def holm(pvalues: list) -> list:
+    """Holm step-down adjusted p-values (None stays None): controls the family-wise error."""
+    idx = [i for i, p in enumerate(pvalues) if p is not None]
+    order = sorted(idx, key=lambda i: pvalues[i])
+    out, running = list(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
 def verdict(lo, hi) -> str:
     """'better' / 'worse' only when the whole CI is on one side of zero."""
     if lo is None or hi is None:

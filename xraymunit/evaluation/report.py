@@ -298,7 +298,8 @@ def caveats(metrics: dict) -> list[str]:
                    "and a null result is weak evidence of no effect.")
     out.append(f"CIs resample test {cfg['stats']['bootstrap_unit']}s (training variation enters only through the "
                f"{len(metrics['seeds'])} seed(s); per-seed values and their SD are in metrics.json). "
-               "p-values are not corrected for the number of comparisons.")
+               "p-values in the tables are per comparison; Holm-adjusted ones (AUROC, within each level) "
+               "are in metrics.json as p_holm.")
     if cfg["classifier"]["steps"] < 200:
         out.append(f"The training budget is tiny ({cfg['classifier']['steps']} steps): treat these numbers as a "
                    "smoke test of the pipeline, not as a study result.")

@@ -1,0 +1,87 @@
+"""Finished training runs kept on disk, so an interrupted study resumes where it stopped.
+
+A full study is dozens of runs (hours on a GPU). Each finished run's scores are written
+atomically to OUT/runs/ under a fingerprint of everything that determines it (config of the
+classifier, augmentation and synthetic mixing, seed, and the exact image keys of every
+split and of the synthetic pool); a rerun reuses a run only when the fingerprint matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xraymunit.io import atomic
+
+
+def digest(keys) -> str:
+    """Order-independent short hash of a set of keys."""
+    return hashlib.sha256("\n".join(sorted(map(str, keys))).encode()).hexdigest()[:16]
+
+
+def fingerprint(parts: dict) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+class RunCache:
+    """OUT/runs/<level>__<arm>__seed<k>.npz (+ .pt for the feature network's run)."""
+
+    def __init__(self, root: Path, enabled: bool = True):
+        self.root, self.enabled = Path(root), enabled
+
+    def _path(self, level: str, arm: str, seed: int, suffix: str) -> Path:
+        safe = arm.replace("+", "_plus_")
+        return self.root / f"{level}__{safe}__seed{seed}{suffix}"
+
+    def load(self, level: str, arm: str, seed: int, fp: str) -> dict | None:
+        path = self._path(level, arm, seed, ".npz")
+        if not self.enabled or not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                if meta.get("fingerprint") != fp:
+                    return None
+                meta["_val_scores"], meta["_test_scores"] = z["val"].copy(), z["test"].copy()
+        except (OSError, ValueError, KeyError):
+            return None  # a damaged file is simply recomputed
+        return meta
+
+    def save(self, run: dict, fp: str) -> None:
+        meta = {k: v for k, v in run.items() if not k.startswith("_")}
+        meta["fingerprint"] = fp
+        buf = io.BytesIO()
+        np.savez(buf, val=run["_val_scores"], test=run["_test_scores"],
+                 meta=np.array(json.dumps(meta, default=_plain)))
+        atomic.write_bytes(self._path(run["level"], run["arm"], run["seed"], ".npz"), buf.getvalue())
+
+    def save_model(self, level: str, arm: str, seed: int, fp: str, model: torch.nn.Module) -> None:
+        buf = io.BytesIO()
+        torch.save({"fingerprint": fp, "state_dict": model.state_dict()}, buf)
+        atomic.write_bytes(self._path(level, arm, seed, ".pt"), buf.getvalue())
+
+    def load_model(self, level: str, arm: str, seed: int, fp: str, model: torch.nn.Module) -> bool:
+        path = self._path(level, arm, seed, ".pt")
+        if not self.enabled or not path.is_file():
+            return False
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - unreadable → retrain
+            return False
+        if blob.get("fingerprint") != fp:
+            return False
+        model.load_state_dict(blob["state_dict"])
+        return True
+
+
+def _plain(v):
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    raise TypeError(type(v).__name__)
