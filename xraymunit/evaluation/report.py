@@ -179,9 +179,28 @@ def headline(metrics: dict) -> list[str]:
                           ("classical+synthetic vs classical", "real + classical + synthetic vs real + classical")):
             if key in comps:
                 d = comps[key]["auroc"]
-                lines.append(f"- With {lv['n_real_abnormal']} real abnormal training images ({lv['name']}): "
+                lines.append(f"- With {lv['n_real_abnormal']}{' (all)' if lv['name'] == 'all' else ''} real abnormal training images: "
                              f"{text}: ΔAUROC {_delta(d)} → **{d['verdict']}**.")
     return lines
+
+
+def overall(metrics: dict) -> str:
+    """The one-line answer: at how many levels adding synthetic images changed AUROC significantly."""
+    verdicts = [metrics["results"][lv["name"]]["comparisons"][key]["auroc"]["verdict"]
+                for lv in metrics["levels"] for key in ("synthetic vs real", "classical+synthetic vs classical")
+                if key in metrics["results"][lv["name"]]["comparisons"]]
+    n_better, n_worse = verdicts.count("better"), verdicts.count("worse")
+    if n_better and not n_worse:
+        word = "**Yes**"
+    elif n_worse and not n_better:
+        word = "**No — it hurt**"
+    elif n_better and n_worse:
+        word = "**Mixed**"
+    else:
+        word = "**Not shown**"
+    return (f"{word}: adding synthetic images raised test AUROC significantly in {n_better} and lowered it in "
+            f"{n_worse} of {len(verdicts)} comparisons ({int(round(metrics['config']['stats']['ci'] * 100))}% CI "
+            "of the paired difference excluding 0).")
 
 
 def summary(metrics: dict) -> str:
@@ -193,6 +212,8 @@ def summary(metrics: dict) -> str:
     L.append("")
     head = headline(metrics)
     if head:
+        L.append(overall(metrics))
+        L.append("")
         L += head
         L.append("")
         L.append(f"Δ = arm − reference on the *same* test resamples and seeds (paired patient bootstrap, "
