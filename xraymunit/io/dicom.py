@@ -326,12 +326,12 @@ def scan_header(
                 ds, forced = read_header(fp)
             except Exception as exc:  # corrupt or truncated header
                 return HeaderScan(kind="dicom", status="failed", reason="header_error",
-                                  detail=_exc_detail(exc))
+                                  detail=safe_detail(exc))
             try:
                 tag, offset, length = _pixel_element(fp, ds, st.st_size)
             except (OSError, struct.error) as exc:
                 return HeaderScan(kind="dicom", status="failed", reason="header_error",
-                                  detail=_exc_detail(exc))
+                                  detail=safe_detail(exc))
             return _classify(ds, forced, fp, tag, offset, length, st, modalities, min_side, max_side)
     except OSError as exc:
         return HeaderScan(kind=None, status="failed", reason="unreadable", detail=type(exc).__name__)
@@ -436,7 +436,7 @@ def decoder_problem(ts: UID) -> str | None:
     return None
 
 
-def _exc_detail(exc: BaseException) -> str:
+def safe_detail(exc: BaseException) -> str:
     msg = str(exc).splitlines()[0] if str(exc) else ""
     msg = re.sub(r"(/[^\s'\"]+)+", "<path>", msg)  # never leak paths into reports
     return f"{type(exc).__name__}: {msg[:160]}" if msg else type(exc).__name__
@@ -642,7 +642,7 @@ def read_stored_pixels(path: str | os.PathLike, pixel: dict) -> np.ndarray:
         try:
             arr = np.fromfile(path, dtype=dtype, count=rows * cols, offset=pixel["offset"])
         except (OSError, ValueError) as exc:
-            raise PixelError("truncated", _exc_detail(exc)) from None
+            raise PixelError("truncated", safe_detail(exc)) from None
         if arr.size != rows * cols:
             raise PixelError("truncated", f"read {arr.size} of {rows * cols} pixels")
         arr = arr.reshape(rows, cols)
@@ -664,7 +664,7 @@ def read_stored_pixels(path: str | os.PathLike, pixel: dict) -> np.ndarray:
             fp.seek(pixel["offset"])
             arr, _ = decoder.as_array(fp, index=0, **opts)
     except Exception as exc:
-        raise PixelError("decode_error", _exc_detail(exc)) from None
+        raise PixelError("decode_error", safe_detail(exc)) from None
     arr = np.asarray(arr)
     if arr.ndim != 2 or arr.shape != (rows, cols):
         raise PixelError("decode_error", f"decoded shape {arr.shape}, header says {rows}x{cols}")
@@ -677,7 +677,7 @@ def _full_read_pixels(path: Path, pixel: dict) -> np.ndarray:
             ds, _ = read_header(fp, stop_before_pixels=False)
         arr = ds.pixel_array
     except Exception as exc:
-        raise PixelError("decode_error", _exc_detail(exc)) from None
+        raise PixelError("decode_error", safe_detail(exc)) from None
     return mask_bits_stored(np.asarray(arr), pixel["bits_stored"], pixel["pixel_representation"] == 1)
 
 
