@@ -43,6 +43,10 @@ from xraymunit.io.cohort import CACHE_IMAGES, CACHE_META, INGEST_REPORT, MANIFES
 log = logging.getLogger(__name__)
 
 PIPELINE_VERSION = 1  # bump when the pixel path changes: cached entries are then re-decoded
+# Same values as xraymunit.data.transforms.FITS / WINDOW_MODES (a test checks), repeated so
+# that validating options does not import MONAI (seconds) before any work is needed.
+FITS = ("pad", "crop")
+WINDOW_MODES = ("auto", "percentile")
 PRIVATE = "private"
 ENTRIES = "entries"
 JOURNAL_PREFIX = "journal"
@@ -72,8 +76,6 @@ class IngestSettings:
     max_side: int = dicom.DEFAULT_MAX_SIDE
 
     def validate(self) -> "IngestSettings":
-        from xraymunit.data.transforms import FITS, WINDOW_MODES
-
         if not 16 <= int(self.size) <= 4096:
             raise IngestError(f"--size must be between 16 and 4096 pixels, got {self.size}")
         if self.fit not in FITS:
@@ -307,6 +309,7 @@ def scan_file(path: Path, settings: IngestSettings) -> dict:
     return scan.to_json()
 
 
+_QUIET: list = []
 _CHAIN: Any = None
 _CHAIN_FP: str | None = None
 
@@ -381,6 +384,8 @@ def _worker_init() -> None:
     """Workers: one thread each (the parallelism is across processes), Ctrl-C handled by the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["OMP_NUM_THREADS"] = "1"
+    _QUIET.append(dicom.quiet_pydicom())
+    _QUIET[-1].__enter__()  # for the worker's lifetime
     try:
         import torch
 
@@ -479,7 +484,7 @@ def ingest(
     runner = _Runner(int(workers))
     decoded = reused = 0
     try:
-        with Journal(private / journal_name(shard_t)) as journal:
+        with dicom.quiet_pydicom(), Journal(private / journal_name(shard_t)) as journal:
             journal.write({"type": "run", "fp": fp, "settings": settings.to_json(), "shard": shard_t,
                            "input_root": str(root.resolve()), "files_total": len(all_rels),
                            "files": len(rels), "xraymunit": __version__})
@@ -646,7 +651,7 @@ def finalize(out: Path, records: list[tuple[str, FileState]], settings: IngestSe
     # Pack the cache in manifest order; an entry that cannot be read turns its row into a failure.
     manifest_path = out / MANIFEST
     manifest_path.unlink(missing_ok=True)  # a killed finalize must not leave an old manifest over a new cache
-    n_packed = _pack_cache(out, private, records, rows, settings, progress)
+    n_packed, signature = _pack_cache(out, private, records, rows, settings, progress)
 
     df = manifest.to_frame(rows)
     report = _report(df, settings, fractions, table, salt_source, run, warnings)
@@ -656,7 +661,7 @@ def finalize(out: Path, records: list[tuple[str, FileState]], settings: IngestSe
         "intensity": "value / 65535 = display intensity in [0, 1] after Modality LUT, VOI LUT/window "
                      "and MONOCHROME1 inversion; bright = dense (bone), dark = air",
         "order": "row i is the manifest row whose cache_index is i",
-        "pipeline_version": PIPELINE_VERSION, "xraymunit": __version__,
+        "pipeline_version": PIPELINE_VERSION, "xraymunit": __version__, "pack_signature": signature,
     })
     import pandas as pd
 
@@ -721,7 +726,7 @@ def _dedupe_image_keys(rows: list[dict]) -> None:
 
 
 def _pack_cache(out: Path, private: Path, records: list[tuple[str, FileState]], rows: list[dict],
-                settings: IngestSettings, progress: bool) -> int:
+                settings: IngestSettings, progress: bool) -> tuple[int, str]:
     """Write cache/images.npy (uint16 N×S×S memmap) from the entries, one image in memory at a time."""
     s = settings.size
     ok = []
@@ -734,7 +739,13 @@ def _pack_cache(out: Path, private: Path, records: list[tuple[str, FileState]], 
             row.update(status="failed", reason="decode_error", reason_detail="cache entry missing or damaged",
                        split=None, window_source=None, pixel_steps=None)
     path = out / CACHE_IMAGES
+    signature = _pack_signature(ok, settings)
+    if _cache_is_current(out, signature, len(ok), s):
+        for i, (row, _entry) in enumerate(ok):
+            row["cache_index"] = i
+        return len(ok), signature
     path.parent.mkdir(parents=True, exist_ok=True)
+    (out / CACHE_META).unlink(missing_ok=True)
     with atomic.atomic_path(path) as tmp:
         if not ok:
             np.save(tmp, np.zeros((0, s, s), np.uint16))
@@ -750,7 +761,26 @@ def _pack_cache(out: Path, private: Path, records: list[tuple[str, FileState]], 
                     bar.update()
             cache.flush()
             del cache
-    return len(ok)
+    return len(ok), signature
+
+
+def _pack_signature(ok: list[tuple[dict, Path]], settings: IngestSettings) -> str:
+    """Identifies a pack: which entries, in which order, made under which settings."""
+    h = hashlib.sha256(settings.fingerprint.encode())
+    for _row, entry in ok:
+        st = entry.stat()
+        h.update(f"{entry.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:32]
+
+
+def _cache_is_current(out: Path, signature: str, count: int, size: int) -> bool:
+    """A rerun that changed nothing keeps the existing cache instead of rewriting it."""
+    try:
+        meta = json.loads((out / CACHE_META).read_text())
+        header_ok = np.load(out / CACHE_IMAGES, mmap_mode="r").shape == (count, size, size)
+    except (OSError, ValueError):
+        return False
+    return header_ok and meta.get("pack_signature") == signature
 
 
 def _report(df, settings: IngestSettings, fractions: Sequence[float], table: manifest.LabelTable | None,

@@ -12,14 +12,17 @@ keeps them in the private folder and hashes them before anything is shared.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import logging
 import math
 import os
 import re
 import struct
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Sequence
+from typing import Any, BinaryIO, Iterator, Sequence
 
 import numpy as np
 import pydicom
@@ -71,6 +74,25 @@ FAIL_REASONS = {
     "changed_during_ingest": "file changed between the header and decode passes",
 }
 REASONS = {**SKIP_REASONS, **FAIL_REASONS}
+
+
+@contextlib.contextmanager
+def quiet_pydicom() -> Iterator[None]:
+    """Silence pydicom's per-file warnings and decoder tracebacks for the duration.
+
+    Ingest records every problem in the manifest; thousands of log lines about the same
+    malformed value (or a traceback per corrupt file) would bury the summary.
+    """
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"pydicom(\..*)?$")
+            warnings.filterwarnings("ignore", category=UserWarning, message=r".*(VR|value|DICOM|Invalid).*")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 class PixelError(Exception):
@@ -361,6 +383,9 @@ def _classify(ds, forced, fp, tag, offset, length, st, modalities, min_side, max
         return stop("skipped", "modality",
                     f"Modality {modality or 'missing'} not in {','.join(sorted(accepted))}")
     if tag is None:
+        if any(k not in ds for k in ("Rows", "Columns", "BitsAllocated")):
+            # pydicom stops quietly at a corrupt or truncated element: the image module is missing
+            return stop("failed", "header_error", "image attributes missing: header truncated or corrupt")
         return stop("failed", "no_pixel_data", "no Pixel Data element")
     samples = _int(ds, "SamplesPerPixel", 1)
     photometric = meta.get("photometric") or ""
@@ -428,8 +453,7 @@ def decoder_problem(ts: UID) -> str | None:
     except NotImplementedError:
         return f"{name}: no pixel data decoder exists for it in pydicom"
     if not decoder.is_available:
-        missing = "; ".join(f"{k}: {', '.join(v) if isinstance(v, list) else v}"
-                            for k, v in decoder.missing_dependencies.items()) if hasattr(decoder, "missing_dependencies") else ""
+        missing = "; ".join(str(m) for m in (getattr(decoder, "missing_dependencies", None) or []))
         hint = ("install pylibjpeg with pylibjpeg-libjpeg / pylibjpeg-openjpeg / pylibjpeg-rle "
                 "(pip install xraymunit brings them)")
         return f"{name}: decoder plugins unavailable ({missing or 'none installed'}); {hint}"
