@@ -161,11 +161,7 @@ def robust_range(x: np.ndarray, percentiles: Sequence[float] = DEFAULT_PERCENTIL
 def _linear(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """(x - lo) / (hi - lo) clipped to [0, 1], as float32, in as few passes as possible."""
     scale = 1.0 / (hi - lo)
-    if x.dtype == np.float32:
-        y = x if x.flags.writeable else x.copy()
-        y *= np.float32(scale)
-    else:
-        y = np.multiply(x, np.float32(scale), dtype=np.float32)
+    y = np.multiply(x, np.float32(scale), dtype=np.float32)  # a new array: inputs are never modified
     y -= np.float32(lo * scale)
     np.clip(y, 0.0, 1.0, out=y)
     return y
@@ -257,11 +253,7 @@ class InvertMonochrome1d(MapTransform):
         for key in self.key_iterator(d):
             meta = d[meta_key(key)]
             if (meta.get("photometric") or "").upper() == "MONOCHROME1":
-                y = d[key]
-                if y.dtype != np.float32 or not y.flags.writeable:
-                    y = y.astype(np.float32)
-                np.subtract(np.float32(1.0), y, out=y)
-                d[key] = y
+                d[key] = np.subtract(np.float32(1.0), d[key], dtype=np.float32)
                 meta["steps"].append("invert:MONOCHROME1")
         return d
 
