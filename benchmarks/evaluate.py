@@ -71,7 +71,7 @@ def run_case(cohort: Path, synth: Path, out: Path, cfg: EvaluateConfig) -> dict:
     m = evaluate(cohort, synth, out, cfg, progress=False)
     wall = time.perf_counter() - t
     n_runs = len(m["runs"])
-    return {"wall_s": round(wall, 1), "training_runs": n_runs, "steps_per_run": cfg.classifier.steps,
+    return {"wall_s": round(wall, 1), "phases_s": m["timings"], "training_runs": n_runs, "steps_per_run": cfg.classifier.steps,
             "arms": m["arms"], "levels": [lv["name"] for lv in m["levels"]], "seeds": len(m["seeds"]),
             "auroc_real_all": m["results"][m["levels"][-1]["name"]]["arms"]["real"]["auroc"]["value"],
             "load_avg_after": os.getloadavg()}
@@ -116,7 +116,8 @@ def main() -> None:
                 row = {"case": case, **info, "config": cname, **r}
                 results["cases"].append(row)
                 print(f"{case:28s} {cname:34s} real={info['real_images']:5d} synth={info['synthetic_images']:5d} "
-                      f"runs={r['training_runs']:3d}×{r['steps_per_run']} steps  wall={r['wall_s']:7.1f} s", flush=True)
+                      f"runs={r['training_runs']:3d}×{r['steps_per_run']} steps  wall={r['wall_s']:7.1f} s  "
+                      f"(train {r['phases_s']['training_s']} s, quality {r['phases_s']['quality_s']} s)", flush=True)
     step = densenet121_step()
     study = config.load(EvaluateConfig, ROOT / "configs" / "evaluate.yaml")
     n_runs = len(study.arms) * study.seeds * len(study.real_abnormal)

@@ -160,6 +160,8 @@ def evaluate(
     seeds = [cfg.seed_base + i for i in range(cfg.seeds)]
     feature_level = levels[-1]
 
+    timings = {"load_s": round(time.time() - t0, 1)}
+    t_phase = time.time()
     # ---------------------------------------------------------------- training runs
     quality_rows = _quality_rows(syn.manifest, co, cfg) if syn is not None and cfg.quality.enabled else None
     need_features = quality_rows is not None and len(quality_rows) > 0
@@ -217,9 +219,13 @@ def evaluate(
         notes.append(f"{resumed} training run(s) reused from {out / 'runs'} (same fingerprint); "
                      "pass resume=False / --fresh to retrain")
 
+    timings["training_s"] = round(time.time() - t_phase, 1)
+    t_phase = time.time()
     # ---------------------------------------------------------------- statistics
     results = _statistics(runs, levels, arms, seeds, test, cfg)
 
+    timings["statistics_s"] = round(time.time() - t_phase, 1)
+    t_phase = time.time()
     # ---------------------------------------------------------------- quality
     quality, grid = None, None
     if syn is not None and cfg.quality.enabled:
@@ -264,8 +270,13 @@ def evaluate(
         "resumed_runs": resumed,
         "elapsed_s": None,
     }
+    timings["quality_s"] = round(time.time() - t_phase, 1)
+    t_phase = time.time()
+    metrics["timings"] = timings
     metrics["elapsed_s"] = round(time.time() - t0, 1)
     report.write(out, metrics, runs, test, val, grid, cfg)
+    timings["report_s"] = round(time.time() - t_phase, 1)
+    metrics["elapsed_s"] = round(time.time() - t0, 1)
     log.info("evaluate: wrote %s in %.0f s", out, metrics["elapsed_s"])
     return metrics
 

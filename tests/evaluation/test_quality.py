@@ -108,3 +108,17 @@ def test_memorisation_flags_copies_but_not_own_source():
     assert out["flagged"][0]["synth_key"] == "s0" and out["flagged"][0]["nearest_train_key"] == "t5"
     assert out["flagged"][0]["distance"] == pytest.approx(0, abs=1e-6)
     assert out["threshold_closest_real_pair"] > 0
+
+
+def test_frechet_with_dead_feature_units_is_quiet_and_finite(features):
+    import warnings
+
+    a, b = features
+    a, b = a.copy(), b.copy()
+    a[:, :3] = 0.0  # ReLU units that never fire → singular covariance
+    b[:, :3] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        same = Q.frechet_distance(a, a)
+        shifted = Q.frechet_distance(a, b + 1.0)
+    assert same == pytest.approx(0.0, abs=1e-4) and shifted > 1.0

@@ -8,6 +8,8 @@ with ImageNet Inception/AlexNet features.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from scipy import linalg, ndimage
@@ -23,13 +25,21 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
         return float("nan")
     mu = a.mean(0) - b.mean(0)
     ca, cb = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    covmean = linalg.sqrtm(ca @ cb)
-    if not np.all(np.isfinite(covmean)):
-        eps = 1e-6 * np.eye(ca.shape[0])
-        covmean = linalg.sqrtm((ca + eps) @ (cb + eps))
+    with warnings.catch_warnings():
+        # dead (always-zero) feature units make the covariances singular: regularise, as
+        # the reference FID code does, instead of warning
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(ca @ cb)
+        if not np.all(np.isfinite(covmean)) or _singular(ca) or _singular(cb):
+            eps = 1e-6 * np.eye(ca.shape[0])
+            covmean = linalg.sqrtm((ca + eps) @ (cb + eps))
     covmean = np.real(covmean)
     value = mu @ mu + np.trace(ca) + np.trace(cb) - 2.0 * np.trace(covmean)
     return float(max(value, 0.0))
+
+
+def _singular(c: np.ndarray) -> bool:
+    return bool(np.linalg.cond(c) > 1e12)
 
 
 def kernel_distance(a: np.ndarray, b: np.ndarray, subset_size: int = 100, subsets: int = 50,
