@@ -551,7 +551,7 @@ def _add_dicomdir_references(root: Path, rels: list[str], state: dict[str, FileS
         for ref in scan.get("referenced_files") or ():
             parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
             full = f"{parent}/{ref}" if parent else ref
-            if full.lower() not in present and in_shard(full, shard) and not (root / full).exists():
+            if full.lower() not in present and not (root / full).exists():  # the DICOMDIR's shard reports it
                 present.add(full.lower())
                 extra.append(full)
                 missing = dicom.HeaderScan(kind="dicom", status="failed", reason="missing_file",
