@@ -167,9 +167,12 @@ def evaluate(
     need_features = quality_rows is not None and len(quality_rows) > 0
     cache = RunCache(out / "runs", enabled=resume)
     base_fp = {"classifier": config_mod.to_dict(cc), "device": torch.device(dev).type,
+               "cache": _file_stamp(co.root / "cache" / "images.npy"),  # re-ingest → retrain
                "train_normal": digest(train.keys[nor_idx]), "val": digest(val.keys), "test": digest(test.keys)}
-    synth_fp = None if selection is None else {"synthetic": config_mod.to_dict(cfg.synthetic),
-                                                "keys": digest(selection.used["synth_key"])}
+    synth_fp = None if selection is None else {
+        "synthetic": config_mod.to_dict(cfg.synthetic), "keys": digest(selection.used["synth_key"]),
+        "manifest": _file_stamp(syn.root / "manifest.parquet"),  # re-synthesised → retrain
+        "checkpoints": sorted(map(str, selection.used.get("checkpoint_sha256", pd.Series([])).unique()))}
     runs, feature_model, resumed = [], None, 0
     n_runs = len(levels) * len(seeds) * len(arms)
     extra = need_features and "real" not in arms
@@ -237,11 +240,10 @@ def evaluate(
         else:
             ref = [real_split(co, s, size, cfg.normal_label, cfg.abnormal_label) for s in cfg.quality.reference_splits]
             ref_all = _concat(ref)
-            with tqdm(total=1, desc="evaluate: quality metrics", disable=not show) as qbar:
+            with tqdm(total=5, desc="evaluate: quality metrics", unit="phase", disable=not show) as qbar:
                 quality, grid = assess(feature_model, co, syn, rows, ref_all.subset(ref_all.where(0)),
                                        ref_all.subset(ref_all.where(1)), train, cfg.quality, size, dev,
-                                       seed=cfg.seed_base)
-                qbar.update(1)
+                                       seed=cfg.seed_base, bar=qbar)
             quality["feature_network"] = (
                 f"the real-only classifier (arm 'real', level {feature_level.name}, seed {seeds[0]}) trained on "
                 f"this cohort's train split: {cc.arch} with one input channel at {size}px; FID/KID use its "
@@ -291,6 +293,15 @@ def _score(res, level: Level, arm: str, seed: int, pool: TrainPool, val: ImageSe
         "history": res.history, "real_abnormal_keys_sha": digest(kept_keys),
         "_val_scores": v, "_test_scores": t,
     }
+
+
+def _file_stamp(path: Path) -> list:
+    """Size and modification time: cheap evidence that a file was rewritten."""
+    try:
+        st = path.stat()
+        return [st.st_size, st.st_mtime_ns]
+    except OSError:
+        return []
 
 
 def _threshold(y_val, v, cfg: EvaluateConfig) -> float:

@@ -63,6 +63,7 @@ def assess(
     size: int,
     device,
     seed: int = 0,
+    bar=None,
 ) -> tuple[dict, dict]:
     """All quality numbers (JSON-ready) and the images of the style grid.
 
@@ -71,7 +72,9 @@ def assess(
         rows: synthetic manifest rows whose source image is in the cohort (any split).
         ref_normal, ref_abnormal: real images of the reference splits (unseen by the feature net).
         train: real training images (memorisation search space).
+        bar: a progress bar advanced once per phase (5 phases), or None.
     """
+    tick = (lambda: bar.update(1)) if bar is not None else (lambda: None)
     rows = pick_rows(rows, cfg, seed)
     ok = cohort.ok().set_index("image_key")
     src_keys = rows["source_image_key"].to_numpy()
@@ -86,6 +89,7 @@ def assess(
     f_syn, f_src = embed(model, syn.images, device), embed(model, src_imgs, device)
     f_nor, f_abn = embed(model, ref_normal.images, device), embed(model, ref_abnormal.images, device)
     kid = dict(subset_size=cfg.kid_subset_size, subsets=cfg.kid_subsets, seed=seed)
+    tick()
 
     def dist(a, b, what):
         k_mean, k_sd = Q.kernel_distance(a, b, **kid)
@@ -100,6 +104,7 @@ def assess(
         "synthetic_vs_real_normal": dist(f_syn, f_nor, "synthetic abnormal vs real normal"),
     }
 
+    tick()
     # diversity: all pairs of styles of one input, vs pairs of unrelated real abnormal images
     pairs = [(i, j) for g in np.unique(sidx) for i, j in itertools.combinations(np.flatnonzero(sidx == g), 2)]
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
@@ -117,6 +122,7 @@ def assess(
     div_syn = diversity(syn.images, pairs)
     div_real = diversity(ref_abnormal.images, real_pairs)
     div_syn["n_inputs"] = int(len(np.unique(sidx)))
+    tick()
 
     # content preservation on low-passed images
     sigma = cfg.lowpass_sigma * size
@@ -132,12 +138,14 @@ def assess(
         "note": "1 = anatomy identical after low-pass; the yardstick is two different patients",
     }
 
+    tick()
     mem = Q.memorisation(
         Q.pixel_vectors(syn.images, cfg.memorisation_size), syn.patients,
         Q.pixel_vectors(train.images, cfg.memorisation_size), train.patients,
         synth_keys=syn.keys, train_keys=train.keys,
     )
 
+    tick()
     result = {
         "n_synthetic": int(len(syn)), "n_inputs": int(len(uniq)), "image_size": int(size),
         "reference": {"n_real_normal": int(len(ref_normal)), "n_real_abnormal": int(len(ref_abnormal))},
