@@ -92,6 +92,26 @@ def test_built_variants_decode_to_the_source_image(built, name):
     assert err.mean() < mean_tol and err.max() < max_tol, (err.mean(), err.max())
 
 
+@pytest.mark.parametrize("fit", ["pad", "crop"])
+def test_deferred_window_affine_gives_the_same_images(built, fit):
+    """The fast path (clip at full size, affine after the resize) equals window-then-resize."""
+    for f in built.site.files:
+        path = str(built.site.root / f.rel)
+        fast = ingest_transforms(size=100, fit=fit, header_key=None, defer=True)({"image": path})
+        slow = ingest_transforms(size=100, fit=fit, header_key=None, defer=False)({"image": path})
+        np.testing.assert_allclose(fast["image"], slow["image"], atol=2e-6, err_msg=f.variant.name)
+        assert fast["image_meta_dict"]["steps"] == slow["image_meta_dict"]["steps"]
+        assert "pending" not in fast["image_meta_dict"] or fast["image_meta_dict"]["pending"] is None
+
+
+def test_voi_window_alone_returns_display_values(built):
+    f = built.site.by_name("cr_mono1_15bit")
+    d = T.LoadRadiographd("image", header_key=None)({"image": str(built.site.root / f.rel)})
+    for defer in (False, True):
+        out = T.ChannelFirstd("image")(T.VOIWindowd("image", defer=defer)(dict(d, image_meta_dict=dict(d["image_meta_dict"], steps=[]))))
+        assert 0.0 <= out["image"].min() and out["image"].max() <= 1.0 and out["image"].max() > 0.9
+
+
 def test_nonsquare_mono1_is_padded_black_after_inversion(built):
     f = built.site.by_name("mono1_nonsquare_rle")
     out = ingest_transforms(size=256, header_key=None)({"image": str(built.site.root / f.rel)})

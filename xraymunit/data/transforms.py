@@ -78,7 +78,7 @@ def load_radiograph(path: str | os.PathLike, header: Mapping[str, Any] | None = 
 
 
 def _base_meta(path: Path, kind: str) -> dict:
-    return {"filename_or_obj": str(path), "source_format": kind, "photometric": "MONOCHROME2",
+    return {"filename_or_obj": str(path), "source_format": kind, "photometric": "MONOCHROME2", "pending": None,
             "rescale_slope": 1.0, "rescale_intercept": 0.0, "window_center": None, "window_width": None,
             "voi_function": "LINEAR", "modality_lut": None, "voi_lut": None, "display_range": None,
             "window_source": None, "window": None, "steps": []}
@@ -167,6 +167,43 @@ def _linear(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return y
 
 
+def linear_bounds(center: float, width: float, function: str = "LINEAR") -> tuple[float, float] | None:
+    """(lo, hi) in modality units of a linear VOI window, or None when it is not linear."""
+    if function == "LINEAR_EXACT":
+        return center - width / 2.0, center + width / 2.0
+    if function == "LINEAR" and width > 1.0:
+        lo = center - 0.5 - (width - 1.0) / 2.0
+        return lo, lo + (width - 1.0)
+    return None
+
+
+def _clip_deferred(x: np.ndarray, lo: float, hi: float, meta: dict) -> np.ndarray:
+    """Clip to [lo, hi] now, at full resolution, and leave the affine map to [0, 1] pending.
+
+    Area resizing and padding are linear, so the affine part of a linear window can be
+    applied after the resize, on S² instead of H×W pixels — same result, fewer passes
+    over a full-size image. `pending = (scale, offset)`: display = value * scale + offset.
+    """
+    y = x.astype(np.float32)  # a new array: inputs are never modified
+    np.clip(y, np.float32(lo), np.float32(hi), out=y)
+    scale = 1.0 / (hi - lo)
+    meta["pending"] = (scale, -lo * scale)
+    return y
+
+
+def materialize(x: np.ndarray, meta: dict) -> np.ndarray:
+    """Apply a pending window affine (see `_clip_deferred`); a no-op when none is pending."""
+    pending = meta.pop("pending", None)
+    if pending is None:
+        return x
+    scale, offset = pending
+    y = np.multiply(x, np.float32(scale), dtype=np.float32)
+    y += np.float32(offset)
+    np.clip(y, 0.0, 1.0, out=y)
+    y[y < 1e-6] = 0.0  # float rounding must not turn black padding into 6e-8
+    return y
+
+
 def apply_window(x: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
     """DICOM VOI window (PS3.3 C.11.2.1.2) to [0, 1]: LINEAR, LINEAR_EXACT or SIGMOID."""
     if function == "SIGMOID":
@@ -175,12 +212,10 @@ def apply_window(x: np.ndarray, center: float, width: float, function: str = "LI
         out += 1.0
         np.reciprocal(out, out=out)
         return out.astype(np.float32, copy=False)
-    if function == "LINEAR_EXACT":
-        return _linear(x, center - width / 2.0, center + width / 2.0)
-    if width <= 1.0:  # LINEAR with width 1 is a threshold at center - 0.5
+    bounds = linear_bounds(center, width, function)
+    if bounds is None:  # LINEAR with width <= 1 is a threshold at center - 0.5
         return (np.asarray(x) > center - 0.5).astype(np.float32)
-    lo = center - 0.5 - (width - 1.0) / 2.0
-    return _linear(x, lo, lo + (width - 1.0))
+    return _linear(x, *bounds)
 
 
 class VOIWindowd(MapTransform):
@@ -196,11 +231,14 @@ class VOIWindowd(MapTransform):
         mode: "auto" or "percentile".
         percentiles: (low, high) percentiles of the robust window.
         sample: about how many pixels the percentiles are estimated from.
+        defer: for linear windows, clip now and leave the affine map to [0, 1] pending in
+            the meta dict for `AreaResized` (or `materialize`) to apply after resizing —
+            identical output, cheaper. Off by default so the transform alone returns [0, 1].
     """
 
     def __init__(self, keys: KeysCollection = "image", mode: str = "auto",
                  percentiles: Sequence[float] = DEFAULT_PERCENTILES, sample: int = PERCENTILE_SAMPLE,
-                 allow_missing_keys: bool = False) -> None:
+                 defer: bool = False, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         if mode not in WINDOW_MODES:
             raise ValueError(f"mode must be one of {WINDOW_MODES}, got {mode!r}")
@@ -208,6 +246,10 @@ class VOIWindowd(MapTransform):
         if not 0.0 <= lo < hi <= 100.0:
             raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}")
         self.mode, self.percentiles, self.sample = mode, (lo, hi), int(sample)
+        self.defer = bool(defer)
+
+    def _linear(self, x: np.ndarray, lo: float, hi: float, meta: dict) -> np.ndarray:
+        return _clip_deferred(x, lo, hi, meta) if self.defer else _linear(x, lo, hi)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
@@ -231,36 +273,46 @@ class VOIWindowd(MapTransform):
                 function = meta.get("voi_function") or "LINEAR"
                 meta.update(window_source="window", window=[center - width / 2.0, center + width / 2.0])
                 steps.append(f"voi:window({center:g},{width:g},{function})")
+                bounds = linear_bounds(center, width, function)
+                if bounds is not None:
+                    return self._linear(x, bounds[0], bounds[1], meta)
                 return apply_window(x, center, width, function)
             if meta.get("display_range") is not None:
                 lo, hi = meta["display_range"]
                 meta.update(window_source="full_range", window=[lo, hi])
                 steps.append("voi:full_range")
-                return _linear(x, lo, hi)
+                return self._linear(x, lo, hi, meta)
         lo, hi = robust_range(x, self.percentiles, self.sample)
         if hi <= lo:  # flat image: map it to mid-grey rather than divide by zero
             hi = lo + 1.0
         meta.update(window_source="percentile", window=[lo, hi])
         steps.append(f"voi:percentile({self.percentiles[0]:g},{self.percentiles[1]:g})")
-        return _linear(x, lo, hi)
+        return self._linear(x, lo, hi, meta)
 
 
 class InvertMonochrome1d(MapTransform):
-    """MONOCHROME1 (min = white) → 1 - x, so bright = dense for every input."""
+    """MONOCHROME1 (min = white) → 1 - x, so bright = dense for every input.
+
+    With a pending window affine the inversion is folded into it (no pixel pass).
+    """
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
         for key in self.key_iterator(d):
             meta = d[meta_key(key)]
             if (meta.get("photometric") or "").upper() == "MONOCHROME1":
-                d[key] = np.subtract(np.float32(1.0), d[key], dtype=np.float32)
+                if meta.get("pending") is not None:
+                    scale, offset = meta["pending"]
+                    meta["pending"] = (-scale, 1.0 - offset)
+                else:
+                    d[key] = np.subtract(np.float32(1.0), d[key], dtype=np.float32)
                 meta["steps"].append("invert:MONOCHROME1")
         return d
 
 
 # --------------------------------------------------------------------------- geometry
 
-def square_fit(x: np.ndarray, fit: str = "pad") -> np.ndarray:
+def square_fit(x: np.ndarray, fit: str = "pad", fill: float = 0.0) -> np.ndarray:
     """Centre `x` (H, W) in a square: pad with black (0) to max(H, W), or crop to min(H, W).
 
     Pad keeps the whole field of view (costophrenic angles, apices) at the price of black
@@ -274,7 +326,7 @@ def square_fit(x: np.ndarray, fit: str = "pad") -> np.ndarray:
         top, left = (h - n) // 2, (w - n) // 2
         return x[top:top + n, left:left + n]
     n = max(h, w)
-    out = np.zeros((n, n), dtype=x.dtype)
+    out = np.full((n, n), fill, dtype=x.dtype)
     top, left = (n - h) // 2, (n - w) // 2
     out[top:top + h, left:left + w] = x
     return out
@@ -294,7 +346,9 @@ class SquareFitd(MapTransform):
         for key in self.key_iterator(d):
             x = d[key]
             if x.shape[0] != x.shape[1]:
-                d[key] = square_fit(x, self.fit)
+                pending = d[meta_key(key)].get("pending")
+                fill = 0.0 if pending is None else -pending[1] / pending[0]  # the value that displays as black
+                d[key] = square_fit(x, self.fit, fill)
                 d[meta_key(key)]["steps"].append(f"{self.fit}_square({x.shape[0]}x{x.shape[1]})")
         return d
 
@@ -328,24 +382,26 @@ class AreaResized(MapTransform):
             if (h, w) != (self.size, self.size):
                 how = "area" if self.size <= min(h, w) else "bilinear(upsample)"
                 d[meta_key(key)]["steps"].append(f"resize:{how}({h}->{self.size})")
-            d[key] = area_resize(x, self.size)
+            d[key] = materialize(area_resize(x, self.size), d[meta_key(key)])
         return d
 
 
 class ChannelFirstd(MapTransform):
-    """(H, W) → (1, H, W) float32, MONAI's channel-first layout."""
+    """(H, W) → (1, H, W) float32, MONAI's channel-first layout (applies any pending window)."""
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
         for key in self.key_iterator(d):
-            x = np.asarray(d[key], dtype=np.float32)
+            meta = d.get(meta_key(key))
+            x = materialize(d[key], meta) if isinstance(meta, dict) else d[key]
+            x = np.asarray(x, dtype=np.float32)
             d[key] = x[None] if x.ndim == 2 else x
         return d
 
 
 def ingest_transforms(size: int = 256, fit: str = "pad", window: str = "auto",
                       percentiles: Sequence[float] = DEFAULT_PERCENTILES, keys: KeysCollection = "image",
-                      header_key: str | None = "header") -> Compose:
+                      header_key: str | None = "header", defer: bool = True) -> Compose:
     """The ingest chain: path → float32 (1, size, size) in [0, 1], bright = dense.
 
     Args:
@@ -355,11 +411,12 @@ def ingest_transforms(size: int = 256, fit: str = "pad", window: str = "auto",
         percentiles: low/high percentiles of the robust window.
         keys: keys holding file paths.
         header_key: key of an optional ingest header-pass record.
+        defer: apply linear windows' affine after resizing (same output, faster; see VOIWindowd).
     """
     return Compose([
         LoadRadiographd(keys, header_key=header_key),
         ModalityLUTd(keys),
-        VOIWindowd(keys, mode=window, percentiles=percentiles),
+        VOIWindowd(keys, mode=window, percentiles=percentiles, defer=defer),
         InvertMonochrome1d(keys),
         SquareFitd(keys, fit=fit),
         AreaResized(keys, size=size),
