@@ -26,7 +26,7 @@ class CheckpointError(XraymunitError):
 
 
 def versions() -> dict[str, str]:
-    return {"xraymunit": __version__, "torch": torch.__version__, "python": platform.python_version()}
+    return {"xraymunit": str(__version__), "torch": str(torch.__version__), "python": platform.python_version()}
 
 
 def save(path: str | Path, *, models: dict, optimizers: dict, schedulers: dict, step: int,
