@@ -63,3 +63,16 @@ def test_batched_forward_equals_separate_calls():
     assert torch.allclose(t.x_ba, gens.gen_a.decode(c_b, s_a), atol=1e-5)
     assert torch.allclose(t.x_a_recon, gens.gen_a.decode(c_a, s_a_prime), atol=1e-5)
     assert t.x_aba.shape == x_a.shape
+
+
+@pytest.mark.parametrize("n_res", [1, 2, 4])
+def test_render_many_styles_equals_plain_decode(n_res):
+    torch.manual_seed(0)
+    gen = AdaINGenerator(dim=8, n_res=n_res, mlp_dim=16)
+    content = gen.encode_content(torch.rand(1, 1, 32, 32))
+    styles = torch.randn(5, 8)
+    fast = gen.render(content, styles)
+    plain = gen.decode(content.expand(5, -1, -1, -1), styles)
+    assert torch.allclose(fast, plain, atol=1e-5)
+    with pytest.raises(ValueError):
+        gen.render(content.expand(2, -1, -1, -1), styles)

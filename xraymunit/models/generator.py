@@ -110,6 +110,33 @@ class Decoder(nn.Module):
             offset += n
         return self.upsample(x)
 
+    def render_styles(self, content: torch.Tensor, adain_params: torch.Tensor) -> torch.Tensor:
+        """Decode ONE content code (1, C, h, w) with N AdaIN parameter sets (N, P) → (N, out, H, W).
+
+        Equal to `forward(content.expand(N, ...), adain_params)`, cheaper: the first conv of
+        the first residual block and its instance-norm statistics depend on the content
+        only, so they are computed once and broadcast over the N styles.
+        """
+        if content.shape[0] != 1:
+            raise ValueError("render_styles takes a single content code (batch 1)")
+        if adain_params.shape[1] != self.num_adain_params or not self.res_blocks:
+            return self.forward(content.expand(adain_params.shape[0], -1, -1, -1), adain_params)
+        first = self.res_blocks[0]
+        conv = first.block1
+        c = conv.conv.out_channels
+        y = F.instance_norm(conv.conv(content), eps=conv.norm.eps)  # shared by every style
+        shift, scale = adain_params[:, :c], adain_params[:, c : 2 * c]
+        y = y * scale[:, :, None, None] + shift[:, :, None, None]
+        y = conv.act(y) if conv.act is not None else y
+        n1 = first.block1.num_adain_params
+        x = content + first.block2(y, adain_params[:, n1 : first.num_adain_params])
+        offset = first.num_adain_params
+        for block in self.res_blocks[1:]:
+            n = block.num_adain_params
+            x = block(x, adain_params[:, offset : offset + n])
+            offset += n
+        return self.upsample(x)
+
 
 class AdaINGenerator(nn.Module):
     """One domain's auto-encoder: content + style encoders, style MLP, AdaIN decoder.
@@ -147,6 +174,10 @@ class AdaINGenerator(nn.Module):
 
     def decode(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         return self.decoder(content, self.mlp(style))
+
+    def render(self, content: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+        """One content code (1, C, h, w) rendered with each of N style codes (N, style_dim)."""
+        return self.decoder.render_styles(content, self.mlp(styles))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Within-domain reconstruction."""

@@ -1,0 +1,332 @@
+"""Stage 3: many diverse translations of each source image, with provenance.
+
+    checkpoint + cohort/ ─synthesize→ synth/ (images/, manifest.parquet, synthesis.json)
+
+Each source image (normal, for a2b) is encoded once; its content code is rendered with
+N style codes of the target domain in batches. Style codes come from the N(0, I) prior
+(default), from real reference images (example-guided), or from a path between two
+codes (`interpolate`). Every output's style vector is recorded, so any image can be
+regenerated; the same seed, checkpoint and inputs give the same images on one device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.nn import functional as F
+
+from xraymunit import __version__, checkpoint, config
+from xraymunit.config.train import TrainConfig
+from xraymunit.data.datasets import stable_seed
+from xraymunit.errors import XraymunitError
+from xraymunit.io import atomic, export
+from xraymunit.io.cohort import MANIFEST, Cohort
+from xraymunit.models import MunitGenerators
+
+log = logging.getLogger(__name__)
+
+DIRECTIONS = ("a2b", "b2a")
+FORMATS = ("png", "dicom")
+RUN_FILE = "synthesis.json"
+
+
+class SynthesisError(XraymunitError):
+    """Synthesis cannot run with these arguments or inputs."""
+
+
+@dataclass
+class SynthesisResult:
+    out: Path
+    manifest: pd.DataFrame
+    generated: int  # images written by this call
+    skipped: int  # images already present (resumed)
+    seconds: float
+
+
+# --------------------------------------------------------------------------- model from a checkpoint
+
+
+def load_generators(path: str | Path, device: torch.device) -> tuple[MunitGenerators, TrainConfig, dict]:
+    """Rebuild both generators from a checkpoint's own config (no config file needed)."""
+    state = checkpoint.load(path)
+    try:
+        cfg = config.from_dict(TrainConfig, state["config"])
+    except config.ConfigError as exc:
+        raise checkpoint.CheckpointError(f"{path}: its config cannot be read by this version ({exc})") from None
+    gens = MunitGenerators(**cfg.model.generator_kwargs())
+    try:
+        gens.gen_a.load_state_dict(state["models"]["gen_a"])
+        gens.gen_b.load_state_dict(state["models"]["gen_b"])
+    except (KeyError, RuntimeError) as exc:
+        raise checkpoint.CheckpointError(f"{path}: generator weights do not fit its config ({exc})") from None
+    gens.to(device).eval().requires_grad_(False)
+    return gens, cfg, state
+
+
+# --------------------------------------------------------------------------- style codes
+
+
+def random_styles(seed: int, source_key: str, n: int, dim: int) -> np.ndarray:
+    """N(0, I) codes of one source image: a pure function of (seed, source), so reruns agree."""
+    gen = torch.Generator().manual_seed(stable_seed(seed, "style", source_key))
+    return torch.randn(n, dim, generator=gen).numpy()
+
+
+def slerp(a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:
+    """`steps` codes from a to b (inclusive) along the great circle, norm interpolated linearly.
+
+    Spherical, not linear: the midpoint of a straight line between two N(0, I) codes has a
+    norm atypically small for the prior (it falls in the low-density centre); slerp keeps
+    every intermediate code at a typical norm.
+    """
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    ua, ub = a / max(na, 1e-12), b / max(nb, 1e-12)
+    omega = math.acos(float(np.clip(np.dot(ua, ub), -1.0, 1.0)))
+    out = []
+    for t in np.linspace(0.0, 1.0, steps):
+        if omega < 1e-6:
+            direction = (1 - t) * ua + t * ub
+        else:
+            direction = (math.sin((1 - t) * omega) * ua + math.sin(t * omega) * ub) / math.sin(omega)
+        out.append(direction * ((1 - t) * na + t * nb))
+    return np.stack(out).astype(np.float32)
+
+
+def load_reference(path: str | Path, size: int) -> np.ndarray:
+    """A reference radiograph (DICOM, PNG or JPEG) through the ingest pixel path → (size, size) in [0, 1]."""
+    from xraymunit.data.transforms import ingest_transforms
+
+    path = Path(path)
+    if not path.is_file():
+        raise SynthesisError(f"reference image not found: {path}")
+    try:
+        out = ingest_transforms(size=size, header_key=None)({"image": str(path)})["image"]
+    except Exception as exc:  # noqa: BLE001 - any unreadable reference is a user error
+        raise SynthesisError(f"cannot read reference image {path}: {exc}") from None
+    return np.asarray(out, dtype=np.float32).reshape(size, size)
+
+
+def file_key(path: str | Path) -> str:
+    """Pseudonymous key of a reference file (its content hash, never its path)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SynthesisError(f"device {name!r} requested but CUDA is not available (use --device cpu)")
+    return torch.device(name)
+
+
+def _synth_key(*parts) -> str:
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
+
+
+def _to_model_input(image: np.ndarray, size: int, device: torch.device) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="area")
+    return (x * 2.0 - 1.0).to(device)
+
+
+def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path, *, n_styles: int = 20,
+               split: str = "train", direction: str = "a2b", seed: int = 0,
+               references: Sequence[str | Path] = (), interpolate: int = 0,
+               formats: Sequence[str] = ("png",), batch_size: int = 20, device: str = "auto",
+               limit: int | None = None, show_progress: bool = True) -> SynthesisResult:
+    """Translate every `split` image of the source domain into N images of the target domain.
+
+    Args:
+        checkpoint_path: a `xraymunit train` checkpoint (networks rebuilt from its config).
+        cohort: the cohort folder the sources come from.
+        out: output folder (created; rerunning with the same arguments resumes).
+        n_styles: random style codes per source image (the N(0, I) prior).
+        split: cohort split of the sources ("train", "val", "test" or "all").
+        direction: "a2b" (domain_a → domain_b, e.g. normal → abnormal) or "b2a".
+        seed: fixes every style code.
+        references: real target-domain images whose *encoded* style is used instead of
+            random codes (one output per reference per source).
+        interpolate: K > 1 writes K codes along a slerp path between two random codes per
+            source (for review) instead of N independent codes.
+        formats: any of "png" (16-bit) and "dicom" (Secondary Capture).
+        batch_size: styles decoded per network call.
+        device: "auto", "cpu", "cuda" or "cuda:N" (bf16 autocast on CUDA).
+        limit: at most this many source images (the first by image_key).
+        show_progress: tqdm bar over source images.
+    """
+    import time
+
+    t0 = time.perf_counter()
+    formats = tuple(dict.fromkeys(formats))
+    if direction not in DIRECTIONS:
+        raise SynthesisError(f"--direction must be one of {DIRECTIONS}, got {direction!r}")
+    if not formats or any(f not in FORMATS for f in formats):
+        raise SynthesisError(f"--format must be png, dicom or both, got {formats}")
+    if n_styles < 1 or batch_size < 1:
+        raise SynthesisError("--n-styles and --batch-size must be >= 1")
+    if interpolate and (interpolate < 2 or references):
+        raise SynthesisError("--interpolate K needs K >= 2 and cannot be combined with --reference")
+    mode = "reference" if references else "interpolate" if interpolate else "random"
+    dev = _resolve_device(device)
+    out = Path(out)
+
+    gens, cfg, state = load_generators(checkpoint_path, dev)
+    ckpt_sha = checkpoint.file_sha256(checkpoint_path)
+    step = int(state["step"])
+    source_label, target_label = (cfg.data.domain_a, cfg.data.domain_b)
+    encoder, decoder = gens.gen_a, gens.gen_b
+    if direction == "b2a":
+        source_label, target_label = target_label, source_label
+        encoder, decoder = decoder, encoder
+    size = cfg.data.load_size
+    style_dim = cfg.model.style_dim
+
+    if split not in ("train", "val", "test", "all"):
+        raise SynthesisError(f"--split must be train, val, test or all, got {split!r}")
+    data = Cohort.open(cohort)
+    rows = data.select(None if split == "all" else split, source_label)
+    rows = rows.sort_values("image_key").reset_index(drop=True)
+    if limit is not None:
+        rows = rows.head(limit)
+    if rows.empty:
+        raise SynthesisError(f"no '{source_label}' images in split '{split}' of {data.root}")
+
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
+    ref_styles, ref_keys = None, []
+    if references:
+        ref_images = [load_reference(r, size) for r in references]
+        ref_keys = [file_key(r) for r in references]
+        with torch.inference_mode(), autocast:
+            batch = torch.cat([_to_model_input(im, size, dev) for im in ref_images])
+            ref_styles = decoder.encode_style(batch).float().cpu().numpy()
+
+    run = {
+        "xraymunit": __version__, "checkpoint_sha256": ckpt_sha, "checkpoint_step": step,
+        "direction": direction, "source_label": source_label, "target_label": target_label,
+        "style_mode": mode, "n_styles": n_styles if mode == "random" else None,
+        "interpolate": interpolate or None, "references": ref_keys, "seed": seed, "split": split,
+        "size": size, "formats": list(formats),
+    }
+    _claim_folder(out, run)
+
+    def styles_for(source_key: str) -> tuple[np.ndarray, list[dict]]:
+        if mode == "reference":
+            return ref_styles, [{"reference_key": k} for k in ref_keys]
+        if mode == "interpolate":
+            ends = random_styles(seed, f"interp:{source_key}", 2, style_dim)
+            return slerp(ends[0], ends[1], interpolate), [
+                {"interp_t": float(t)} for t in np.linspace(0, 1, interpolate)]
+        return random_styles(seed, source_key, n_styles, style_dim), [{} for _ in range(n_styles)]
+
+    records, generated, skipped = [], 0, 0
+    bar = None
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(rows), desc="synthesize", unit="image", dynamic_ncols=True)
+    pool = ThreadPoolExecutor(max_workers=2)  # PNG/DICOM encoding overlaps the next decode
+    pending = []
+    try:
+        for src in rows.itertuples(index=False):
+            styles, extras = styles_for(src.image_key)
+            plan = []
+            for j, (style, extra) in enumerate(zip(styles, extras)):
+                key = _synth_key(ckpt_sha, direction, mode, seed, src.image_key, j, extra.get("reference_key"))
+                rel = {f: f"images/{src.image_key}/{key}.{'png' if f == 'png' else 'dcm'}" for f in formats}
+                plan.append((j, style, extra, key, rel))
+            todo = [p for p in plan if not all((out / r).is_file() for r in p[4].values())]
+            skipped += len(plan) - len(todo)
+            if todo:
+                with torch.inference_mode(), autocast:
+                    content = encoder.encode_content(_to_model_input(data.image(src.cache_index), size, dev))
+                    images = []
+                    codes = torch.from_numpy(np.stack([p[1] for p in todo])).to(dev)
+                    for start in range(0, len(todo), batch_size):
+                        y = decoder.render(content, codes[start:start + batch_size])
+                        images.append(((y.float() + 1.0) / 2.0).clamp_(0, 1)[:, 0].cpu().numpy())
+                images = np.concatenate(images)
+                spacing = _output_spacing(src, size)
+                for (j, style, extra, key, rel), image in zip(todo, images):
+                    prov = export.Provenance(key, ckpt_sha, step, direction, mode, j, seed, target_label)
+                    if "png" in rel:
+                        pending.append(pool.submit(export.write_png, out / rel["png"], image, prov))
+                    if "dicom" in rel:
+                        pending.append(pool.submit(
+                            export.write_dicom, out / rel["dicom"], image, prov,
+                            study_entropy=f"{ckpt_sha}:{src.image_key}", series_entropy=f"{ckpt_sha}:{mode}:{seed}",
+                            rows_spacing_mm=spacing))
+                generated += len(todo)
+                if len(pending) > 64:
+                    for f in pending:
+                        f.result()
+                    pending = []
+            for j, style, extra, key, rel in plan:
+                records.append({
+                    "synth_key": key, "source_image_key": src.image_key, "source_patient_key": src.patient_key,
+                    "split": src.split, "direction": direction, "source_label": source_label,
+                    "intended_label": target_label, "style_mode": mode, "style_index": j, "seed": seed,
+                    "style": [float(v) for v in style], "checkpoint_sha256": ckpt_sha, "checkpoint_step": step,
+                    "png_path": rel.get("png"), "dicom_path": rel.get("dicom"), "size": size,
+                    "reference_key": extra.get("reference_key"), "interp_t": extra.get("interp_t"),
+                    "source_dataset": getattr(src, "source_dataset", None),
+                })
+            if bar is not None:
+                bar.update(1)
+        for f in pending:
+            f.result()
+    finally:
+        pool.shutdown(wait=True)
+        if bar is not None:
+            bar.close()
+
+    manifest = pd.DataFrame.from_records(records)
+    with atomic.atomic_path(out / MANIFEST) as tmp:
+        manifest.to_parquet(tmp, index=False)
+    run.update(status="complete", images=len(manifest))
+    atomic.write_json(out / RUN_FILE, run)
+    seconds = time.perf_counter() - t0
+    log.info("synthesized %d images (%d already present) in %.1fs", generated, skipped, seconds)
+    return SynthesisResult(out, manifest, generated, skipped, seconds)
+
+
+def _claim_folder(out: Path, run: dict) -> None:
+    """Refuse to mix two different syntheses in one folder; a rerun of the same one resumes."""
+    path = out / RUN_FILE
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        keys = [k for k in run if k != "xraymunit" and previous.get(k) != run[k]]
+        if keys:
+            raise SynthesisError(
+                f"{out} holds a different synthesis ({', '.join(keys)} differ); choose another --out")
+    elif out.exists() and any(out.iterdir()):
+        raise SynthesisError(f"{out} exists and is not a synthesis folder; choose another --out")
+    atomic.write_json(path, {**run, "status": "running"})
+
+
+def _output_spacing(src, size: int) -> float | None:
+    """Nominal spacing of an output pixel: the source spacing × (padded side / output side)."""
+    row = getattr(src, "spacing_row_mm", None)
+    col = getattr(src, "spacing_col_mm", None)
+    rows, cols = getattr(src, "rows", None), getattr(src, "columns", None)
+    try:
+        if row and col and rows and cols and not (math.isnan(row) or math.isnan(col)):
+            side_mm = max(rows * row, cols * col)
+            return float(side_mm / size)
+    except TypeError:
+        return None
+    return None
