@@ -177,22 +177,26 @@ def discover(root: Path, exclude: Sequence[Path] = ()) -> list[str]:
 class Journal:
     """Append-only JSONL log in the private folder: the resume state of a run.
 
-    One writer (the main process). A line is flushed as soon as it is written and the
-    file is fsynced every few seconds; a torn last line after a crash is ignored on read.
+    One writer (the main process). Lines are flushed at least every 0.25 s and fsynced every
+    few seconds; a torn last line after a crash is ignored on read. A record lost that way
+    only means its file is processed again on resume (entries are written before records).
     """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._fp = open(path, "a", encoding="utf-8")
-        self._last_sync = time.monotonic()
+        self._last_flush = self._last_sync = time.monotonic()
 
     def write(self, record: dict) -> None:
         self._fp.write(json.dumps(record, separators=(",", ":"), default=atomic._json_default) + "\n")
-        self._fp.flush()
-        if time.monotonic() - self._last_sync > 5.0:
-            os.fsync(self._fp.fileno())
-            self._last_sync = time.monotonic()
+        now = time.monotonic()
+        if now - self._last_flush > 0.25:
+            self._fp.flush()
+            self._last_flush = now
+            if now - self._last_sync > 5.0:
+                os.fsync(self._fp.fileno())
+                self._last_sync = now
 
     def close(self) -> None:
         if not self._fp.closed:
@@ -251,7 +255,7 @@ def load_state(private: Path, fingerprint: str) -> dict[str, FileState]:
 def entry_relpath(rel: str) -> str:
     """Private cache entry of a file: named by a hash of its path (no identifiers in names)."""
     h = hashlib.sha1(rel.encode("utf-8")).hexdigest()[:24]
-    return f"{ENTRIES}/{h[:2]}/{h}.npy"
+    return f"{ENTRIES}/{h[0]}/{h}.npy"  # 16 sub-folders: few directory creations, small directories
 
 
 def entry_is_valid(private: Path, record: dict, size: int) -> bool:
@@ -268,10 +272,14 @@ def write_entry(path: Path, image: np.ndarray) -> None:
     Not fsynced (thousands of fsyncs would dominate ingest); after a power cut the
     journal and the size check on resume catch what was lost, and it is decoded again.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as fp:
+        try:
+            fp = open(tmp, "wb")
+        except FileNotFoundError:  # first entry of its sub-folder (mkdir only then: it is slow)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fp = open(tmp, "wb")
+        with fp:
             np.save(fp, image, allow_pickle=False)
         os.replace(tmp, path)
     except BaseException:
@@ -380,9 +388,31 @@ def _decode_task(args: tuple[str, str, dict, str, IngestSettings]) -> tuple[str,
     return rel, decode_file(Path(root) / rel, scan, Path(entry), settings)
 
 
+def tune_allocator() -> bool:
+    """Keep large temporary arrays in the heap instead of returning them to the OS after each image.
+
+    glibc gives every allocation above a (dynamic) threshold its own mmap and unmaps it on
+    free, so each image's 4-16 MB work arrays are page-faulted and zeroed afresh — on a VM
+    that costs as much as the pixel work itself. Raising the mmap/trim thresholds lets the
+    heap reuse that memory; it stays bounded by one image's working set (it does not grow
+    with the cohort). No-op where glibc's mallopt is unavailable. Returns whether it applied.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        ok = libc.mallopt(m_mmap_threshold, 64 << 20) == 1
+        ok &= libc.mallopt(m_trim_threshold, 128 << 20) == 1
+        return bool(ok)
+    except (OSError, AttributeError):
+        return False
+
+
 def _worker_init() -> None:
     """Workers: one thread each (the parallelism is across processes), Ctrl-C handled by the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tune_allocator()
     os.environ["OMP_NUM_THREADS"] = "1"
     _QUIET.append(dicom.quiet_pydicom())
     _QUIET[-1].__enter__()  # for the worker's lifetime
@@ -401,6 +431,8 @@ class _Runner:
         self.workers = workers
         self.pool = None
         if workers > 1:
+            import xraymunit.data.transforms  # noqa: F401  (imported once here; forked workers inherit it)
+
             method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
             self.pool = mp.get_context(method).Pool(workers, initializer=_worker_init)
 
@@ -476,11 +508,15 @@ def ingest(
 
     private = out / PRIVATE
     private.mkdir(parents=True, exist_ok=True, mode=0o700)
+    phases: dict[str, float] = {}
+    tick = time.monotonic()
     all_rels = discover(root, exclude=[out])
     rels = [r for r in all_rels if in_shard(r, shard_t)]
     fp = settings.fingerprint
     state = load_state(private, fp)
+    phases["walk_and_journal"], tick = time.monotonic() - tick, time.monotonic()
 
+    tune_allocator()
     runner = _Runner(int(workers))
     decoded = reused = 0
     try:
@@ -489,10 +525,12 @@ def ingest(
                            "input_root": str(root.resolve()), "files_total": len(all_rels),
                            "files": len(rels), "xraymunit": __version__})
             _header_pass(root, rels, state, settings, runner, journal, progress)
+            phases["headers"], tick = time.monotonic() - tick, time.monotonic()
             _add_dicomdir_references(root, rels, state, shard_t, journal, fp)
             if table is not None and shard_t is None:
                 _check_labels_match(table, state, rels)
             decoded, reused = _decode_pass(root, private, rels, state, settings, runner, journal, progress)
+            phases["decode"], tick = time.monotonic() - tick, time.monotonic()
             atomic.write_text(private / files_list_name(shard_t), "".join(r + "\n" for r in rels))
             journal.write({"type": "done", "fp": fp, "shard": shard_t, "files": len(rels),
                            "files_total": len(all_rels)})
@@ -507,9 +545,12 @@ def ingest(
         reasons = Counter(_status_of(st)[1] for _, st in records if _status_of(st)[1])
         return IngestResult(out, len(rels), dict(counts), dict(reasons), decoded, reused, finalized=False,
                             report={"shard": list(shard_t), "seconds": round(time.monotonic() - t0, 2)})
-    report = finalize(out, records, settings, table, salt_file, fractions, progress,
-                      run={"decoded": decoded, "reused": reused, "header_scanned": len(rels),
-                           "seconds": round(time.monotonic() - t0, 2), "workers": int(workers)})
+    run = {"decoded": decoded, "reused": reused, "workers": int(workers)}
+    report = finalize(out, records, settings, table, salt_file, fractions, progress, run=run)
+    phases["finalize"] = time.monotonic() - tick
+    run["seconds"] = round(time.monotonic() - t0, 2)
+    run["phase_seconds"] = {k: round(v, 2) for k, v in phases.items()}
+    atomic.write_json(out / INGEST_REPORT, report)  # again, now with the finalize time
     return IngestResult(out, len(rels), report["by_status"], report["by_reason"], decoded, reused,
                         finalized=True, report=report)
 
@@ -750,18 +791,69 @@ def _pack_cache(out: Path, private: Path, records: list[tuple[str, FileState]], 
         if not ok:
             np.save(tmp, np.zeros((0, s, s), np.uint16))
         else:
-            cache = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint16, shape=(len(ok), s, s))
+            np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint16, shape=(len(ok), s, s)).flush()
+            chunk = max(1, (64 << 20) // (s * s * 2))  # map 64 MB at a time: RSS stays flat however big N is
             with _bar(len(ok), "pack cache", progress) as bar:
-                for i, (row, entry) in enumerate(ok):
-                    arr = np.load(entry, allow_pickle=False)
-                    if arr.shape != (s, s) or arr.dtype != np.uint16:
-                        raise IngestError(f"cache entry {entry.name} has shape {arr.shape}; delete {private / ENTRIES} and rerun")
-                    cache[i] = arr
-                    row["cache_index"] = i
-                    bar.update()
-            cache.flush()
-            del cache
+                if hasattr(os, "copy_file_range"):
+                    _pack_in_kernel(tmp, ok, s, bar)
+                else:
+                    for start in range(0, len(ok), chunk):
+                        cache = np.load(tmp, mmap_mode="r+")
+                        for i in range(start, min(start + chunk, len(ok))):
+                            row, entry = ok[i]
+                            cache[i] = _load_entry(entry, s, private)
+                            row["cache_index"] = i
+                            bar.update()
+                        cache.flush()
+                        del cache
     return len(ok), signature
+
+
+def _load_entry(entry: Path, size: int, private: Path) -> np.ndarray:
+    arr = np.load(entry, allow_pickle=False)
+    if arr.shape != (size, size) or arr.dtype != np.uint16:
+        raise IngestError(f"cache entry {entry.name} has shape {arr.shape}; delete {private / ENTRIES} and rerun")
+    return arr
+
+
+def _pack_in_kernel(cache_path: Path, ok: list[tuple[dict, Path]], size: int, bar) -> None:
+    """Copy each entry's pixel bytes into the cache file with copy_file_range (no user-space copy).
+
+    Entries are checked first: the exact .npy header a 2-D uint16 size×size array gets, so the
+    bytes after it are that array in C order — the layout of one row of the cache.
+    """
+    with open(cache_path, "r+b") as fp:
+        header_len = _npy_header_length(fp)
+        expected = _npy_header_bytes(size)
+        nbytes = size * size * 2
+        for i, (row, entry) in enumerate(ok):
+            with open(entry, "rb") as src:
+                if src.read(len(expected)) != expected:
+                    raise IngestError(f"cache entry {entry.name} is not a {size}x{size} uint16 array; "
+                                      f"delete it and rerun")
+                offset_src, offset_dst, left = len(expected), header_len + i * nbytes, nbytes
+                while left:
+                    n = os.copy_file_range(src.fileno(), fp.fileno(), left, offset_src, offset_dst)
+                    if n <= 0:
+                        raise IngestError(f"cache entry {entry.name} is truncated; delete it and rerun")
+                    offset_src, offset_dst, left = offset_src + n, offset_dst + n, left - n
+            row["cache_index"] = i
+            bar.update()
+
+
+def _npy_header_length(fp) -> int:
+    fp.seek(0)
+    np.lib.format.read_magic(fp)
+    np.lib.format.read_array_header_1_0(fp)
+    return fp.tell()
+
+
+def _npy_header_bytes(size: int) -> bytes:
+    import io as _io
+
+    buf = _io.BytesIO()
+    np.save(buf, np.zeros((size, size), np.uint16), allow_pickle=False)
+    return buf.getvalue()[:NPY_HEADER]
 
 
 def _pack_signature(ok: list[tuple[dict, Path]], settings: IngestSettings) -> str:
