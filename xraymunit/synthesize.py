@@ -78,9 +78,12 @@ def load_generators(path: str | Path, device: torch.device) -> tuple[MunitGenera
 
 
 def random_styles(seed: int, source_key: str, n: int, dim: int) -> np.ndarray:
-    """N(0, I) codes of one source image: a pure function of (seed, source), so reruns agree."""
-    gen = torch.Generator().manual_seed(stable_seed(seed, "style", source_key))
-    return torch.randn(n, dim, generator=gen).numpy()
+    """N(0, I) codes of one source image; code j is a pure function of (seed, source, j).
+
+    So reruns agree, and asking for more styles adds codes without changing the first ones.
+    """
+    return np.stack([np.random.default_rng(stable_seed(seed, "style", source_key, j)).standard_normal(dim)
+                     for j in range(n)]).astype(np.float32)
 
 
 def slerp(a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:

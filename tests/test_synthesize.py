@@ -1,0 +1,165 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from helpers.evaluate_data import write_cohort
+from helpers.training import tiny_train_config
+from PIL import Image
+
+from xraymunit.checkpoint import CheckpointError
+from xraymunit.io.cohort import Cohort, SyntheticSet
+from xraymunit.synthesize import SynthesisError, load_generators, random_styles, slerp, synthesize
+from xraymunit.train import train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    cohort = write_cohort(root / "cohort", n_patients=14, size=64)
+    result = train(cohort, root / "run", tiny_train_config("train.steps=15"), show_progress=False)
+    return cohort, result.checkpoint
+
+
+def _png(path):
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
+def test_outputs_count_shape_range_and_provenance(trained, tmp_path):
+    cohort, ckpt = trained
+    res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=4, show_progress=False)
+    sources = Cohort.open(cohort).select("train", "normal")
+    m = res.manifest
+    assert len(m) == 4 * len(sources) and res.generated == len(m)
+    assert set(m["source_image_key"]) == set(sources["image_key"])
+    assert (m["intended_label"] == "abnormal").all() and (m["split"] == "train").all()
+    assert all(sorted(g) == [0, 1, 2, 3] for _, g in m.groupby("source_image_key")["style_index"])
+    assert all(len(s) == 8 for s in m["style"])
+    first = _png(tmp_path / "s" / m["png_path"][0])
+    assert first.dtype == np.uint16 and first.shape == (64, 64)  # 16-bit PNG at the model's size
+    saved = pd.read_parquet(tmp_path / "s" / "manifest.parquet")
+    assert list(saved["synth_key"]) == list(m["synth_key"]) and list(saved.columns) == list(m.columns)
+    assert np.allclose(np.stack(saved["style"]), np.stack(m["style"]))
+    with Image.open(tmp_path / "s" / m["png_path"][0]) as im:
+        assert im.info["Source"] == "synthetic" and "SYNTHETIC" in im.info["Description"]
+
+
+def test_styles_give_distinct_images_and_recorded_styles_regenerate(trained, tmp_path):
+    cohort, ckpt = trained
+    res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=4, limit=1, show_progress=False)
+    imgs = [_png(tmp_path / "s" / p).astype(np.float32) / 65535 for p in res.manifest["png_path"]]
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert np.abs(imgs[i] - imgs[j]).mean() > 1e-3  # each style renders differently
+    # regenerate output #2 from its recorded style vector alone
+    gens, cfg, _ = load_generators(ckpt, torch.device("cpu"))
+    row = res.manifest.iloc[2]
+    cohort_rows = Cohort.open(cohort).ok().set_index("image_key")
+    src = Cohort.open(cohort).image(cohort_rows.loc[row["source_image_key"], "cache_index"])
+    with torch.inference_mode():
+        content = gens.gen_a.encode_content(torch.from_numpy(src)[None, None] * 2 - 1)
+        again = gens.gen_b.decode(content, torch.tensor([row["style"]], dtype=torch.float32))
+    again = ((again[0, 0] + 1) / 2).clamp(0, 1).numpy()
+    assert np.abs(again - imgs[2]).max() < 2e-4
+
+
+def test_same_seed_same_bytes_other_seed_other_images(trained, tmp_path):
+    cohort, ckpt = trained
+    a = synthesize(ckpt, cohort, tmp_path / "a", n_styles=2, limit=2, seed=5, show_progress=False)
+    b = synthesize(ckpt, cohort, tmp_path / "b", n_styles=2, limit=2, seed=5, show_progress=False)
+    c = synthesize(ckpt, cohort, tmp_path / "c", n_styles=2, limit=2, seed=6, show_progress=False)
+    for pa, pb in zip(a.manifest["png_path"], b.manifest["png_path"]):
+        assert (tmp_path / "a" / pa).read_bytes() == (tmp_path / "b" / pb).read_bytes()
+    assert not np.array_equal(_png(tmp_path / "a" / a.manifest["png_path"][0]),
+                              _png(tmp_path / "c" / c.manifest["png_path"][0]))
+
+
+def test_random_styles_are_per_source_and_seeded():
+    a = random_styles(0, "k1", 3, 8)
+    assert np.array_equal(a, random_styles(0, "k1", 3, 8))
+    assert not np.array_equal(a, random_styles(0, "k2", 3, 8))
+    assert np.array_equal(random_styles(0, "k1", 5, 8)[:3], a)  # more styles extend, never reshuffle
+
+
+def test_reference_styles_follow_the_reference(trained, tmp_path):
+    cohort, ckpt = trained
+    c = Cohort.open(cohort)
+    refs = []
+    for i, row in enumerate(c.select("train", "abnormal").head(2).itertuples()):
+        path = tmp_path / f"ref{i}.png"
+        Image.fromarray((c.image(row.cache_index) * 255).astype(np.uint8)).save(path)
+        refs.append(path)
+    res = synthesize(ckpt, cohort, tmp_path / "s", references=refs, limit=1, show_progress=False)
+    m = res.manifest
+    assert list(m["style_mode"]) == ["reference", "reference"] and m["reference_key"].notna().all()
+    assert not np.allclose(m["style"][0], m["style"][1])
+    imgs = [_png(tmp_path / "s" / p) for p in m["png_path"]]
+    assert not np.array_equal(imgs[0], imgs[1])
+    # the recorded style is the target-domain style encoder's code of that reference
+    gens, _, _ = load_generators(ckpt, torch.device("cpu"))
+    with torch.inference_mode():
+        ref = torch.from_numpy(np.asarray(Image.open(refs[0]), np.float32) / 255)[None, None] * 2 - 1
+        code = gens.gen_b.encode_style(ref)[0].numpy()
+    assert np.allclose(code, m["style"][0], atol=1e-3)
+    with pytest.raises(SynthesisError, match="not found"):
+        synthesize(ckpt, cohort, tmp_path / "t", references=[tmp_path / "missing.dcm"], show_progress=False)
+
+
+def test_interpolation_path(trained, tmp_path):
+    cohort, ckpt = trained
+    res = synthesize(ckpt, cohort, tmp_path / "s", interpolate=5, limit=1, show_progress=False)
+    m = res.manifest
+    assert list(m["interp_t"]) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    ends = random_styles(0, f"interp:{m['source_image_key'][0]}", 2, 8)
+    assert np.allclose(m["style"][0], ends[0], atol=1e-6) and np.allclose(m["style"][4], ends[1], atol=1e-6)
+
+
+def test_slerp_keeps_a_typical_norm():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=8), rng.normal(size=8)
+    path = slerp(a, b, 5)
+    assert np.allclose(path[0], a, atol=1e-6) and np.allclose(path[-1], b, atol=1e-6)
+    mid_lerp = np.linalg.norm((a + b) / 2)
+    assert np.linalg.norm(path[2]) > mid_lerp  # a straight line sags towards the origin; slerp does not
+    assert np.linalg.norm(path[2]) == pytest.approx((np.linalg.norm(a) + np.linalg.norm(b)) / 2, rel=1e-5)
+
+
+def test_resume_skips_written_outputs_and_leaves_no_partial_files(trained, tmp_path):
+    cohort, ckpt = trained
+    out = tmp_path / "s"
+    first = synthesize(ckpt, cohort, out, n_styles=3, limit=3, show_progress=False)
+    victim = out / first.manifest["png_path"][4]
+    victim.unlink()
+    second = synthesize(ckpt, cohort, out, n_styles=3, limit=3, show_progress=False)
+    assert (second.generated, second.skipped) == (1, 8)
+    assert victim.is_file()
+    assert second.manifest.equals(first.manifest)
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]
+    with pytest.raises(SynthesisError, match="different synthesis.*seed"):
+        synthesize(ckpt, cohort, out, n_styles=3, limit=3, seed=9, show_progress=False)
+
+
+def test_b2a_and_other_splits(trained, tmp_path):
+    cohort, ckpt = trained
+    res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=1, direction="b2a", split="test", show_progress=False)
+    expected = Cohort.open(cohort).select("test", "abnormal")
+    assert set(res.manifest["source_image_key"]) == set(expected["image_key"])
+    assert (res.manifest["intended_label"] == "normal").all()
+    assert len(SyntheticSet.open(tmp_path / "s").stack(res.manifest)) == len(expected)
+
+
+def test_bad_checkpoints_fail_clearly(trained, tmp_path):
+    cohort, ckpt = trained
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(ckpt.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="not a readable"):
+        synthesize(broken, cohort, tmp_path / "s", show_progress=False)
+    state = torch.load(ckpt, weights_only=True)
+    state["config"]["model"]["dim"] = 12  # weights no longer fit the recorded architecture
+    torch.save(state, tmp_path / "mismatch.pt")
+    with pytest.raises(CheckpointError, match="do not fit"):
+        synthesize(tmp_path / "mismatch.pt", cohort, tmp_path / "s2", show_progress=False)
+    state["config"]["model"]["dimension"] = 3
+    torch.save(state, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="config cannot be read"):
+        synthesize(tmp_path / "future.pt", cohort, tmp_path / "s3", show_progress=False)
