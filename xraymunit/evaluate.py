@@ -150,7 +150,7 @@ def evaluate(
                          f"arms {skipped} skipped")
         else:
             log.info("loading %d synthetic training images", len(selection.used))
-            synth_train = synthetic_images(syn, selection.used, size)
+            synth_train = synthetic_images(syn, selection.used, size, dtype=torch.float16)
     if not arms:
         raise EvaluateError("no arm left to run (all configured arms need synthetic images)")
 

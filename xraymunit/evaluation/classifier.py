@@ -116,7 +116,7 @@ class BatchSampler:
                 images.append(pool.synthetic[synth_pick[i]])
             else:
                 images.append(pool.abnormal[real_pick[i]])
-        return torch.stack(images), torch.as_tensor(is_abn, dtype=torch.float32)
+        return torch.stack(images).float(), torch.as_tensor(is_abn, dtype=torch.float32)
 
 
 @dataclass
