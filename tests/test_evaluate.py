@@ -121,6 +121,7 @@ def test_summary_answers_the_question_with_caveats(study):
     assert "## Does synthetic help?" in s and "ΔAUROC" in s and "95% CI" in s
     assert "trained on *all* train-split abnormal images" in s
     assert "| (3) real + synthetic |" in s and "Fréchet" in s
+    assert "**Memorisation:**" in s  # the planted copies of training images are called out
 
 
 def test_without_synthetic_arms_3_4_are_skipped_and_run_is_deterministic(study, tmp_path):

@@ -324,6 +324,20 @@ def caveats(metrics: dict) -> list[str]:
     if cfg["classifier"]["steps"] < 200:
         out.append(f"The training budget is tiny ({cfg['classifier']['steps']} steps): treat these numbers as a "
                    "smoke test of the pipeline, not as a study result.")
+    q = metrics.get("quality")
+    if q:
+        mem = q["memorisation"]
+        if mem["n_flagged"]:
+            out.append(f"**Memorisation:** {mem['n_flagged']} of {mem['n_synthetic']} synthetic images are closer to a "
+                       "real training image of another patient than any two real training images are to each other "
+                       "(near-copies; listed in metrics.json → quality.memorisation.flagged). Gains from such images "
+                       "are not gains from synthesis.")
+        div = q["diversity"]
+        syn_d = div["synthetic_styles_of_same_input"]["lpips_style"]["mean"]
+        real_d = div["yardstick_real_abnormal_pairs"]["lpips_style"]["mean"]
+        if syn_d is not None and real_d and syn_d < 0.1 * real_d:
+            out.append(f"**Low diversity:** styles of one input differ by {syn_d:.3f} (LPIPS-style) against {real_d:.3f} "
+                       "between real abnormal images: the generator may ignore its style code (mode collapse).")
     if metrics.get("quality"):
         out.append("FID/KID/LPIPS-style use a network trained on this cohort, not ImageNet Inception/AlexNet: "
                    "compare them within this study (against the yardsticks), never with published values. "
