@@ -352,3 +352,25 @@ def test_shard_partition_is_stable_and_complete():
     parts = [[r for r in rels if in_shard(r, (i, 4))] for i in range(1, 5)]
     assert sorted(sum(parts, [])) == sorted(rels) and all(len(p) > 40 for p in parts)
     assert [r for r in rels if in_shard(r, (2, 4))] == parts[1]
+
+
+def test_bundled_sample_cohort_ingests_cleanly(tmp_path):
+    """The default data of the main job: 60 multi-vendor DICOM studies, 30 normal / 30 abnormal."""
+    from xraymunit import sample_data
+
+    out = tmp_path / "cohort"
+    result = ingest(sample_data.path(), out, labels=sample_data.labels_csv(), progress=False)
+    assert result.files == result.images == 60
+    m = Cohort.open(out).ok()
+    assert m["label"].value_counts().to_dict() == {"normal": 30, "abnormal": 30}
+    assert m["patient_key"].nunique() == 60 and set(m["label_source"]) == {"csv:sop"}
+    assert set(m["modality"]) == {"CR", "DX"} and set(m["photometric"]) == {"MONOCHROME1", "MONOCHROME2"}
+    assert set(m["window_source"]) == {"window", "percentile"}
+    assert set(m["transfer_syntax"]) >= {"RLE Lossless", "JPEG 2000 Image Compression (Lossless Only)"}
+    assert set(m["spacing_row_mm"]) == {0.572} and m["age"].notna().all() and m["sex"].notna().all()
+    by_split = m.groupby(["split", "label"]).size().unstack()
+    assert (by_split >= 4).all().all()  # both labels in train, val and test
+    (right, left), mediastinum = ((Cohort.open(out).stack(m["cache_index"])[:, 90:150, 45:80].mean(),
+                                   Cohort.open(out).stack(m["cache_index"])[:, 90:150, 176:211].mean()),
+                                  Cohort.open(out).stack(m["cache_index"])[:, 90:150, 118:138].mean())
+    assert right < mediastinum and left < mediastinum  # bright = dense across all five vendor profiles

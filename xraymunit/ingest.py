@@ -640,6 +640,10 @@ def _decode_pass(root: Path, private: Path, rels: list[str], state: dict[str, Fi
             journal.write(rec)
             state[rel].image = rec
             bar.update()
+    for st in state.values():  # finalize needs neither: keep the main process small for big cohorts
+        if st.header is not None:
+            st.header["scan"].pop("pixel", None)
+            st.header["scan"].pop("intensity", None)
     return len(todo), reused
 
 
