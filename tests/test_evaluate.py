@@ -194,3 +194,15 @@ def test_rerun_reuses_finished_runs_and_gives_the_same_report(study, tmp_path):
     # a changed budget changes the fingerprint: nothing is reused
     changed = evaluate(study["cohort"], None, out, tiny("classifier.steps=5", "seeds=1", "real_abnormal=[all]"))
     assert changed["resumed_runs"] == 0
+
+
+def test_single_class_val_falls_back_to_the_last_step(tmp_path):
+    cohort = write_cohort(tmp_path / "c", n_patients=24, size=32, seed=9)
+    m = pd.read_parquet(cohort / "manifest.parquet")
+    m.loc[m["split"] == "val", "label"] = "normal"
+    m.to_parquet(cohort / "manifest.parquet")
+    out = evaluate(cohort, None, tmp_path / "r", tiny("seeds=1", "real_abnormal=[all]", "classifier.steps=10",
+                                                      "arms=[real]"))
+    assert any("no model selection" in n for n in out["notes"])
+    assert all(r["best_step"] == 10 for r in out["runs"])
+    assert out["results"]["all"]["arms"]["real"]["auroc"]["value"] is not None

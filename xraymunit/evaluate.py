@@ -126,9 +126,12 @@ def evaluate(
     notes: list[str] = []
 
     sets = {s: real_split(co, s, size, cfg.normal_label, cfg.abnormal_label) for s in ("train", "val", "test")}
-    for name, s in sets.items():
-        _check_split(s, name)
+    for name in ("train", "test"):
+        _check_split(sets[name], name)
     train, val, test = sets["train"], sets["val"], sets["test"]
+    if len(val) == 0 or val.labels.min() == val.labels.max():
+        notes.append(f"the val split has {len(val)} image(s) of one class only: no model selection, every run "
+                     "keeps its last step (and the balanced-accuracy threshold is 0.5)")
     overlap = set(train.patients) & (set(val.patients) | set(test.patients))
     if overlap:
         raise EvaluateError(f"{len(overlap)} patient(s) appear in train and in val/test: the cohort's "
@@ -306,6 +309,8 @@ def _file_stamp(path: Path) -> list:
 
 def _threshold(y_val, v, cfg: EvaluateConfig) -> float:
     """The operating threshold for balanced accuracy, chosen on val (never on test)."""
+    if len(y_val) == 0 or np.min(y_val) == np.max(y_val):
+        return 0.5
     if cfg.stats.threshold == "youden":
         return M.youden_threshold(y_val, v)
     return M.threshold_at_specificity(y_val, v, cfg.stats.specificity)

@@ -193,7 +193,11 @@ def train_classifier(
                 auc = auroc(val.labels, predict(model, val.images, device))
                 history.append({"step": step, "train_loss": float(np.mean(losses)), "val_auroc": auc})
                 losses = []
-                if best_state is None or (np.isfinite(auc) and auc > best_auc):
+                if not np.isfinite(auc):  # val has one class: no selection possible, keep the last step
+                    best_auc, best_step, best_state = float("nan"), step, None
+                    if step == cfg.steps:
+                        best_state = copy.deepcopy(model.state_dict())
+                elif best_state is None or auc > best_auc:
                     best_auc, best_step = auc, step
                     best_state = copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
