@@ -333,3 +333,8 @@ def _output_spacing(src, size: int) -> float | None:
     except TypeError:
         return None
     return None
+
+
+from xraymunit._api import make_callable  # noqa: E402
+
+make_callable(__name__)  # `xraymunit.synthesize(...)` calls synthesize()

@@ -1,0 +1,285 @@
+#!/usr/bin/env python
+"""ingest → train → synthesize → evaluate, from one YAML, composed from xraymunit's public API.
+
+    python pipelines/normal_to_abnormal.py --config configs/pipeline_default.yaml
+    python pipelines/normal_to_abnormal.py --config configs/pipeline_default.yaml --set train.steps=2000
+
+Every stage is skipped when its outputs are up to date for its inputs and settings (a
+fingerprint of both is stored in OUT/pipeline_state.json), so a rerun after a crash or a
+Ctrl-C picks up where it stopped: ingest resumes from its journal, training resumes from
+its last checkpoint, synthesis skips images already written, evaluation reuses finished
+classifier runs. When a stage's settings change, its old outputs are moved to
+`<stage>.previous/` (never deleted) and the stage and everything after it run again.
+One log for the whole run: OUT/pipeline.log. At the end it prints where the report is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from xraymunit import config
+from xraymunit.config.evaluate import EvaluateConfig
+from xraymunit.config.train import TrainConfig
+from xraymunit.errors import XraymunitError
+from xraymunit.io import atomic
+
+REPO = Path(__file__).resolve().parents[1]
+log = logging.getLogger("xraymunit.pipeline")
+
+
+# --------------------------------------------------------------------------- the pipeline config
+
+
+@dataclass
+class IngestStage:
+    input: str = "sample"  # a DICOM/PNG folder, or "sample" for the bundled NIH DICOM cohort
+    labels: Optional[str] = "sample"  # labels CSV, "sample", or null (labels from normal/abnormal folders)
+    size: int = 256
+    workers: int = 2
+    fit: str = "pad"
+
+
+@dataclass
+class TrainStage:
+    config: str = "configs/munit_tiny_cpu.yaml"
+    set: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SynthesizeStage:
+    n_styles: int = 5
+    split: str = "train"
+    direction: str = "a2b"
+    seed: int = 0
+    format: str = "png"
+    batch_size: int = 20
+
+
+@dataclass
+class EvaluateStage:
+    config: str = "configs/evaluate_tiny.yaml"
+    set: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PipelineConfig:
+    out: str = "runs/default"
+    device: str = "auto"
+    ingest: IngestStage = field(default_factory=IngestStage)
+    train: TrainStage = field(default_factory=TrainStage)
+    synthesize: SynthesizeStage = field(default_factory=SynthesizeStage)
+    evaluate: EvaluateStage = field(default_factory=EvaluateStage)
+
+
+def _repo_path(value: str) -> Path:
+    """Input paths: as given if they exist (relative to the working folder), else relative to the repository."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() or path.exists() else REPO / path
+
+
+# --------------------------------------------------------------------------- fingerprints and state
+
+
+def _sha(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _file_sha(path: Path) -> str:
+    from xraymunit.checkpoint import file_sha256
+
+    return file_sha256(path)
+
+
+def _listing(root: Path) -> str:
+    """Fingerprint of a folder's files (relative path, size, mtime): cheap, catches new or changed files."""
+    items = sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns)
+                   for p in root.rglob("*") if p.is_file())
+    return _sha(items)
+
+
+class State:
+    """OUT/pipeline_state.json: the fingerprint each stage's outputs were made from."""
+
+    def __init__(self, out: Path):
+        self.path = out / "pipeline_state.json"
+        self.data = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def up_to_date(self, stage: str, fingerprint: str, output: Path) -> bool:
+        entry = self.data.get(stage, {})
+        return entry.get("fingerprint") == fingerprint and entry.get("status") == "done" and output.exists()
+
+    def stale(self, stage: str, fingerprint: str) -> bool:
+        entry = self.data.get(stage)
+        return bool(entry) and entry.get("fingerprint") != fingerprint
+
+    def mark(self, stage: str, fingerprint: str, status: str, **info) -> None:
+        self.data[stage] = {"fingerprint": fingerprint, "status": status, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+                            **info}
+        atomic.write_json(self.path, self.data)
+
+
+def _set_aside(path: Path) -> None:
+    """Outputs made from other settings are moved to <name>.previous/, not deleted."""
+    if path.exists():
+        previous = path.with_name(path.name + ".previous")
+        if previous.exists():
+            shutil.rmtree(previous)
+        path.rename(previous)
+        log.info("settings changed: moved old %s to %s", path.name, previous.name)
+
+
+# --------------------------------------------------------------------------- run
+
+
+def run(cfg: PipelineConfig, progress: bool = True) -> Path:
+    """Run (or resume) the whole chain; returns the path of the report's summary.md."""
+    from xraymunit.evaluate import evaluate
+    from xraymunit.ingest import ingest
+    from xraymunit.synthesize import synthesize
+    from xraymunit.train import train
+
+    out = Path(cfg.out).expanduser().resolve()  # relative to where the pipeline is started
+    out.mkdir(parents=True, exist_ok=True)
+    _log_to(out / "pipeline.log")
+    state = State(out)
+    t_all = time.perf_counter()
+    log.info("pipeline start → %s", out)
+
+    # ---- 1. ingest
+    import xraymunit.sample_data as sample
+
+    source = sample.path() if cfg.ingest.input == "sample" else _repo_path(cfg.ingest.input)
+    labels = (sample.labels_csv() if cfg.ingest.labels == "sample"
+              else _repo_path(cfg.ingest.labels) if cfg.ingest.labels else None)
+    cohort = out / "cohort"
+    fp = _sha({"listing": _listing(source), "labels": _file_sha(labels) if labels else None,
+               "size": cfg.ingest.size, "fit": cfg.ingest.fit})
+    if state.up_to_date("ingest", fp, cohort / "manifest.parquet"):
+        log.info("[1/4] ingest: up to date (%s)", cohort)
+    else:
+        if state.stale("ingest", fp):
+            _set_aside(cohort)
+        state.mark("ingest", fp, "running")
+        t = time.perf_counter()
+        log.info("[1/4] ingest %s → %s", source, cohort)
+        result = ingest(source, cohort, labels=labels, size=cfg.ingest.size, workers=cfg.ingest.workers,
+                               fit=cfg.ingest.fit, progress=progress)
+        state.mark("ingest", fp, "done", seconds=round(time.perf_counter() - t, 1))
+        log.info("[1/4] ingest done in %.1fs: %d files, %s (decoded %d, reused %d)", time.perf_counter() - t,
+                 result.files, ", ".join(f"{k} {v}" for k, v in result.by_status.items()), result.decoded,
+                 result.reused)
+    cohort_fp = _file_sha(cohort / "manifest.parquet")
+
+    # ---- 2. train
+    overrides = list(cfg.train.set) + ([f"train.device={cfg.device}"] if cfg.device != "auto" else [])
+    train_cfg = config.load(TrainConfig, _repo_path(cfg.train.config), overrides)
+    run_dir = out / "train"
+    fp = _sha({"config": config.to_dict(train_cfg), "cohort": cohort_fp})
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    if state.up_to_date("train", fp, ckpt):
+        log.info("[2/4] train: up to date (%s)", ckpt)
+    else:
+        if state.stale("train", fp):
+            _set_aside(run_dir)
+        resume = ckpt.is_file()
+        state.mark("train", fp, "running")
+        t = time.perf_counter()
+        log.info("[2/4] train %s (%d steps%s) → %s", cfg.train.config, train_cfg.train.steps,
+                 ", resuming" if resume else "", run_dir)
+        result = train(cohort, run_dir, train_cfg, resume=resume, show_progress=progress)
+        state.mark("train", fp, "done", seconds=round(time.perf_counter() - t, 1))
+        log.info("[2/4] train done in %.1fs (%.2f img/s); samples in %s", time.perf_counter() - t,
+                 result.images_per_second, run_dir / "samples")
+    ckpt_fp = _file_sha(ckpt)
+
+    # ---- 3. synthesize
+    s = cfg.synthesize
+    synth = out / "synth"
+    fp = _sha({"params": config.to_dict(s), "checkpoint": ckpt_fp, "cohort": cohort_fp})
+    if state.up_to_date("synthesize", fp, synth / "manifest.parquet"):
+        log.info("[3/4] synthesize: up to date (%s)", synth)
+    else:
+        if state.stale("synthesize", fp) or (synth.exists() and not state.data.get("synthesize")):
+            _set_aside(synth)
+        state.mark("synthesize", fp, "running")
+        t = time.perf_counter()
+        log.info("[3/4] synthesize %d styles per %s image (%s) → %s", s.n_styles, s.split, s.direction, synth)
+        formats = ("png", "dicom") if s.format == "both" else (s.format,)
+        result = synthesize(ckpt, cohort, synth, n_styles=s.n_styles, split=s.split,
+                                       direction=s.direction, seed=s.seed, formats=formats,
+                                       batch_size=s.batch_size, device=cfg.device, show_progress=progress)
+        state.mark("synthesize", fp, "done", seconds=round(time.perf_counter() - t, 1))
+        log.info("[3/4] synthesize done in %.1fs: %d images", time.perf_counter() - t, len(result.manifest))
+    synth_fp = _file_sha(synth / "manifest.parquet")
+
+    # ---- 4. evaluate
+    eval_cfg = config.load(EvaluateConfig, _repo_path(cfg.evaluate.config), cfg.evaluate.set)
+    report = out / "report"
+    fp = _sha({"config": config.to_dict(eval_cfg), "cohort": cohort_fp, "synth": synth_fp, "device": cfg.device})
+    if state.up_to_date("evaluate", fp, report / "summary.md"):
+        log.info("[4/4] evaluate: up to date (%s)", report)
+    else:
+        state.mark("evaluate", fp, "running")
+        t = time.perf_counter()
+        log.info("[4/4] evaluate → %s", report)
+        evaluate(cohort, synth, report, eval_cfg, device=None if cfg.device == "auto" else cfg.device,
+                 progress=progress)
+        state.mark("evaluate", fp, "done", seconds=round(time.perf_counter() - t, 1))
+        log.info("[4/4] evaluate done in %.1fs", time.perf_counter() - t)
+
+    summary = report / "summary.md"
+    log.info("pipeline finished in %.1fs", time.perf_counter() - t_all)
+    return summary
+
+
+def _log_to(path: Path) -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    if not any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path for h in root.handlers):
+        handler = logging.FileHandler(path)
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+    if not any(type(h) is logging.StreamHandler for h in root.handlers):
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(fmt)
+        root.addHandler(console)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default=str(REPO / "configs" / "pipeline_default.yaml"),
+                    help="pipeline YAML (default: configs/pipeline_default.yaml)")
+    ap.add_argument("--out", default=None, help="output folder (overrides the config's `out`)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a pipeline key, e.g. --set synthesize.n_styles=20 (repeatable)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    args = ap.parse_args(argv)
+    try:
+        cfg = config.load(PipelineConfig, args.config, args.overrides + ([f"out={args.out}"] if args.out else []))
+        summary = run(cfg, progress=not args.no_progress)
+    except XraymunitError as exc:
+        print(f"pipeline: error: {exc}", file=sys.stderr)
+        return 2
+    out = summary.parent.parent
+    print()
+    print(f"Report:            {summary}")
+    print(f"Metrics (JSON):    {summary.parent / 'metrics.json'}")
+    print(f"Synthetic images:  {out / 'synth' / 'images'}  (manifest: {out / 'synth' / 'manifest.parquet'})")
+    print(f"Training run:      {out / 'train'}  (samples/, tensorboard/, metrics.csv)")
+    print(f"Cohort:            {out / 'cohort'}  (manifest.parquet, ingest_report.json)")
+    print(f"Log:               {out / 'pipeline.log'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
