@@ -1,6 +1,32 @@
-"""Shared pytest setup: quiet, single-threaded torch so tests are reproducible on 2 cores."""
+"""Shared pytest setup and the one end-to-end run of the README's default pipeline.
+
+`default_run` runs pipelines/normal_to_abnormal.py with configs/pipeline_default.yaml, exactly
+as the README's main command does (on the bundled DICOM sample), once per test session;
+the pipeline tests and the notebook tests read its outputs.
+"""
 
 import os
+import sys
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory) -> Path:
+    """OUT folder of a full default pipeline run (cohort/, train/, synth/, report/)."""
+    sys.path.insert(0, str(REPO / "pipelines"))
+    try:
+        import normal_to_abnormal
+    finally:
+        sys.path.remove(str(REPO / "pipelines"))
+    out = tmp_path_factory.mktemp("default-run")
+    code = normal_to_abnormal.main(["--config", str(REPO / "configs" / "pipeline_default.yaml"),
+                                    "--out", str(out), "--no-progress"])
+    assert code == 0, "the default pipeline run failed"
+    return out
