@@ -122,3 +122,24 @@ def test_frechet_with_dead_feature_units_is_quiet_and_finite(features):
         same = Q.frechet_distance(a, a)
         shifted = Q.frechet_distance(a, b + 1.0)
     assert same == pytest.approx(0.0, abs=1e-4) and shifted > 1.0
+
+
+def test_mean_ci_covers_the_mean_and_resamples_whole_groups():
+    rng = np.random.default_rng(6)
+    x = rng.normal(1.0, 1.0, 400)
+    r = Q.mean_sd(x, n_boot=500)
+    assert r["ci_low"] < r["mean"] < r["ci_high"] and r["ci_low"] < 1.0 < r["ci_high"]
+    # 20 groups of 20 identical values: effectively n = 20, so the CI must be much wider
+    g = np.repeat(np.arange(20), 20)
+    y = np.repeat(rng.normal(1.0, 1.0, 20), 20)
+    naive, grouped = Q.mean_sd(y, n_boot=500), Q.mean_sd(y, groups=g, n_boot=500)
+    assert (grouped["ci_high"] - grouped["ci_low"]) > 3 * (naive["ci_high"] - naive["ci_low"])
+
+
+def test_frechet_and_kid_intervals(features):
+    a, b = features
+    fd = Q.frechet_with_ci(a, b + 1.0, n_boot=20)
+    assert fd["frechet_ci_low"] < fd["frechet"] * 1.5 and fd["frechet_ci_low"] < fd["frechet_ci_high"]
+    assert fd["frechet_ci_low"] > Q.frechet_distance(a, b)  # the shift is resolved
+    kid = Q.kernel_distance_summary(a, b + 1.0, subset_size=50, subsets=20)
+    assert kid["kid_ci_low"] <= kid["kid"] <= kid["kid_ci_high"] and kid["kid_ci_low"] > 0

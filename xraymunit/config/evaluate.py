@@ -119,6 +119,8 @@ class QualityConfig:
     reference_splits: tuple[str, ...] = ("val", "test")
     kid_subset_size: int = 100
     kid_subsets: int = 50
+    fd_bootstrap: int = 20
+    bootstrap: int = 200
     ms_ssim_kernel: int = 11
     ms_ssim_scales: int = 5
     lowpass_sigma: float = 0.02
@@ -134,6 +136,8 @@ class QualityConfig:
                 "reference_splits", f"must be a non-empty subset of {list(SPLITS)}")
         require(self.kid_subset_size >= 2, "kid_subset_size", "must be >= 2")
         require(self.kid_subsets >= 1, "kid_subsets", "must be >= 1")
+        require(self.fd_bootstrap >= 0, "fd_bootstrap", "must be >= 0 (0 = no interval)")
+        require(self.bootstrap >= 0, "bootstrap", "must be >= 0 (0 = no interval)")
         require(self.ms_ssim_kernel >= 3 and self.ms_ssim_kernel % 2 == 1, "ms_ssim_kernel",
                 "must be an odd integer >= 3")
         require(1 <= self.ms_ssim_scales <= 5, "ms_ssim_scales", "must be in 1..5")

@@ -48,10 +48,17 @@ def kernel_distance(a: np.ndarray, b: np.ndarray, subset_size: int = 100, subset
 
     Unbiased, so two samples of one distribution give ~0 (it can be slightly negative).
     """
+    r = kernel_distance_summary(a, b, subset_size, subsets, seed)
+    return r["kid"], r["kid_sd"]
+
+
+def kernel_distance_summary(a, b, subset_size: int = 100, subsets: int = 50, seed: int = 0,
+                            ci: float = 0.95) -> dict:
+    """KID mean, SD over subsets, and the central `ci` range of the subset values."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     m = min(subset_size, len(a), len(b))
     if m < 2:
-        return float("nan"), float("nan")
+        return {"kid": float("nan"), "kid_sd": float("nan"), "kid_ci_low": None, "kid_ci_high": None}
     d = a.shape[1]
     rng = np.random.default_rng([seed, 0x1D])
     values = []
@@ -61,7 +68,9 @@ def kernel_distance(a: np.ndarray, b: np.ndarray, subset_size: int = 100, subset
         kxx, kyy, kxy = ((x @ x.T) / d + 1) ** 3, ((y @ y.T) / d + 1) ** 3, ((x @ y.T) / d + 1) ** 3
         off = ~np.eye(m, dtype=bool)
         values.append(kxx[off].mean() + kyy[off].mean() - 2 * kxy.mean())
-    return float(np.mean(values)), float(np.std(values))
+    lo = (1 - ci) / 2
+    return {"kid": float(np.mean(values)), "kid_sd": float(np.std(values)),
+            "kid_ci_low": float(np.quantile(values, lo)), "kid_ci_high": float(np.quantile(values, 1 - lo))}
 
 
 # ---------------------------------------------------------------- pairwise image distances
@@ -172,8 +181,40 @@ def _quantiles(x: np.ndarray) -> dict:
             "mean": float(x.mean())}
 
 
-def mean_sd(x) -> dict:
+def mean_sd(x, groups=None, n_boot: int = 200, ci: float = 0.95, seed: int = 0) -> dict:
+    """Mean, SD, n and a percentile-bootstrap CI of the mean.
+
+    With `groups` (e.g. the input image of each pair of styles), whole groups are resampled,
+    since values sharing an input are not independent.
+    """
     x = np.asarray(x, np.float64)
-    x = x[np.isfinite(x)]
-    return {"mean": float(x.mean()) if x.size else None,
-            "sd": float(x.std(ddof=1)) if x.size > 1 else None, "n": int(x.size)}
+    g = np.arange(len(x)) if groups is None else np.asarray(groups)
+    keep = np.isfinite(x)
+    x, g = x[keep], g[keep]
+    out = {"mean": float(x.mean()) if x.size else None,
+           "sd": float(x.std(ddof=1)) if x.size > 1 else None, "n": int(x.size),
+           "ci_low": None, "ci_high": None, "ci_level": ci}
+    if x.size > 1 and n_boot > 0:
+        _, inv = np.unique(g, return_inverse=True)
+        k = int(inv.max()) + 1
+        sums, counts = np.bincount(inv, x, k), np.bincount(inv, None, k)
+        rng = np.random.default_rng([seed, 0xC1])
+        draws = rng.multinomial(k, np.full(k, 1.0 / k), size=n_boot)
+        means = (draws @ sums) / np.maximum(draws @ counts, 1e-12)
+        a = (1 - ci) / 2
+        out["ci_low"], out["ci_high"] = float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+    return out
+
+
+def frechet_with_ci(a: np.ndarray, b: np.ndarray, n_boot: int = 20, ci: float = 0.95, seed: int = 0) -> dict:
+    """Fréchet distance and a percentile-bootstrap interval (both sets resampled)."""
+    value = frechet_distance(a, b)
+    out = {"frechet": value, "frechet_ci_low": None, "frechet_ci_high": None}
+    if n_boot > 0 and len(a) > 2 and len(b) > 2:
+        rng = np.random.default_rng([seed, 0xFD])
+        vals = [frechet_distance(a[rng.integers(0, len(a), len(a))], b[rng.integers(0, len(b), len(b))])
+                for _ in range(n_boot)]
+        lo = (1 - ci) / 2
+        out["frechet_ci_low"], out["frechet_ci_high"] = (float(np.nanquantile(vals, lo)),
+                                                         float(np.nanquantile(vals, 1 - lo)))
+    return out

@@ -92,9 +92,8 @@ def assess(
     tick()
 
     def dist(a, b, what):
-        k_mean, k_sd = Q.kernel_distance(a, b, **kid)
-        return {"compares": what, "n": [int(len(a)), int(len(b))], "frechet": Q.frechet_distance(a, b),
-                "kid": k_mean, "kid_sd": k_sd}
+        return {"compares": what, "n": [int(len(a)), int(len(b))],
+                **Q.frechet_with_ci(a, b, cfg.fd_bootstrap, seed=seed), **Q.kernel_distance_summary(a, b, **kid)}
 
     realism = {
         "feature_dim": int(f_syn.shape[1]) if f_syn.ndim == 2 and f_syn.size else 0,
@@ -112,15 +111,16 @@ def assess(
     k_ms = (cfg.ms_ssim_kernel, cfg.ms_ssim_scales)
     kernel, weights = Q.ms_ssim_setup(size, *k_ms)
 
-    def diversity(images, pr):
+    def diversity(images, pr, groups):
         if len(pr) == 0:
             return {"lpips_style": Q.mean_sd([]), "one_minus_ms_ssim": Q.mean_sd([])}
         a, b = images[torch.as_tensor(pr[:, 0])], images[torch.as_tensor(pr[:, 1])]
-        return {"lpips_style": Q.mean_sd(_maps_distance(model, a, b, device)),
-                "one_minus_ms_ssim": Q.mean_sd(1.0 - Q.ms_ssim(a, b, *k_ms))}
+        boot = dict(groups=groups, n_boot=cfg.bootstrap, seed=seed)
+        return {"lpips_style": Q.mean_sd(_maps_distance(model, a, b, device), **boot),
+                "one_minus_ms_ssim": Q.mean_sd(1.0 - Q.ms_ssim(a, b, *k_ms), **boot)}
 
-    div_syn = diversity(syn.images, pairs)
-    div_real = diversity(ref_abnormal.images, real_pairs)
+    div_syn = diversity(syn.images, pairs, sidx[pairs[:, 0]] if len(pairs) else None)  # resample inputs
+    div_real = diversity(ref_abnormal.images, real_pairs, None)
     div_syn["n_inputs"] = int(len(np.unique(sidx)))
     tick()
 
@@ -133,8 +133,8 @@ def assess(
                   if len(unrel) else np.zeros(0))
     content = {
         "lowpass_sigma_px": float(sigma),
-        "ssim_input_vs_translation": Q.mean_sd(ssim_kept),
-        "yardstick_ssim_unrelated_inputs": Q.mean_sd(ssim_unrel),
+        "ssim_input_vs_translation": Q.mean_sd(ssim_kept, groups=sidx, n_boot=cfg.bootstrap, seed=seed),
+        "yardstick_ssim_unrelated_inputs": Q.mean_sd(ssim_unrel, n_boot=cfg.bootstrap, seed=seed),
         "note": "1 = anatomy identical after low-pass; the yardstick is two different patients",
     }
 

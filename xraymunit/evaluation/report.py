@@ -269,6 +269,20 @@ def summary(metrics: dict) -> str:
     return "\n".join(L)
 
 
+def _fd(d: dict) -> str:
+    if d.get("frechet_ci_low") is None:
+        return _num(d.get("frechet"))
+    return f"{_num(d['frechet'])} [{_num(d['frechet_ci_low'])}, {_num(d['frechet_ci_high'])}]"
+
+
+def _mci(d: dict) -> str:
+    if d.get("mean") is None:
+        return "n/a"
+    if d.get("ci_low") is None:
+        return _num(d["mean"])
+    return f"{_num(d['mean'])} [{_num(d['ci_low'])}, {_num(d['ci_high'])}]"
+
+
 def _quality_section(metrics: dict) -> list[str]:
     q = metrics.get("quality")
     L = ["## Synthetic image quality", ""]
@@ -283,17 +297,17 @@ def _quality_section(metrics: dict) -> list[str]:
     L.append("|---|---|---|")
     s, y = r["synthetic_vs_real_abnormal"], r["yardstick_real_normal_vs_real_abnormal"]
     i = r["inputs_vs_real_abnormal"]
-    L.append(f"| Fréchet distance to real abnormal (↓) | {_num(s['frechet'])} | real normal ↔ abnormal {_num(y['frechet'])}; "
-             f"inputs before translation {_num(i['frechet'])} |")
+    L.append(f"| Fréchet distance to real abnormal (↓) | {_fd(s)} | real normal ↔ abnormal {_fd(y)}; "
+             f"inputs before translation {_fd(i)} |")
     L.append(f"| KID to real abnormal (↓) | {_num(s['kid'], 4)} ± {_num(s['kid_sd'], 4)} | real normal ↔ abnormal "
              f"{_num(y['kid'], 4)}; inputs {_num(i['kid'], 4)} |")
     ds, dr = dv["synthetic_styles_of_same_input"], dv["yardstick_real_abnormal_pairs"]
-    L.append(f"| diversity, LPIPS-style (↑) | {_num(ds['lpips_style']['mean'])} | real abnormal pairs "
-             f"{_num(dr['lpips_style']['mean'])} |")
-    L.append(f"| diversity, 1 − MS-SSIM (↑) | {_num(ds['one_minus_ms_ssim']['mean'])} | real abnormal pairs "
-             f"{_num(dr['one_minus_ms_ssim']['mean'])} |")
-    L.append(f"| content kept, low-pass SSIM input ↔ output (↑) | {_num(c['ssim_input_vs_translation']['mean'])} | "
-             f"two different patients {_num(c['yardstick_ssim_unrelated_inputs']['mean'])} |")
+    L.append(f"| diversity, LPIPS-style (↑) | {_mci(ds['lpips_style'])} | real abnormal pairs "
+             f"{_mci(dr['lpips_style'])} |")
+    L.append(f"| diversity, 1 − MS-SSIM (↑) | {_mci(ds['one_minus_ms_ssim'])} | real abnormal pairs "
+             f"{_mci(dr['one_minus_ms_ssim'])} |")
+    L.append(f"| content kept, low-pass SSIM input ↔ output (↑) | {_mci(c['ssim_input_vs_translation'])} | "
+             f"two different patients {_mci(c['yardstick_ssim_unrelated_inputs'])} |")
     L.append(f"| memorisation: images closer to a training image than any two real ones | {m['n_flagged']} of "
              f"{m['n_synthetic']} | threshold {_num(m['threshold_closest_real_pair'])} |")
     L.append("")
