@@ -1,4 +1,5 @@
 import numpy as np
+import pydicom
 import pandas as pd
 import pytest
 import torch
@@ -163,3 +164,39 @@ def test_bad_checkpoints_fail_clearly(trained, tmp_path):
     torch.save(state, tmp_path / "future.pt")
     with pytest.raises(CheckpointError, match="config cannot be read"):
         synthesize(tmp_path / "future.pt", cohort, tmp_path / "s3", show_progress=False)
+
+
+def _strings(ds):
+    """Every string-like value in a dataset, its file meta and its sequences."""
+    for elem in list(ds.file_meta) + list(ds.iterall()):
+        if elem.VR == "SQ" or elem.tag == 0x7FE00010:
+            continue
+        values = elem.value if isinstance(elem.value, (list, tuple, pydicom.multival.MultiValue)) else [elem.value]
+        for v in values:
+            if v is not None:
+                yield str(v)
+
+
+@pytest.mark.slow
+def test_dicom_outputs_carry_no_source_phi(default_run, tmp_path):
+    """Synthesize DICOMs from the bundled real-DICOM cohort; no source identifier may appear in any tag."""
+    import xraymunit.sample_data as sample
+
+    phi = set()
+    for path in sample.path().rglob("*"):
+        if path.is_file():
+            src = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            for kw in ("PatientID", "PatientName", "AccessionNumber", "StudyInstanceUID", "SeriesInstanceUID",
+                       "SOPInstanceUID", "InstitutionName", "StudyDate", "PatientBirthDate", "StudyID"):
+                value = str(src.get(kw, "") or "")
+                if len(value) > 1:
+                    phi.add(value)
+    assert len(phi) > 100
+    res = synthesize(default_run / "train" / "checkpoints" / "last.pt", default_run / "cohort", tmp_path / "s",
+                     n_styles=2, formats=("dicom",), show_progress=False)
+    assert len(res.manifest) > 0
+    for rel in res.manifest["dicom_path"]:
+        ds = pydicom.dcmread(tmp_path / "s" / rel)
+        leaked = [s for s in _strings(ds) if any(p in s for p in phi)]
+        assert not leaked, (rel, leaked)
+        assert ds.ConversionType == "SYN" and ds.PatientName == "SYNTHETIC^XRAYMUNIT"
