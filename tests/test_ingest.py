@@ -339,6 +339,18 @@ def test_crop_fit_and_bad_arguments(built, tmp_path):
         ingest(tmp_path / "nope", tmp_path / "bad", progress=False)
 
 
+def test_raw_for_processing_images_are_flagged(built, tmp_path):
+    import pydicom
+
+    src = copy_tree(built.site.root, tmp_path / "site")
+    f = built.site.by_name("mono2_12bit_window")
+    ds = pydicom.dcmread(src / f.rel)
+    ds.PresentationIntentType = "FOR PROCESSING"
+    ds.save_as(src / f.rel)
+    report = ingest(src, tmp_path / "out", progress=False).report
+    assert any("1 images are DX 'FOR PROCESSING'" in w for w in report["warnings"])
+
+
 def test_empty_input_folder_makes_an_empty_cohort(tmp_path):
     (tmp_path / "in").mkdir()
     result = ingest(tmp_path / "in", tmp_path / "out", progress=False)

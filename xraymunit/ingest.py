@@ -676,6 +676,11 @@ def finalize(out: Path, records: list[tuple[str, FileState]], settings: IngestSe
                        "series_key": row["series_key"], "series_uid": ids.get("series_uid"),
                        "sop_key": row["sop_key"], "sop_uid": ids.get("sop_uid")})
     ok_rows = [r for r in rows if r["status"] == "ok"]
+    raw = sum(1 for (_, st), r in zip(records, rows) if r["status"] == "ok"
+              and (st.header["scan"].get("meta") or {}).get("presentation_intent") == "FOR PROCESSING")
+    if raw:
+        warnings.append(f"{raw} images are DX 'FOR PROCESSING' (raw detector data, before the vendor's image "
+                        f"processing): they look different from 'FOR PRESENTATION' images of the same chest")
     if patient_fallback["study"]:
         warnings.append(f"{patient_fallback['study']} images have no PatientID: their StudyInstanceUID stands in "
                         f"for the patient, so one patient's studies could land in different splits")

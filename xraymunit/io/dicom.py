@@ -564,6 +564,8 @@ def extract_metadata(ds: Dataset) -> dict[str, Any]:
         "spacing_row_mm": row_mm,
         "spacing_col_mm": col_mm,
         "spacing_source": spacing_source,
+        # not a manifest column: ingest warns when raw detector ("FOR PROCESSING") images are present
+        "presentation_intent": (_clean_str(value(ds, "PresentationIntentType")) or "").upper() or None,
     }
 
 
