@@ -1,0 +1,134 @@
+"""Synthesis throughput at 256² with 20 styles per input, against the naive loop, in one run.
+
+    python benchmarks/synthesize.py                  # CPU: 3 inputs × 20 styles
+    python benchmarks/synthesize.py --device cuda --inputs 64
+
+naive: for every output, encode the input (content + style, as MUNIT's `encode`) and
+       decode one image (batch 1), fp32 — what a straightforward loop does.
+core:  xraymunit's path without file writes: content encoded once per input, the N styles
+       rendered in batches (first residual conv shared), fp32 on CPU / bf16 autocast on CUDA.
+stage: the whole `xraymunit.synthesize()` call, 16-bit PNG writing included, on a cohort
+       folder and checkpoint made here with the paper-sized (untrained) generator.
+Writes benchmarks/results/synthesize.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import git_revision, machine, peak_rss_mb, write_results  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--styles", type=int, default=20)
+    ap.add_argument("--inputs", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=20)
+    args = ap.parse_args()
+
+    import torch
+
+    from xraymunit import checkpoint
+    from xraymunit.config import to_dict
+    from xraymunit.config.train import TrainConfig
+    from xraymunit.synthesize import synthesize
+    from xraymunit.train import build_networks
+
+    device = torch.device(args.device)
+    cfg = TrainConfig()
+    cfg.data.load_size = cfg.data.crop_size = args.size
+    gens, dis = build_networks(cfg)
+    gens.to(device).eval().requires_grad_(False)
+    rng = np.random.default_rng(0)
+    inputs = torch.from_numpy(rng.random((args.inputs, 1, args.size, args.size), dtype=np.float32) * 2 - 1).to(device)
+    styles = torch.randn(args.inputs, args.styles, 8, generator=torch.Generator().manual_seed(0)).to(device)
+    n_out = args.inputs * args.styles
+    cuda = device.type == "cuda"
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    def naive():
+        with torch.inference_mode():
+            for i in range(args.inputs):
+                for j in range(args.styles):
+                    content, _ = gens.gen_a.encode(inputs[i:i + 1])
+                    gens.gen_b.decode(content, styles[i, j:j + 1]).cpu()
+
+    def core(amp=None):
+        ctx = torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
+        with torch.inference_mode(), ctx:
+            for i in range(args.inputs):
+                content = gens.gen_a.encode_content(inputs[i:i + 1])
+                for s in range(0, args.styles, args.batch_size):
+                    gens.gen_b.render(content, styles[i, s:s + args.batch_size]).float().cpu()
+
+    def timed(fn, *a):
+        fn(*a)  # warm-up (oneDNN primitive creation, cudnn autotune)
+        sync()
+        t = time.perf_counter()
+        fn(*a)
+        sync()
+        return time.perf_counter() - t
+
+    results = {}
+    t_naive = timed(naive)
+    results["naive_fp32"] = n_out / t_naive
+    t_core = timed(core, torch.bfloat16 if cuda else None)
+    results["core"] = n_out / t_core
+    if not cuda:
+        results["core_bf16_cpu"] = n_out / timed(core, torch.bfloat16)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        ckpt = checkpoint.save(tmp / "ckpt.pt", models={"gen_a": gens.gen_a, "gen_b": gens.gen_b,
+                                                        "dis_a": dis.dis_a, "dis_b": dis.dis_b},
+                               optimizers={}, schedulers={}, step=0, config=to_dict(cfg))
+        cohort = _cohort(tmp / "cohort", inputs, args.size)
+        synthesize(ckpt, cohort, tmp / "warm", n_styles=2, limit=1, device=args.device, show_progress=False)
+        t = time.perf_counter()
+        res = synthesize(ckpt, cohort, tmp / "synth", n_styles=args.styles, batch_size=args.batch_size,
+                         device=args.device, show_progress=False)
+        results["stage_with_png"] = len(res.manifest) / (time.perf_counter() - t)
+
+    payload = {"benchmark": "synthesize", "machine": machine(), "git": git_revision(), "size": args.size,
+               "styles_per_input": args.styles, "inputs": args.inputs, "device": args.device,
+               "images_per_s": results,
+               "speedup_core_vs_naive": results["core"] / results["naive_fp32"],
+               "speedup_stage_vs_naive": results["stage_with_png"] / results["naive_fp32"],
+               "peak_rss_mb": peak_rss_mb()}
+    if "core_bf16_cpu" in results:
+        payload["speedup_core_bf16_vs_naive"] = results["core_bf16_cpu"] / results["naive_fp32"]
+    for name, value in results.items():
+        print(f"{name:16s} {value:8.2f} img/s   ({value / results['naive_fp32']:.2f}× naive)")
+    print(json.dumps({k: v for k, v in payload.items() if k.startswith("speedup")}, indent=1))
+    print(f"written {write_results('synthesize', payload)}")
+
+
+def _cohort(root: Path, inputs, size: int) -> Path:
+    import pandas as pd
+
+    (root / "cache").mkdir(parents=True)
+    images = np.round((inputs[:, 0].float().cpu().numpy() + 1) / 2 * 65535).astype(np.uint16)
+    np.save(root / "cache" / "images.npy", images)
+    rows = [{"image_key": f"img{i:04d}", "patient_key": f"pat{i:04d}", "label": "normal", "split": "train",
+             "status": "ok", "reason": None, "cache_index": i, "rows": size, "columns": size,
+             "spacing_row_mm": None, "spacing_col_mm": None} for i in range(len(images))]
+    pd.DataFrame(rows).to_parquet(root / "manifest.parquet", index=False)
+    return root
+
+
+if __name__ == "__main__":
+    main()
