@@ -16,7 +16,7 @@ import sys
 from xraymunit import __version__
 from xraymunit.errors import XraymunitError
 
-SUBCOMMANDS = ("ingest", "train", "synthesize", "evaluate", "pipeline")
+SUBCOMMANDS = ("ingest", "train", "synthesize", "evaluate")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
