@@ -108,9 +108,8 @@ def ms_ssim(a: torch.Tensor, b: torch.Tensor, kernel: int = 11, scales: int = 5)
 
 def lowpass(images: torch.Tensor, sigma_px: float) -> torch.Tensor:
     """Gaussian low-pass (keeps anatomy, removes texture and small lesions)."""
-    arr = ndimage.gaussian_filter(images.numpy().astype(np.float64), sigma=(0, 0, sigma_px, sigma_px),
-                                  mode="nearest")
-    return torch.from_numpy(arr.astype(np.float32))
+    arr = ndimage.gaussian_filter(images.float().numpy(), sigma=(0, 0, sigma_px, sigma_px), mode="nearest")
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> np.ndarray:

@@ -107,17 +107,24 @@ def assess(
     # diversity: all pairs of styles of one input, vs pairs of unrelated real abnormal images
     pairs = [(i, j) for g in np.unique(sidx) for i, j in itertools.combinations(np.flatnonzero(sidx == g), 2)]
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    if len(pairs) > cfg.max_images:  # 20 styles → 190 pairs per input: keep a seeded subset
+        pairs = pairs[np.sort(np.random.default_rng([seed, 0x9C]).permutation(len(pairs))[: cfg.max_images])]
     real_pairs = _distinct_patient_pairs(ref_abnormal.patients, max(len(pairs), 50), seed)
     k_ms = (cfg.ms_ssim_kernel, cfg.ms_ssim_scales)
     kernel, weights = Q.ms_ssim_setup(size, *k_ms)
 
-    def diversity(images, pr, groups):
+    def diversity(images, pr, groups, batch: int = 64):
         if len(pr) == 0:
             return {"lpips_style": Q.mean_sd([]), "one_minus_ms_ssim": Q.mean_sd([])}
-        a, b = images[torch.as_tensor(pr[:, 0])], images[torch.as_tensor(pr[:, 1])]
+        lp, ms = [], []
+        for i in range(0, len(pr), batch):  # pairs in batches: bounded memory at 224 px
+            a = images[torch.as_tensor(pr[i:i + batch, 0])]
+            b = images[torch.as_tensor(pr[i:i + batch, 1])]
+            lp.append(_maps_distance(model, a, b, device, batch))
+            ms.append(1.0 - Q.ms_ssim(a, b, *k_ms))
         boot = dict(groups=groups, n_boot=cfg.bootstrap, seed=seed)
-        return {"lpips_style": Q.mean_sd(_maps_distance(model, a, b, device), **boot),
-                "one_minus_ms_ssim": Q.mean_sd(1.0 - Q.ms_ssim(a, b, *k_ms), **boot)}
+        return {"lpips_style": Q.mean_sd(np.concatenate(lp), **boot),
+                "one_minus_ms_ssim": Q.mean_sd(np.concatenate(ms), **boot)}
 
     div_syn = diversity(syn.images, pairs, sidx[pairs[:, 0]] if len(pairs) else None)  # resample inputs
     div_real = diversity(ref_abnormal.images, real_pairs, None)
@@ -140,7 +147,7 @@ def assess(
 
     tick()
     mem = Q.memorisation(
-        Q.pixel_vectors(syn.images, cfg.memorisation_size), syn.patients,
+        Q.pixel_vectors(syn.images, cfg.memorisation_size), src_patients[sidx],  # resolved via the cohort
         Q.pixel_vectors(train.images, cfg.memorisation_size), train.patients,
         synth_keys=syn.keys, train_keys=train.keys,
     )
