@@ -17,7 +17,7 @@ from xraymunit.analysis.figures import (intensity_histograms, metadata_figure, r
                                         synthetic_grid)
 from xraymunit.analysis.intensity import image_intensity, intensity_by_label, sample_per_label
 from xraymunit.analysis.report import classifier_table, load_metrics, quality_table
-from xraymunit.analysis.review import ReviewExport, export_review_sheet
+from xraymunit.analysis.review import ReviewExport, export_review_sheet, review_results
 from xraymunit.analysis.run import Run, open_run, run_folder
 from xraymunit.analysis.synthetic import filter_synthetic, pick_sources, synthetic_summary, with_sources
 
@@ -28,5 +28,5 @@ __all__ = [
     "real_montage", "metadata_figure", "intensity_histograms", "synthetic_grid", "source_and_styles",
     "synthetic_summary", "filter_synthetic", "pick_sources", "with_sources",
     "load_metrics", "quality_table", "classifier_table",
-    "ReviewExport", "export_review_sheet",
+    "ReviewExport", "export_review_sheet", "review_results",
 ]

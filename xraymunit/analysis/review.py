@@ -211,3 +211,39 @@ def _swap_into_place(build: Path, out: Path) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+_YES = {"yes", "y", "1", "true", "synthetic", "s"}
+_NO = {"no", "n", "0", "false", "real", "r"}
+
+
+def review_results(sheet: str | Path | pd.DataFrame, answer_key: str | Path | pd.DataFrame) -> pd.DataFrame:
+    """Unblind a filled-in review sheet: per truth (real / synthetic / all), how the reader scored.
+
+    Returns columns items, scored (a realism score given), mean_realism, called (a yes/no guess
+    given), called_synthetic (share of guesses that said synthetic) and correct (share of
+    guesses that were right). A reader who cannot tell the two apart has correct ≈ 0.5 and
+    similar mean_realism for real and synthetic images.
+    """
+    filled = sheet if isinstance(sheet, pd.DataFrame) else pd.read_csv(sheet, dtype=str, keep_default_na=False)
+    key = answer_key if isinstance(answer_key, pd.DataFrame) else pd.read_csv(answer_key, dtype=str)
+    unknown = sorted(set(filled["item_id"]) - set(key["item_id"]))
+    if unknown:
+        raise ValueError(f"{len(unknown)} item(s) of the sheet are not in the answer key (e.g. {unknown[0]}): "
+                         "wrong answer key for this sheet?")
+    merged = filled.merge(key[["item_id", "truth"]], on="item_id", how="left")
+    score = pd.to_numeric(merged["score_realism"], errors="coerce")
+    merged["score"] = score.where(score.between(1, 5))
+    guess = merged["is_synthetic_guess"].astype(str).str.strip().str.lower()
+    merged["guess"] = np.where(guess.isin(_YES), 1.0, np.where(guess.isin(_NO), 0.0, np.nan))
+    merged["right"] = np.where(merged["guess"].isna(), np.nan, merged["guess"] == (merged["truth"] == "synthetic"))
+    out = {}
+    for name, sub in [("real", merged[merged["truth"] == "real"]),
+                      ("synthetic", merged[merged["truth"] == "synthetic"]), ("all", merged)]:
+        out[name] = {"items": int(len(sub)), "scored": int(sub["score"].notna().sum()),
+                     "mean_realism": sub["score"].mean(), "called": int(sub["guess"].notna().sum()),
+                     "called_synthetic": sub["guess"].mean(), "correct": sub["right"].mean()}
+    table = pd.DataFrame(out).T
+    table[["items", "scored", "called"]] = table[["items", "scored", "called"]].astype(int)
+    table.index.name = "truth"
+    return table.round(3)
