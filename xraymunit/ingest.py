@@ -290,15 +290,16 @@ def write_entry(path: Path, image: np.ndarray) -> None:
 # ------------------------------------------------------------------------------ per file
 
 def scan_file(path: Path, settings: IngestSettings) -> dict:
-    """Header pass for one file of any kind: DICOM, PNG, JPEG or something else."""
+    """Header pass for one file of any kind: DICOM, PNG, JPEG or something else (one open)."""
     try:
         with open(path, "rb") as fp:
-            head = fp.read(16)
+            st = os.fstat(fp.fileno())
+            fmt = raster.sniff_format(fp.read(16))
+            if fmt is None:
+                return dicom.scan_open_file(fp, st, settings.modalities, settings.min_side,
+                                            settings.max_side).to_json()
     except OSError as exc:
         return dicom.HeaderScan(kind=None, status="failed", reason="unreadable", detail=type(exc).__name__).to_json()
-    fmt = raster.sniff_format(head)
-    if fmt is None:
-        return dicom.scan_header(path, settings.modalities, settings.min_side, settings.max_side).to_json()
     scan = dicom.HeaderScan(kind=fmt, status="ok")
     try:
         header = raster.read_raster_header(path)

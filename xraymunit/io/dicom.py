@@ -391,28 +391,32 @@ def scan_header(
     """
     path = Path(path)
     try:
-        st = path.stat()
-        if st.st_size == 0:
-            return HeaderScan(kind=None, status="failed", reason="empty_file", detail="0 bytes")
         with open(path, "rb") as fp:
-            head = fp.read(132)
-            if not looks_like_dicom(head):
-                return HeaderScan(kind=None, status="skipped", reason="not_dicom",
-                                  detail="no DICM prefix and no DICOM element at the start")
-            fp.seek(0)
-            try:
-                ds, forced = read_header(fp)
-            except Exception as exc:  # corrupt or truncated header
-                return HeaderScan(kind="dicom", status="failed", reason="header_error",
-                                  detail=safe_detail(exc))
-            try:
-                tag, offset, length = _pixel_element(fp, ds, st.st_size)
-            except (OSError, struct.error) as exc:
-                return HeaderScan(kind="dicom", status="failed", reason="header_error",
-                                  detail=safe_detail(exc))
-            return _classify(ds, forced, fp, tag, offset, length, st, modalities, min_side, max_side)
+            return scan_open_file(fp, os.fstat(fp.fileno()), modalities, min_side, max_side)
     except OSError as exc:
         return HeaderScan(kind=None, status="failed", reason="unreadable", detail=type(exc).__name__)
+
+
+def scan_open_file(fp: BinaryIO, st: os.stat_result, modalities: Sequence[str] | None = DEFAULT_MODALITIES,
+                   min_side: int = DEFAULT_MIN_SIDE, max_side: int = DEFAULT_MAX_SIDE) -> HeaderScan:
+    """`scan_header` on a file the caller already opened (ingest sniffs PNG/JPEG/DICOM with one open)."""
+    if st.st_size == 0:
+        return HeaderScan(kind=None, status="failed", reason="empty_file", detail="0 bytes")
+    fp.seek(0)
+    head = fp.read(132)
+    if not looks_like_dicom(head):
+        return HeaderScan(kind=None, status="skipped", reason="not_dicom",
+                          detail="no DICM prefix and no DICOM element at the start")
+    fp.seek(0)
+    try:
+        ds, forced = read_header(fp)
+    except Exception as exc:  # corrupt or truncated header
+        return HeaderScan(kind="dicom", status="failed", reason="header_error", detail=safe_detail(exc))
+    try:
+        tag, offset, length = _pixel_element(fp, ds, st.st_size)
+    except (OSError, struct.error) as exc:
+        return HeaderScan(kind="dicom", status="failed", reason="header_error", detail=safe_detail(exc))
+    return _classify(ds, forced, fp, tag, offset, length, st, modalities, min_side, max_side)
 
 
 def _classify(ds, forced, fp, tag, offset, length, st, modalities, min_side, max_side) -> HeaderScan:
