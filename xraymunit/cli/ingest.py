@@ -54,7 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("input_dir", metavar="DICOM_DIR", nargs="?", type=Path,
                    help="folder of DICOM studies (any nesting) or of PNG/JPEG radiographs; omit with --merge")
     p.add_argument("--labels", metavar="CSV", type=Path, default=None,
-                   help="labels CSV (columns above); unmatched images are kept as unlabelled")
+                   help="labels CSV (columns below); unmatched images are kept as unlabelled. Labels are "
+                        "applied when the cohort is finalized: with --shard, give them to --merge")
     p.add_argument("--out", metavar="DIR", type=Path, default=Path("cohort"),
                    help="cohort folder to write (default: cohort/); an existing one is resumed")
     p.add_argument("--size", type=int, default=256, help="side of the cached square images in pixels (default 256)")
