@@ -29,6 +29,7 @@ BROKEN_EXPECTED = {
     "unsupported_pixel_format": ("failed", "unsupported_pixel_format"),
     "header_error": ("failed", "header_error"), "decode_error": ("failed", "decode_error"),
     "dicomdir": ("skipped", "dicomdir"), "missing_file": ("failed", "missing_file"),
+    "duplicate": ("skipped", "duplicate"), "duplicate_original": ("ok", None),
 }
 
 
@@ -67,13 +68,15 @@ def test_every_file_gets_the_right_status_and_reason(built, ingested):
     for case, rel in built.broken.items():
         status, reason = BROKEN_EXPECTED[case]
         row = rows.loc[f"broken/{rel}"]
-        assert (row.status, row.reason) == (status, reason), (case, row.reason_detail)
-        assert row.cache_index == -1 and pd.isna(row.split)
+        assert (row.status, None if pd.isna(row.reason) else row.reason) == (status, reason), (case, row.reason_detail)
+        if status != "ok":
+            assert row.cache_index == -1 and pd.isna(row.split)
     for f in built.site.files:
         assert rows.loc[f"site/{f.rel}", "status"] == "ok", f.variant.name
     assert rows.loc["site/media/DICOMDIR", "reason"] == "dicomdir"
     assert rows.loc["CR-MONO1-10-chest", "status"] == "ok"
-    assert result.images == len(built.site.files) + 2  # + the real CR + the disc image its DICOMDIR still has
+    assert result.images == len(built.site.files) + 3  # + the real CR, the disc image its DICOMDIR still has,
+    # and the first of the two copies of one instance
     assert set(dicom.SKIP_REASONS) <= set(result.by_reason)
     assert set(dicom.FAIL_REASONS) - {"unreadable", "changed_during_ingest"} <= set(result.by_reason)
 
@@ -88,7 +91,7 @@ def test_report_counts_match_the_manifest_and_list_problems_by_key(ingested):
     assert {p["image_key"] for p in report["problems"]} == set(m.loc[m["status"] != "ok", "image_key"])
     assert all(k in report["reason_descriptions"] for k in report["by_reason"])
     assert report["labels"]["matched_by"] == {"csv:sop": 15}
-    assert report["this_run"]["decoded"] == report["images"] + 1  # + the junk J2K that failed to decode
+    assert report["this_run"]["decoded"] == report["images"] + 2  # + the junk J2K, + the duplicate copy
 
 
 def test_cache_holds_the_right_images_in_manifest_order(built, ingested):
@@ -337,6 +340,19 @@ def test_crop_fit_and_bad_arguments(built, tmp_path):
             ingest(built.site.root, tmp_path / "bad", progress=False, **kwargs)
     with pytest.raises(IngestError, match="not found"):
         ingest(tmp_path / "nope", tmp_path / "bad", progress=False)
+
+
+def test_duplicate_instances_are_kept_once(built, tmp_path):
+    src = copy_tree(built.site.root, tmp_path / "site")
+    f = built.site.by_name("mono2_12bit_rle")
+    shutil.copy(src / f.rel, src / "zz_second_export.dcm")
+    ingest(src, tmp_path / "out", progress=False)
+    rows = by_path(tmp_path / "out")
+    assert rows.loc[f.rel, "status"] == "ok"
+    dup = rows.loc["zz_second_export.dcm"]
+    assert (dup.status, dup.reason, dup.cache_index) == ("skipped", "duplicate", -1)
+    assert rows.loc[f.rel, "image_key"] in dup.reason_detail
+    assert Cohort.open(tmp_path / "out").images.shape[0] == len(built.site.files)
 
 
 def test_raw_for_processing_images_are_flagged(built, tmp_path):

@@ -367,7 +367,11 @@ def decode_file(path: Path, scan: dict, entry: Path, settings: IngestSettings) -
     image = out["image"][0]
     if image.shape != (settings.size, settings.size) or not np.isfinite(image).all():
         return {"status": "failed", "reason": "decode_error", "detail": "pixel path produced an invalid image"}
-    write_entry(entry, to_uint16(image))
+    try:
+        write_entry(entry, to_uint16(image))
+    except OSError as exc:  # disk full, permissions: stop the run (what is journalled is kept)
+        raise IngestError(f"cannot write cache entries in {entry.parent.parent}: {exc.strerror or exc}; "
+                          f"fix that and rerun (it resumes)") from None
     meta = out["image_meta_dict"]
     return {"status": "ok", "window_source": meta.get("window_source"), "window": meta.get("window"),
             "steps": meta.get("steps", [])}
@@ -664,6 +668,8 @@ def finalize(out: Path, records: list[tuple[str, FileState]], settings: IngestSe
              fractions: Sequence[float], progress: bool, run: dict) -> dict:
     """Manifest + splits + packed cache + report from journalled per-file records."""
     private = out / PRIVATE
+    for stale in (private / ENTRIES).glob("*/.*.tmp"):  # left by workers killed mid-write
+        stale.unlink(missing_ok=True)
     salt, salt_source = manifest.load_or_create_salt(private, salt_file)
     pseudo = manifest.Pseudonymiser(salt)
     warnings: list[str] = []
@@ -676,6 +682,7 @@ def finalize(out: Path, records: list[tuple[str, FileState]], settings: IngestSe
                        "patient_id": ids.get("patient_id"), "study_key": row["study_key"], "study_uid": ids.get("study_uid"),
                        "series_key": row["series_key"], "series_uid": ids.get("series_uid"),
                        "sop_key": row["sop_key"], "sop_uid": ids.get("sop_uid")})
+    _mark_duplicates(rows)
     ok_rows = [r for r in rows if r["status"] == "ok"]
     raw = sum(1 for (_, st), r in zip(records, rows) if r["status"] == "ok"
               and (st.header["scan"].get("meta") or {}).get("presentation_intent") == "FOR PROCESSING")
@@ -766,6 +773,20 @@ def _manifest_row(rel: str, st: FileState, table: manifest.LabelTable | None,
         sop_key=pseudo.key("sop", ids.get("sop_uid")),
     )
     return row, ids
+
+
+def _mark_duplicates(rows: list[dict]) -> None:
+    """The same SOP instance stored twice (two exports, a copy on another disc) is one image:
+    the first copy in path order stays, later ones are skipped as `duplicate`."""
+    first: dict[str, str] = {}
+    for row in rows:
+        if row["status"] != "ok" or not row["sop_key"]:
+            continue
+        if row["sop_key"] in first:
+            row.update(status="skipped", reason="duplicate", window_source=None, pixel_steps=None,
+                       reason_detail=f"same SOPInstanceUID as image {first[row['sop_key']]}")
+        else:
+            first[row["sop_key"]] = row["image_key"]
 
 
 def _dedupe_image_keys(rows: list[dict]) -> None:

@@ -22,7 +22,7 @@ def test_ingest_prints_a_summary_and_exits_0(built, tmp_path, capsys):
     assert str(out_dir / "manifest.parquet") in out and "never share" in out
     assert "splits: train" in out
     m = pd.read_parquet(out_dir / "manifest.parquet")
-    assert (m["status"] == "ok").sum() == 17
+    assert (m["status"] == "ok").sum() == 18
 
 
 def test_help_explains_every_option(capsys):

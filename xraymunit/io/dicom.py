@@ -58,6 +58,7 @@ SKIP_REASONS = {
     "modality": "modality not in the accepted list",
     "colour": "colour image (radiographs are single-channel MONOCHROME1/2)",
     "multi_frame": "multi-frame object (expects one projection per file)",
+    "duplicate": "same SOPInstanceUID as an earlier file (the first copy is kept)",
 }
 FAIL_REASONS = {
     "empty_file": "file has zero bytes",
