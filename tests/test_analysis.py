@@ -20,6 +20,7 @@ from PIL import Image
 from fixtures.ingest_fixtures import built, ingested  # noqa: F401 (fixtures)
 from xraymunit import analysis as xa
 from xraymunit.analysis import review as review_mod
+from xraymunit.analysis.figures import fit_size
 from xraymunit.io.cohort import Cohort, CohortError
 
 pytestmark = pytest.mark.slow  # every test reads the session's default pipeline run or a real ingest
@@ -346,6 +347,7 @@ def test_answer_key_is_complete_and_matches_the_pixels(exported, run):
     assert key["truth"].value_counts().to_dict() == {"real": 8, "synthetic": 8}
     ok = run.cohort.ok().set_index("image_key")
     syn = run.synth.manifest.set_index("synth_key")
+    synth_size = int(run.synth.manifest["size"].iloc[0])
     for _, item in key.iterrows():
         shown = np.asarray(Image.open(exported.reviewer_dir / item["file"]), np.float32) / 255.0
         if item["truth"] == "real":
@@ -357,8 +359,9 @@ def test_answer_key_is_complete_and_matches_the_pixels(exported, run):
             assert row["source_image_key"] == item["source_image_key"] and pd.isna(item["image_key"])
             assert (row["style_index"], row["seed"]) == (item["style_index"], item["seed"])
             expected = run.synth.image(row)
-        assert shown.shape == expected.shape
-        assert np.abs(shown - expected).max() <= 0.5 / 255 + 1e-6  # this file is that image
+        assert shown.shape == (synth_size, synth_size)  # exported at the synthetic images' size
+        expected = fit_size(expected, synth_size)  # real images are resized to it
+        assert np.abs(shown - expected).max() <= 0.5 / 255 + 1e-5  # this file is that image
 
 
 def test_review_items_never_share_anatomy(exported):

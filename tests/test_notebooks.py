@@ -9,6 +9,7 @@ A failing cell fails the test with the cell's source and traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -23,10 +24,20 @@ ALL = ["cohort_analysis.ipynb", "synthetic_review.ipynb"]
 CELL_TIMEOUT_S = 600  # per cell; the cells take seconds, the margin is for a loaded shared CPU
 
 
+def use_this_environments_kernel(monkeypatch) -> None:
+    """Search this environment's share/jupyter first, so a user-level `python3` kernelspec pointing at
+    another interpreter cannot take over (ipykernel installs its spec there; without one, jupyter_client
+    falls back to ipykernel's native spec, which is this interpreter too)."""
+    share = str(Path(sys.prefix) / "share" / "jupyter")
+    rest = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p]
+    monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join([share, *rest]))
+
+
 def execute(name: str, monkeypatch, **env: str) -> nbformat.NotebookNode:
     """Run a stored notebook in a fresh python3 kernel with cwd notebooks/ and `env` set."""
     from nbclient import NotebookClient
 
+    use_this_environments_kernel(monkeypatch)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("MPLBACKEND", "Agg")  # `%matplotlib inline` in the notebooks still renders PNGs
@@ -66,10 +77,11 @@ def test_stored_without_outputs_and_with_python3_kernel(name):
     assert not any(line.lstrip().startswith(("def ", "class ")) for c in code for line in c.source.splitlines())
 
 
-def test_python3_kernel_is_this_interpreter():
+def test_python3_kernel_is_this_interpreter(monkeypatch):
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
 
+    use_this_environments_kernel(monkeypatch)
     spec = KernelSpecManager().get_kernel_spec("python3")
     km = KernelManager(kernel_name="python3")
     cmd = km.format_kernel_cmd()
