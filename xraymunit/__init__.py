@@ -1,7 +1,9 @@
 """xraymunit: grayscale MUNIT augmentation for chest X-ray cohorts.
 
-The four stages are plain functions; they are imported lazily so that
-`import xraymunit` stays cheap (no torch until a stage is used).
+The four stages are plain functions — `xraymunit.ingest(...)`, `xraymunit.train(...)`,
+`xraymunit.synthesize(...)`, `xraymunit.evaluate(...)` — imported lazily so that
+`import xraymunit` stays cheap (no torch until a stage is used). Each stage module is
+also callable (see `_api.py`), so the spelling works whichever was imported first.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ _STAGES = {
 
 def __getattr__(name: str):
     if name in _STAGES:
-        return getattr(importlib.import_module(_STAGES[name]), name)
+        func = getattr(importlib.import_module(_STAGES[name]), name)
+        globals()[name] = func
+        return func
     raise AttributeError(f"module 'xraymunit' has no attribute {name!r}")
 
 
