@@ -723,9 +723,8 @@ def finalize(out: Path, records: list[tuple[str, FileState]], settings: IngestSe
     })
     import pandas as pd
 
-    with atomic.atomic_path(private / "keys.parquet") as tmp:
+    with atomic.atomic_path(private / "keys.parquet", mode=0o600) as tmp:  # identifiers: owner only
         pd.DataFrame(keymap).to_parquet(tmp, index=False)
-    os.chmod(private / "keys.parquet", 0o600)
     atomic.write_json(out / INGEST_REPORT, report)
     manifest.write_manifest(df, manifest_path)
     return report
@@ -1051,3 +1050,8 @@ def _import_shard(shard_dir: Path, out: Path, shard: tuple[int, int]) -> None:
         except OSError:
             shutil.copy2(entry, tmp)
         os.replace(tmp, target)
+
+
+from xraymunit._api import make_callable  # noqa: E402
+
+make_callable(__name__)  # `xraymunit.ingest(...)` calls ingest()

@@ -17,12 +17,24 @@ from typing import Iterator
 import numpy as np
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files 0600; finished files get the usual mode (0666 minus the umask),
+# as if they had been opened normally. Private files are chmod-ed explicitly by their writer.
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str | None = None, mode: int | None = None) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success it replaces `path` atomically.
 
     Use it for writers that insist on a file name (pandas, PIL, pydicom, torch.save).
     The temporary name keeps the final suffix so format sniffing by extension works.
+    `mode` sets the final permissions (default: 0666 minus the umask, like open()).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,6 +45,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     try:
         yield tmp_path
         _fsync_file(tmp_path)
+        if mode is None:
+            os.chmod(tmp_path, _FILE_MODE)
+        else:
+            os.chmod(tmp_path, mode)
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
