@@ -1,5 +1,7 @@
 """MUNIT objectives: reconstruction, LSGAN and the domain-invariant perceptual loss.
 
+Every loss is computed in fp32, also when the networks run under bf16 autocast.
+
 `weighted_total` is the one place where the terms are summed with their weights, so a
 logged term and its contribution to the gradient can never disagree.
 """
@@ -16,18 +18,18 @@ from xraymunit.models.munit import Translation
 
 
 def recon_l1(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error (images, content codes and style codes alike)."""
-    return torch.mean(torch.abs(x - target))
+    """Mean absolute error (images, content codes and style codes alike), in fp32 under autocast."""
+    return torch.mean(torch.abs(x.float() - target.float()))
 
 
 def lsgan_discriminator(real_outs: list[torch.Tensor], fake_outs: list[torch.Tensor]) -> torch.Tensor:
     """Least-squares GAN loss of a multi-scale discriminator: real → 1, fake → 0, summed over scales."""
-    return sum(torch.mean((r - 1.0) ** 2) + torch.mean(f**2) for r, f in zip(real_outs, fake_outs))
+    return sum(torch.mean((r.float() - 1.0) ** 2) + torch.mean(f.float() ** 2) for r, f in zip(real_outs, fake_outs))
 
 
 def lsgan_generator(fake_outs: list[torch.Tensor]) -> torch.Tensor:
     """Least-squares GAN loss of the generator: push fake scores to 1, summed over scales."""
-    return sum(torch.mean((f - 1.0) ** 2) for f in fake_outs)
+    return sum(torch.mean((f.float() - 1.0) ** 2) for f in fake_outs)
 
 
 def instance_normalized_distance(features: torch.Tensor, target_features: torch.Tensor) -> torch.Tensor:
@@ -36,7 +38,8 @@ def instance_normalized_distance(features: torch.Tensor, target_features: torch.
     Normalising removes each map's mean and variance — the domain-specific statistics —
     so what remains compared is the spatial layout (content), hence domain-invariant.
     """
-    return torch.mean((F.instance_norm(features) - F.instance_norm(target_features)) ** 2)
+    a, b = features.float(), target_features.float()  # fp32 statistics even under bf16 autocast
+    return torch.mean((F.instance_norm(a) - F.instance_norm(b)) ** 2)
 
 
 class PerceptualLoss(nn.Module):

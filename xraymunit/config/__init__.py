@@ -88,6 +88,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         raise ConfigError(errors[0] if errors else f"'{key}': invalid value {value!r}")
     if origin is Literal:
         choices = get_args(tp)
+        if isinstance(value, bool) and "on" in choices and "off" in choices:
+            value = "on" if value else "off"  # YAML 1.1 reads a bare on/off as a boolean
         if value not in choices:
             raise ConfigError(f"'{key}' must be one of {list(choices)}, got {value!r}")
         return value
