@@ -184,7 +184,8 @@ def main() -> None:
         ds.save_as(studies / rel, enforce_file_format=True)
         worst = max(worst, verify(studies / rel, d, p.window))
         rows.append({"SOPInstanceUID": ds.SOPInstanceUID, "label": row.label, "finding": row.finding,
-                     "nih_image": row.file.split("__")[1], "profile": p.name, "path": rel.as_posix()})
+                     "nih_image": row.file.split("__")[1], "profile": p.name, "path": rel.as_posix(),
+                     "source_dataset": "nih_chestxray14"})
     if worst > 1.0 / 255.0:
         raise SystemExit(f"decoded sample differs from its PNG by {worst:.4f}; not writing labels")
     pd.DataFrame(rows).to_csv(args.out / "labels.csv", index=False)

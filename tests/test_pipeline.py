@@ -16,6 +16,7 @@ def test_default_pipeline_produces_every_stage_output(default_run):
     manifest = pd.read_parquet(out / "cohort" / "manifest.parquet")
     ok = manifest[manifest["status"] == "ok"]
     assert len(ok) == 60 and set(ok["label"]) == {"normal", "abnormal"}
+    assert set(ok["source_dataset"]) == {"nih_chestxray14"}
     assert (out / "train" / "checkpoints" / "last.pt").is_file()
     assert any((out / "train" / "samples").glob("a2b_*.png"))
     synth = pd.read_parquet(out / "synth" / "manifest.parquet")
