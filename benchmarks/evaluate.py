@@ -5,7 +5,7 @@
 
 Cases: a cohort like the bundled default data (~60 real images, 256 px) and a large one
 (~1,000 real + 1,000 synthetic images, 256 px), both written in the on-disk formats of
-docs/FORMATS.md from procedural phantoms into a temporary folder; each evaluated with the
+xraymunit/FORMATS.md from procedural phantoms into a temporary folder; each evaluated with the
 tiny config (configs/evaluate_tiny.yaml) and the built-in CPU defaults (no --config).
 The full DenseNet121 study (configs/evaluate.yaml) is far too slow for a CPU: its time
 per training step is measured and the whole study extrapolated from it.

@@ -1,4 +1,4 @@
-"""Tiny cohort and synthetic folders, written exactly per docs/FORMATS.md, for evaluate tests.
+"""Tiny cohort and synthetic folders, written exactly per xraymunit/FORMATS.md, for evaluate tests.
 
 The ingest and synthesize writers are built elsewhere; these folders let the evaluation
 be tested (and benchmarked) without them. Images are procedural "radiograph-like"

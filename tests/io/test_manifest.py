@@ -195,6 +195,6 @@ def test_manifest_schema_roundtrip(tmp_path):
 def test_manifest_columns_are_documented():
     from pathlib import Path
 
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "FORMATS.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "xraymunit" / "FORMATS.md").read_text()
     for col in manifest.COLUMN_NAMES:
         assert f"| {col} |" in doc or f"| {col}," in doc or f", {col} |" in doc or f" {col}," in doc, col

@@ -1,4 +1,4 @@
-"""Read-side of the stage outputs: a cohort folder and a synthetic folder (docs/FORMATS.md).
+"""Read-side of the stage outputs: a cohort folder and a synthetic folder (xraymunit/FORMATS.md).
 
 Training, synthesis, evaluation and the notebooks all read through here, so the file
 layout is known in one place. No torch.

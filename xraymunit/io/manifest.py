@@ -30,7 +30,7 @@ SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
 KEY_HEX = 16
 
-# (column, pandas dtype) in manifest order; docs/FORMATS.md describes each one.
+# (column, pandas dtype) in manifest order; xraymunit/FORMATS.md describes each one.
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("image_key", "object"), ("patient_key", "object"), ("study_key", "object"),
     ("series_key", "object"), ("sop_key", "object"), ("source_format", "object"),
