@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -25,9 +24,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the phantom cohort writer lives with the tests
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
 
+from common import machine  # noqa: E402
 from helpers.evaluate_data import write_cohort, write_synthetic  # noqa: E402
 from xraymunit import config  # noqa: E402
 from xraymunit.config.evaluate import EvaluateConfig  # noqa: E402
@@ -38,20 +39,6 @@ CASES = {  # name: (patients, synthetic styles per normal image); every 6th pati
     "default-data (~60 real)": (52, 5),
     "1000 real + 1000 synthetic": (858, 2),
 }
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "load_avg_at_start": os.getloadavg()}
 
 
 def make_case(root: Path, patients: int, styles: int) -> tuple[Path, Path, dict]:

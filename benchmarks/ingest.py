@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -40,6 +39,9 @@ import pydicom
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SIZE = 1024
@@ -220,8 +222,7 @@ def main() -> None:
     # up front so the bare loop runs with the same allocator and the ratio compares pixel work.
     allocator_tuned = tune_allocator()
     results = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "cpu": platform.processor() or platform.machine(), "load_avg_at_start": os.getloadavg()},
+        "machine": machine(),
         "image": f"{SIZE}x{SIZE} 12-bit DX → {OUT_SIZE}x{OUT_SIZE}",
         "allocator_tuned_for_both": allocator_tuned,
     }
