@@ -8,7 +8,9 @@ It follows the order of computation of NVlabs/MUNIT's trainer (read for facts, n
               re-encode both translations → (cycle decodes) → adversarial terms through the
               discriminators *with their parameters still requiring grad* → VGG features of
               translation and target (target without grad) → backward → Adam step.
-fp32, for-loop Adam (the reference's default on current PyTorch for CPU tensors), no fusion.
+fp32, for-loop Adam (the reference's default on current PyTorch for CPU tensors), no fusion,
+and the reference's decoder layers: `use_reference_layers()` makes the decoder upsample with
+nn.Upsample and then run the 5×5 conv (xraymunit computes the same result polyphase).
 """
 
 from __future__ import annotations
@@ -16,6 +18,12 @@ from __future__ import annotations
 import torch
 
 from xraymunit.losses import instance_normalized_distance, lsgan_generator, recon_l1
+from xraymunit.models import blocks
+
+
+def use_reference_layers() -> None:
+    """Decoder upsampling as the reference computes it: nearest ×2 upsample, then the conv."""
+    blocks.upsample2x_conv = blocks._upsample2x_conv_direct
 
 
 class ReferenceScheduleStep:

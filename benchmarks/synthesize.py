@@ -4,11 +4,14 @@
     python benchmarks/synthesize.py --device cuda --inputs 64
 
 naive: for every output, encode the input (content + style, as MUNIT's `encode`) and
-       decode one image (batch 1), fp32 — what a straightforward loop does.
+       decode one image (batch 1), fp32, with the reference's decoder layers (nn.Upsample then
+       the 5×5 conv) — what a straightforward loop over the reference model does.
 core:  xraymunit's path without file writes: content encoded once per input, the N styles
-       rendered in batches (first residual conv shared), fp32 on CPU / bf16 autocast on CUDA.
-stage: the whole `xraymunit.synthesize()` call, 16-bit PNG writing included, on a cohort
-       folder and checkpoint made here with the paper-sized (untrained) generator.
+       rendered in batches (first residual conv shared, polyphase upsampling convs); fp32
+       (`core`) and bf16 autocast (`core_bf16_cpu`) on CPU, bf16 on CUDA.
+stage: the whole `xraymunit.synthesize()` call with its defaults (precision auto: bf16 on
+       CUDA and on CPUs with native bf16), 16-bit PNG writing included, on a cohort folder and
+       checkpoint made here with the paper-sized (untrained) generator.
 Writes benchmarks/results/synthesize.json.
 """
 
@@ -84,7 +87,12 @@ def main() -> None:
         return time.perf_counter() - t
 
     results = {}
+    from xraymunit.models import blocks
+
+    polyphase = blocks.upsample2x_conv
+    blocks.upsample2x_conv = blocks._upsample2x_conv_direct  # the naive loop runs the reference's layers
     results["naive_fp32"] = n_out / timed(naive, lambda: naive(1, 2))
+    blocks.upsample2x_conv = polyphase
     amp = torch.bfloat16 if cuda else None
     results["core"] = n_out / timed(core, lambda: core(amp, 1), amp)
     if not cuda:

@@ -46,8 +46,9 @@ def run_one(impl: str, size: int, batch: int, perceptual: bool, device_name: str
     weights = LossWeights(perceptual=1.0 if perceptual else 0.0)
     vgg = build_vgg16("random", "relu5_3") if perceptual else None
     if impl == "ref":
-        from reference_step import ReferenceScheduleStep
+        from reference_step import ReferenceScheduleStep, use_reference_layers
 
+        use_reference_layers()  # before any forward: the decoder looks the function up at call time
         gens.to(device), dis.to(device)
         if vgg is not None:
             vgg.to(device)

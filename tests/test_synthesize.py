@@ -47,7 +47,7 @@ def test_outputs_count_shape_range_and_provenance(trained, tmp_path):
 
 def test_styles_give_distinct_images_and_recorded_styles_regenerate(trained, tmp_path):
     cohort, ckpt = trained
-    res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=4, limit=1, show_progress=False)
+    res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=4, limit=1, precision="fp32", show_progress=False)
     imgs = [_png(tmp_path / "s" / p).astype(np.float32) / 65535 for p in res.manifest["png_path"]]
     for i in range(4):
         for j in range(i + 1, 4):
@@ -75,6 +75,16 @@ def test_same_seed_same_bytes_other_seed_other_images(trained, tmp_path):
                               _png(tmp_path / "c" / c.manifest["png_path"][0]))
 
 
+def test_bf16_outputs_stay_close_to_fp32(trained, tmp_path):
+    cohort, ckpt = trained
+    a = synthesize(ckpt, cohort, tmp_path / "a", n_styles=3, limit=2, precision="fp32", show_progress=False)
+    b = synthesize(ckpt, cohort, tmp_path / "b", n_styles=3, limit=2, precision="bf16", show_progress=False)
+    assert list(a.manifest["synth_key"]) == list(b.manifest["synth_key"])
+    for pa, pb in zip(a.manifest["png_path"], b.manifest["png_path"]):
+        diff = np.abs(_png(tmp_path / "a" / pa).astype(np.float32) - _png(tmp_path / "b" / pb)) / 65535
+        assert diff.mean() < 0.01 and diff.max() < 0.1
+
+
 def test_random_styles_are_per_source_and_seeded():
     a = random_styles(0, "k1", 3, 8)
     assert np.array_equal(a, random_styles(0, "k1", 3, 8))
@@ -90,7 +100,7 @@ def test_reference_styles_follow_the_reference(trained, tmp_path):
         path = tmp_path / f"ref{i}.png"
         Image.fromarray((c.image(row.cache_index) * 255).astype(np.uint8)).save(path)
         refs.append(path)
-    res = synthesize(ckpt, cohort, tmp_path / "s", references=refs, limit=1, show_progress=False)
+    res = synthesize(ckpt, cohort, tmp_path / "s", references=refs, limit=1, precision="fp32", show_progress=False)
     m = res.manifest
     assert list(m["style_mode"]) == ["reference", "reference"] and m["reference_key"].notna().all()
     assert not np.allclose(m["style"][0], m["style"][1])

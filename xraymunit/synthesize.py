@@ -33,6 +33,7 @@ from xraymunit.errors import XraymunitError
 from xraymunit.io import atomic, export
 from xraymunit.io.cohort import MANIFEST, Cohort
 from xraymunit.models import MunitGenerators
+from xraymunit.train import amp_dtype
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
                split: str = "train", direction: str = "a2b", seed: int = 0,
                references: Sequence[str | Path] = (), interpolate: int = 0,
                formats: Sequence[str] = ("png",), batch_size: int = 20, device: str = "auto",
-               limit: int | None = None, show_progress: bool = True) -> SynthesisResult:
+               precision: str = "auto", limit: int | None = None, show_progress: bool = True) -> SynthesisResult:
     """Translate every `split` image of the source domain into N images of the target domain.
 
     Args:
@@ -168,7 +169,9 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
             source (for review) instead of N independent codes.
         formats: any of "png" (16-bit) and "dicom" (Secondary Capture).
         batch_size: styles decoded per network call.
-        device: "auto", "cpu", "cuda" or "cuda:N" (bf16 autocast on CUDA).
+        device: "auto", "cpu", "cuda" or "cuda:N".
+        precision: "auto" (bf16 autocast on CUDA and on CPUs with native bf16, else fp32),
+            "bf16" or "fp32". Part of the run's identity: outputs differ in the last bits.
         limit: at most this many source images (the first by image_key).
         show_progress: tqdm bar over source images.
     """
@@ -209,7 +212,10 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
     if rows.empty:
         raise SynthesisError(f"no '{source_label}' images in split '{split}' of {data.root}")
 
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
+    if precision not in ("auto", "bf16", "fp32"):
+        raise SynthesisError(f"--precision must be auto, bf16 or fp32, got {precision!r}")
+    use_bf16 = precision == "bf16" or (precision == "auto" and amp_dtype("auto", dev) is not None)
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
     ref_styles, ref_keys = None, []
     if references:
         ref_images = [load_reference(r, size) for r in references]
@@ -223,7 +229,7 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
         "direction": direction, "source_label": source_label, "target_label": target_label,
         "style_mode": mode, "n_styles": n_styles if mode == "random" else None,
         "interpolate": interpolate or None, "references": ref_keys, "seed": seed, "split": split,
-        "size": size, "formats": list(formats),
+        "size": size, "formats": list(formats), "precision": "bf16" if use_bf16 else "fp32",
     }
     _claim_folder(out, run)
 

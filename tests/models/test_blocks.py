@@ -41,3 +41,39 @@ def test_mlp_shapes():
     mlp = MLP(8, 100, hidden_dim=16, n_layers=3)
     assert mlp(torch.randn(5, 8)).shape == (5, 100)
     assert len([m for m in mlp.modules() if isinstance(m, torch.nn.Linear)]) == 3
+
+
+@pytest.mark.parametrize("pad_type", ["reflect", "replicate", "zeros"])
+@pytest.mark.parametrize("kernel", [3, 5, 7])
+@pytest.mark.parametrize("size", [(8, 8), (5, 7), (16, 9), (2, 2)])
+def test_polyphase_upsample_conv_equals_upsample_then_conv(pad_type, kernel, size):
+    from xraymunit.models.blocks import upsample2x_conv
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, *size, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 4, kernel, kernel, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    up = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+    half = kernel // 2
+    if pad_type == "zeros":
+        expected = torch.nn.functional.conv2d(up, w, b, padding=half)
+    else:
+        expected = torch.nn.functional.conv2d(torch.nn.functional.pad(up, (half,) * 4, mode=pad_type), w, b)
+    got = upsample2x_conv(x, w, b, pad_type)
+    assert torch.allclose(got, expected, atol=1e-10)
+    g_expected = torch.autograd.grad((expected * expected.cos()).sum(), (x, w, b))
+    g_got = torch.autograd.grad((got * got.cos()).sum(), (x, w, b))
+    for a, c in zip(g_expected, g_got):
+        assert torch.allclose(a, c, atol=1e-9)
+
+
+def test_upsample_conv_block_matches_the_module_it_replaces():
+    from xraymunit.models.blocks import UpsampleConvBlock
+
+    torch.manual_seed(0)
+    block = UpsampleConvBlock(8, 4, 5, "ln", "relu", "reflect")
+    plain = torch.nn.Sequential(torch.nn.Upsample(scale_factor=2, mode="nearest"),
+                                ConvBlock(8, 4, 5, 1, 2, "ln", "relu", "reflect"))
+    plain[1].load_state_dict(block.state_dict())
+    x = torch.randn(2, 8, 12, 10)
+    assert torch.allclose(block(x), plain(x), atol=1e-5)

@@ -168,3 +168,101 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.flatten(1))
+
+
+# Nearest ×2 upsampling followed by a k×k conv equals, at every output pixel of phase
+# (dy, dx) ∈ {0,1}², a (k//2+1)-wide conv of the *low-resolution* input whose taps are sums
+# of the original taps (neighbouring upsampled pixels are equal). Four phase kernels, one
+# conv and a pixel shuffle give the same result with 36 instead of 100 multiply-adds per
+# output pixel for k = 5. With replicate or zero padding this is exact everywhere; with
+# reflect padding the outermost output row/column on each side differs and is recomputed
+# directly from a thin strip.
+
+
+def _low_res_pad(kernel_size: int) -> int:
+    """Low-resolution reach of the folded kernel on each side: ceil((k//2) / 2)."""
+    return (kernel_size // 2 + 1) // 2
+
+
+def _phase_taps(kernel_size: int, phase: int, device, dtype) -> torch.Tensor:
+    """(2·pad+1, k) 0/1 matrix: which original taps fold onto each low-resolution tap."""
+    half, pad = kernel_size // 2, _low_res_pad(kernel_size)
+    taps = torch.zeros(2 * pad + 1, kernel_size, device=device, dtype=dtype)
+    for a in range(kernel_size):
+        # output pixel 2m+phase reads upsampled row 2m+phase+a-half, i.e. low-res row m + (phase+a-half)//2
+        taps[(phase + a - half) // 2 + pad, a] = 1.0
+    return taps
+
+
+def phase_weight(weight: torch.Tensor) -> torch.Tensor:
+    """(Cout, Cin, k, k) conv weight → (4·Cout, Cin, K, K) polyphase weight in pixel-shuffle order."""
+    k = weight.shape[-1]
+    r = [_phase_taps(k, p, weight.device, weight.dtype) for p in (0, 1)]
+    phases = [torch.einsum("ya,oiab,xb->oiyx", r[dy], weight, r[dx]) for dy in (0, 1) for dx in (0, 1)]
+    cout, cin, kk = weight.shape[0], weight.shape[1], r[0].shape[0]
+    return torch.stack(phases, dim=1).reshape(cout * 4, cin, kk, kk)
+
+
+def upsample2x_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                    pad_type: str = "reflect") -> torch.Tensor:
+    """conv2d(pad(upsample_nearest_2x(x)), weight, bias) with "same" padding, computed polyphase."""
+    k = weight.shape[-1]
+    if k % 2 == 0 or k < 3 or weight.shape[-2] != k or min(x.shape[-2:]) < k // 2 + 2:
+        return _upsample2x_conv_direct(x, weight, bias, pad_type)
+    half = k // 2
+    mode = {"reflect": "replicate", "replicate": "replicate", "zeros": "constant"}[pad_type]
+    xp = F.pad(x, (_low_res_pad(k),) * 4, mode=mode)
+    b4 = bias.repeat_interleave(4) if bias is not None else None
+    y = F.pixel_shuffle(F.conv2d(xp, phase_weight(weight), b4), 2)
+    if pad_type == "reflect":
+        y = _fix_reflect_border(y, x, weight, bias, half)
+    return y
+
+
+def _upsample2x_conv_direct(x, weight, bias, pad_type):
+    u = F.interpolate(x, scale_factor=2, mode="nearest")
+    half = weight.shape[-1] // 2
+    if pad_type == "zeros":
+        return F.conv2d(u, weight, bias, padding=half)
+    return F.conv2d(F.pad(u, (half,) * 4, mode=pad_type), weight, bias)
+
+
+def _fix_reflect_border(y, x, weight, bias, half):
+    """Recompute the outermost `half - 1` output rows/columns on each side directly.
+
+    Reflect and replicate padding of the upsampled image agree on the first padded row
+    (both repeat x[0]) and differ from the second on, so only outputs whose window reaches
+    two or more rows past the edge differ. A strip of `half + 1` low-resolution rows covers
+    their whole receptive field.
+    """
+    n = half + 1
+    bad = half - 1
+    if bad <= 0:
+        return y
+    top = _upsample2x_conv_direct(x[..., :n, :], weight, bias, "reflect")[..., :bad, :]
+    bottom = _upsample2x_conv_direct(x[..., -n:, :], weight, bias, "reflect")[..., -bad:, :]
+    left = _upsample2x_conv_direct(x[..., :, :n], weight, bias, "reflect")[..., :, :bad]
+    right = _upsample2x_conv_direct(x[..., :, -n:], weight, bias, "reflect")[..., :, -bad:]
+    y = torch.cat([top, y[..., bad:-bad, :], bottom], dim=-2)
+    return torch.cat([left, y[..., :, bad:-bad], right], dim=-1)
+
+
+class UpsampleConvBlock(ConvBlock):
+    """Nearest ×2 upsampling + k×k conv (+ norm + activation), as MUNIT's decoder has it.
+
+    Same parameters and output as `Upsample(2) → ConvBlock(k, padding=k//2)`, computed in the
+    polyphase form above (2.8× fewer multiply-adds for k = 5), forward and backward.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 5, norm: Norm = "ln",
+                 activation: Activation = "relu", pad_type: PadType = "reflect"):
+        super().__init__(in_channels, out_channels, kernel_size, 1, kernel_size // 2, norm, activation, pad_type)
+        self.pad_type = pad_type
+
+    def forward(self, x: torch.Tensor, adain_params: torch.Tensor | None = None) -> torch.Tensor:
+        x = upsample2x_conv(x, self.conv.weight, self.conv.bias, self.pad_type)
+        if isinstance(self.norm, AdaptiveInstanceNorm):
+            x = self.norm(x, adain_params)
+        elif self.norm is not None:
+            x = self.norm(x)
+        return self.act(x) if self.act is not None else x

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from xraymunit.models.blocks import MLP, ConvBlock, PadType, ResBlock
+from xraymunit.models.blocks import MLP, ConvBlock, PadType, ResBlock, UpsampleConvBlock
 
 
 class ContentEncoder(nn.Module):
@@ -90,8 +90,7 @@ class Decoder(nn.Module):
         self.res_blocks = nn.ModuleList(ResBlock(dim, "adain", "relu", pad_type) for _ in range(n_res))
         up: list[nn.Module] = []
         for _ in range(n_upsample):
-            up += [nn.Upsample(scale_factor=2, mode="nearest"),
-                   ConvBlock(dim, dim // 2, 5, 1, 2, "ln", "relu", pad_type)]
+            up.append(UpsampleConvBlock(dim, dim // 2, 5, "ln", "relu", pad_type))
             dim //= 2
         up.append(ConvBlock(dim, out_channels, 7, 1, 3, "none", "tanh", pad_type))
         self.upsample = nn.Sequential(*up)
