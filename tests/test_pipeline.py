@@ -43,3 +43,37 @@ def test_rerun_skips_up_to_date_stages(default_run, capsys):
         assert f"{stage}: up to date" in log
     assert (default_run / "train" / "checkpoints" / "last.pt").stat().st_mtime_ns == mtime
     assert "summary.md" in capsys.readouterr().out
+
+
+def test_crash_then_rerun_resumes_and_changed_settings_set_old_outputs_aside(tmp_path, monkeypatch):
+    sys.path.insert(0, str(REPO / "pipelines"))
+    import normal_to_abnormal
+
+    import xraymunit.synthesize as synth_module
+
+    quick = ["--set", "train.set=[train.steps=4, train.checkpoint_every=2]",
+             "--set", "evaluate.set=[seeds=1, 'real_abnormal=[all]', quality.enabled=false]",
+             "--set", "synthesize.n_styles=2", "--out", str(tmp_path), "--no-progress"]
+    real = synth_module.synthesize
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("power cut during synthesis")
+
+    monkeypatch.setattr(synth_module, "synthesize", crash)
+    with pytest.raises(RuntimeError, match="power cut"):
+        normal_to_abnormal.main(quick)
+    state = json.loads((tmp_path / "pipeline_state.json").read_text())
+    assert (state["ingest"]["status"], state["train"]["status"], state["synthesize"]["status"]) == (
+        "done", "done", "running")
+
+    monkeypatch.setattr(synth_module, "synthesize", real)
+    assert normal_to_abnormal.main(quick) == 0
+    log = (tmp_path / "pipeline.log").read_text()
+    assert "ingest: up to date" in log and "train: up to date" in log
+    assert (tmp_path / "report" / "summary.md").is_file()
+
+    changed = [a if a != "synthesize.n_styles=2" else "synthesize.n_styles=3" for a in quick]
+    assert normal_to_abnormal.main(changed) == 0
+    assert (tmp_path / "synth.previous" / "manifest.parquet").is_file()  # old outputs kept aside
+    n_old = len(pd.read_parquet(tmp_path / "synth.previous" / "manifest.parquet"))
+    assert len(pd.read_parquet(tmp_path / "synth" / "manifest.parquet")) == n_old // 2 * 3
