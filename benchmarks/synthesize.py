@@ -7,8 +7,9 @@ naive: for every output, encode the input (content + style, as MUNIT's `encode`)
        decode one image (batch 1), fp32, with the reference's decoder layers (nn.Upsample then
        the 5×5 conv) — what a straightforward loop over the reference model does.
 core:  xraymunit's path without file writes: content encoded once per input, the N styles
-       rendered in batches (first residual conv shared, polyphase upsampling convs); fp32
-       (`core`) and bf16 autocast (`core_bf16_cpu`) on CPU, bf16 on CUDA.
+       rendered in batches (first residual conv shared, polyphase upsampling convs) of
+       `auto_batch_size` styles (CPU 256²: 2; CUDA: 20); fp32 (`core`) and bf16 autocast
+       (`core_bf16_cpu`) on CPU, bf16 on CUDA; `core_bf16_cpu_batch20`: all 20 in one call.
 stage: the whole `xraymunit.synthesize()` call with its defaults (precision auto: bf16 on
        CUDA and on CPUs with native bf16), 16-bit PNG writing included, on a cohort folder and
        checkpoint made here with the paper-sized (untrained) generator.
@@ -37,7 +38,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--styles", type=int, default=20)
     ap.add_argument("--inputs", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=20)
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="styles per decoder call (default: xraymunit's auto choice for the device)")
     args = ap.parse_args()
 
     import torch
@@ -57,6 +59,9 @@ def main() -> None:
     inputs = torch.from_numpy(rng.random((args.inputs, 1, args.size, args.size), dtype=np.float32) * 2 - 1).to(device)
     styles = torch.randn(args.inputs, args.styles, 8, generator=torch.Generator().manual_seed(0)).to(device)
     n_out = args.inputs * args.styles
+    from xraymunit.synthesize import auto_batch_size
+
+    args.batch_size = args.batch_size or auto_batch_size(args.size, device)
     cuda = device.type == "cuda"
 
     def sync():
@@ -70,13 +75,13 @@ def main() -> None:
                     content, _ = gens.gen_a.encode(inputs[i:i + 1])
                     gens.gen_b.decode(content, styles[i, j:j + 1]).cpu()
 
-    def core(amp=None, n_inputs=args.inputs):
+    def core(amp=None, n_inputs=args.inputs, batch_size=args.batch_size):
         ctx = torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
         with torch.inference_mode(), ctx:
             for i in range(n_inputs):
                 content = gens.gen_a.encode_content(inputs[i:i + 1])
-                for s in range(0, args.styles, args.batch_size):
-                    gens.gen_b.render(content, styles[i, s:s + args.batch_size]).float().cpu()
+                for s in range(0, args.styles, batch_size):
+                    gens.gen_b.render(content, styles[i, s:s + batch_size]).float().cpu()
 
     def timed(fn, warmup, *a):
         warmup()  # oneDNN primitive creation, cudnn autotune: not part of the steady state
@@ -97,6 +102,9 @@ def main() -> None:
     results["core"] = n_out / timed(core, lambda: core(amp, 1), amp)
     if not cuda:
         results["core_bf16_cpu"] = n_out / timed(core, lambda: core(torch.bfloat16, 1), torch.bfloat16)
+        if args.batch_size != 20:  # what the batch size alone is worth: all 20 styles in one call
+            results["core_bf16_cpu_batch20"] = n_out / timed(
+                core, lambda: core(torch.bfloat16, 1, 20), torch.bfloat16, args.inputs, 20)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -106,12 +114,13 @@ def main() -> None:
         cohort = _cohort(tmp / "cohort", inputs, args.size)
         synthesize(ckpt, cohort, tmp / "warm", n_styles=2, limit=1, device=args.device, show_progress=False)
         t = time.perf_counter()
-        res = synthesize(ckpt, cohort, tmp / "synth", n_styles=args.styles, batch_size=args.batch_size,
+        res = synthesize(ckpt, cohort, tmp / "synth", n_styles=args.styles,
                          device=args.device, show_progress=False)
         results["stage_with_png"] = len(res.manifest) / (time.perf_counter() - t)
 
     payload = {"benchmark": "synthesize", "machine": machine(), "git": git_revision(), "size": args.size,
                "styles_per_input": args.styles, "inputs": args.inputs, "device": args.device,
+               "batch_size": args.batch_size,
                "images_per_s": results,
                "speedup_core_vs_naive": results["core"] / results["naive_fp32"],
                "speedup_stage_vs_naive": results["stage_with_png"] / results["naive_fp32"],
@@ -119,7 +128,7 @@ def main() -> None:
     if "core_bf16_cpu" in results:
         payload["speedup_core_bf16_vs_naive"] = results["core_bf16_cpu"] / results["naive_fp32"]
     for name, value in results.items():
-        print(f"{name:16s} {value:8.2f} img/s   ({value / results['naive_fp32']:.2f}× naive)")
+        print(f"{name:22s} {value:8.2f} img/s   ({value / results['naive_fp32']:.2f}× naive)")
     print(json.dumps({k: v for k, v in payload.items() if k.startswith("speedup")}, indent=1))
     print(f"written {write_results('synthesize', payload)}")
 

@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 from xraymunit import config
 from xraymunit.config.evaluate import EvaluateConfig
@@ -61,7 +61,7 @@ class SynthesizeStage:
     direction: str = "a2b"
     seed: int = 0
     format: str = "png"
-    batch_size: int = 20
+    batch_size: int | Literal["auto"] = "auto"
 
 
 @dataclass
@@ -216,7 +216,7 @@ def run(cfg: PipelineConfig, progress: bool = True) -> Path:
         formats = ("png", "dicom") if s.format == "both" else (s.format,)
         result = synthesize(ckpt, cohort, synth, n_styles=s.n_styles, split=s.split,
                                        direction=s.direction, seed=s.seed, formats=formats,
-                                       batch_size=s.batch_size, device=cfg.device, show_progress=progress)
+                                       batch_size=None if s.batch_size == "auto" else s.batch_size, device=cfg.device, show_progress=progress)
         state.mark("synthesize", fp, "done", seconds=round(time.perf_counter() - t, 1))
         log.info("[3/4] synthesize done in %.1fs: %d images", time.perf_counter() - t, len(result.manifest))
     synth_fp = _file_sha(synth / "manifest.parquet")

@@ -9,7 +9,8 @@ from PIL import Image
 
 from xraymunit.checkpoint import CheckpointError
 from xraymunit.io.cohort import Cohort, SyntheticSet
-from xraymunit.synthesize import SynthesisError, load_generators, random_styles, slerp, synthesize
+from xraymunit.synthesize import (SynthesisError, auto_batch_size, load_generators, random_styles, slerp,
+                                  synthesize)
 from xraymunit.train import train
 
 
@@ -83,6 +84,24 @@ def test_bf16_outputs_stay_close_to_fp32(trained, tmp_path):
     for pa, pb in zip(a.manifest["png_path"], b.manifest["png_path"]):
         diff = np.abs(_png(tmp_path / "a" / pa).astype(np.float32) - _png(tmp_path / "b" / pb)) / 65535
         assert diff.mean() < 0.01 and diff.max() < 0.1
+
+
+def test_batch_size_changes_speed_not_images(trained, tmp_path):
+    cohort, ckpt = trained
+    one = synthesize(ckpt, cohort, tmp_path / "one", n_styles=5, limit=2, batch_size=1, precision="fp32",
+                     show_progress=False)
+    auto = synthesize(ckpt, cohort, tmp_path / "auto", n_styles=5, limit=2, precision="fp32", show_progress=False)
+    for pa, pb in zip(one.manifest["png_path"], auto.manifest["png_path"]):
+        diff = np.abs(_png(tmp_path / "one" / pa).astype(np.float32) - _png(tmp_path / "auto" / pb)) / 65535
+        assert diff.max() < 1e-4  # fp32 rounding only
+    with pytest.raises(SynthesisError, match="batch-size"):
+        synthesize(ckpt, cohort, tmp_path / "bad", n_styles=2, batch_size=0, show_progress=False)
+
+
+def test_auto_batch_size_keeps_cpu_batches_cache_sized():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert (auto_batch_size(256, cpu), auto_batch_size(128, cpu), auto_batch_size(64, cpu)) == (2, 8, 32)
+    assert auto_batch_size(512, cpu) == 1 and auto_batch_size(256, gpu) == 20
 
 
 def test_random_styles_are_per_source_and_seeded():

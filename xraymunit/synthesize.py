@@ -129,6 +129,18 @@ def file_key(path: str | Path) -> str:
 # --------------------------------------------------------------------------- the stage
 
 
+def auto_batch_size(size: int, device: torch.device) -> int:
+    """Styles per decoder call when none is asked for.
+
+    GPUs want wide batches. On a CPU a batch's activations must stay in cache: at 256² one
+    call with 2 styles renders ~2.3× faster per image than one with 20 (BENCHMARKS.md), so
+    the CPU batch holds about two 256² images' worth of pixels.
+    """
+    if device.type == "cuda":
+        return 20
+    return max(1, (2 * 256 * 256) // (size * size))
+
+
 def _resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -151,7 +163,7 @@ def _to_model_input(image: np.ndarray, size: int, device: torch.device) -> torch
 def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path, *, n_styles: int = 20,
                split: str = "train", direction: str = "a2b", seed: int = 0,
                references: Sequence[str | Path] = (), interpolate: int = 0,
-               formats: Sequence[str] = ("png",), batch_size: int = 20, device: str = "auto",
+               formats: Sequence[str] = ("png",), batch_size: int | None = None, device: str = "auto",
                precision: str = "auto", limit: int | None = None, show_progress: bool = True) -> SynthesisResult:
     """Translate every `split` image of the source domain into N images of the target domain.
 
@@ -168,7 +180,7 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
         interpolate: K > 1 writes K codes along a slerp path between two random codes per
             source (for review) instead of N independent codes.
         formats: any of "png" (16-bit) and "dicom" (Secondary Capture).
-        batch_size: styles decoded per network call.
+        batch_size: styles decoded per network call; None picks `auto_batch_size`.
         device: "auto", "cpu", "cuda" or "cuda:N".
         precision: "auto" (bf16 autocast on CUDA and on CPUs with native bf16, else fp32),
             "bf16" or "fp32". Part of the run's identity: outputs differ in the last bits.
@@ -183,7 +195,7 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
         raise SynthesisError(f"--direction must be one of {DIRECTIONS}, got {direction!r}")
     if not formats or any(f not in FORMATS for f in formats):
         raise SynthesisError(f"--format must be png, dicom or both, got {formats}")
-    if n_styles < 1 or batch_size < 1:
+    if n_styles < 1 or (batch_size is not None and batch_size < 1):
         raise SynthesisError("--n-styles and --batch-size must be >= 1")
     if interpolate and (interpolate < 2 or references):
         raise SynthesisError("--interpolate K needs K >= 2 and cannot be combined with --reference")
@@ -201,6 +213,7 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
         encoder, decoder = decoder, encoder
     size = cfg.data.load_size
     style_dim = cfg.model.style_dim
+    batch_size = batch_size or auto_batch_size(size, dev)
 
     if split not in ("train", "val", "test", "all"):
         raise SynthesisError(f"--split must be train, val, test or all, got {split!r}")
