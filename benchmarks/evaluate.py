@@ -91,8 +91,7 @@ def main() -> None:
         "tiny (configs/evaluate_tiny.yaml)": config.load(EvaluateConfig, ROOT / "configs" / "evaluate_tiny.yaml"),
         "cpu defaults (no --config)": EvaluateConfig(),
     }
-    results = {"machine": machine(), "cases": [],
-               "note": "2-core machine shared with other engineers' CPU-heavy jobs: timings are noisy"}
+    results = {"machine": machine(), "cases": []}  # machine() records the load average: noisy runs show
     cases = list(CASES.items())[:1] if args.quick else list(CASES.items())
     with tempfile.TemporaryDirectory(prefix="xraymunit-bench-") as tmp:
         for case, (patients, styles) in cases:

@@ -9,7 +9,8 @@ naive: for every output, encode the input (content + style, as MUNIT's `encode`)
 core:  xraymunit's path without file writes: content encoded once per input, the N styles
        rendered in batches (first residual conv shared, polyphase upsampling convs) of
        `auto_batch_size` styles (CPU 256²: 2; CUDA: 20); fp32 (`core`) and bf16 autocast
-       (`core_bf16_cpu`) on CPU, bf16 on CUDA; `core_bf16_cpu_batch20`: all 20 in one call.
+       (`core_bf16_cpu`) on CPU, bf16 on CUDA; `core_bf16_cpu_batch20`: all 20 in one call;
+       `core_compiled` (with --compile): the bf16 path through torch.compile.
 stage: the whole `xraymunit.synthesize()` call with its defaults (precision auto: bf16 on
        CUDA and on CPUs with native bf16), 16-bit PNG writing included, on a cohort folder and
        checkpoint made here with the paper-sized (untrained) generator.
@@ -40,6 +41,7 @@ def main() -> None:
     ap.add_argument("--inputs", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=None,
                     help="styles per decoder call (default: xraymunit's auto choice for the device)")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile'd rendering (core_compiled)")
     args = ap.parse_args()
 
     import torch
@@ -75,13 +77,13 @@ def main() -> None:
                     content, _ = gens.gen_a.encode(inputs[i:i + 1])
                     gens.gen_b.decode(content, styles[i, j:j + 1]).cpu()
 
-    def core(amp=None, n_inputs=args.inputs, batch_size=args.batch_size):
+    def core(amp=None, n_inputs=args.inputs, batch_size=args.batch_size, render=gens.gen_b.render):
         ctx = torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
         with torch.inference_mode(), ctx:
             for i in range(n_inputs):
                 content = gens.gen_a.encode_content(inputs[i:i + 1])
                 for s in range(0, args.styles, batch_size):
-                    gens.gen_b.render(content, styles[i, s:s + batch_size]).float().cpu()
+                    render(content, styles[i, s:s + batch_size]).float().cpu()
 
     def timed(fn, warmup, *a):
         warmup()  # oneDNN primitive creation, cudnn autotune: not part of the steady state
@@ -105,6 +107,12 @@ def main() -> None:
         if args.batch_size != 20:  # what the batch size alone is worth: all 20 styles in one call
             results["core_bf16_cpu_batch20"] = n_out / timed(
                 core, lambda: core(torch.bfloat16, 1, 20), torch.bfloat16, args.inputs, 20)
+
+    if args.compile:  # compiling (~1 min at 256²) happens in the warm-up, outside the timing
+        compiled = torch.compile(gens.gen_b.render, dynamic=False)
+        amp_c = torch.bfloat16 if cuda or "core_bf16_cpu" in results else None
+        results["core_compiled"] = n_out / timed(
+            core, lambda: core(amp_c, 1, render=compiled), amp_c, args.inputs, args.batch_size, compiled)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -98,6 +98,16 @@ def test_batch_size_changes_speed_not_images(trained, tmp_path):
         synthesize(ckpt, cohort, tmp_path / "bad", n_styles=2, batch_size=0, show_progress=False)
 
 
+def test_compiled_rendering_gives_the_same_images(trained, tmp_path):
+    cohort, ckpt = trained
+    eager = synthesize(ckpt, cohort, tmp_path / "eager", n_styles=3, limit=1, precision="fp32", show_progress=False)
+    comp = synthesize(ckpt, cohort, tmp_path / "comp", n_styles=3, limit=1, precision="fp32", compile=True,
+                      show_progress=False)
+    for pa, pb in zip(eager.manifest["png_path"], comp.manifest["png_path"]):
+        diff = np.abs(_png(tmp_path / "eager" / pa).astype(np.float32) - _png(tmp_path / "comp" / pb)) / 65535
+        assert diff.max() < 1e-3
+
+
 def test_auto_batch_size_keeps_cpu_batches_cache_sized():
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert (auto_batch_size(256, cpu), auto_batch_size(128, cpu), auto_batch_size(64, cpu)) == (2, 8, 32)

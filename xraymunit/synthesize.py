@@ -164,7 +164,8 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
                split: str = "train", direction: str = "a2b", seed: int = 0,
                references: Sequence[str | Path] = (), interpolate: int = 0,
                formats: Sequence[str] = ("png",), batch_size: int | None = None, device: str = "auto",
-               precision: str = "auto", limit: int | None = None, show_progress: bool = True) -> SynthesisResult:
+               precision: str = "auto", compile: bool = False, limit: int | None = None,
+               show_progress: bool = True) -> SynthesisResult:
     """Translate every `split` image of the source domain into N images of the target domain.
 
     Args:
@@ -184,6 +185,8 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
         device: "auto", "cpu", "cuda" or "cuda:N".
         precision: "auto" (bf16 autocast on CUDA and on CPUs with native bf16, else fp32),
             "bf16" or "fp32". Part of the run's identity: outputs differ in the last bits.
+        compile: `torch.compile` the style rendering first (~1 min of compiling at 256², then
+            ~1.2× faster on CPU: worth it for thousands of images; needs a C++ compiler on CPU).
         limit: at most this many source images (the first by image_key).
         show_progress: tqdm bar over source images.
     """
@@ -245,6 +248,7 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
         "size": size, "formats": list(formats), "precision": "bf16" if use_bf16 else "fp32",
     }
     _claim_folder(out, run)
+    render = torch.compile(decoder.render, dynamic=False) if compile else decoder.render
 
     def styles_for(source_key: str) -> tuple[np.ndarray, list[dict]]:
         if mode == "reference":
@@ -279,7 +283,7 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
                     images = []
                     codes = torch.from_numpy(np.stack([p[1] for p in todo])).to(dev)
                     for start in range(0, len(todo), batch_size):
-                        y = decoder.render(content, codes[start:start + batch_size])
+                        y = render(content, codes[start:start + batch_size])
                         images.append(((y.float() + 1.0) / 2.0).clamp_(0, 1)[:, 0].cpu().numpy())
                 images = np.concatenate(images)
                 spacing = _output_spacing(src, size)
