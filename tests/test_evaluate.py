@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers.config_keys import dotted_keys
 from helpers.evaluate_data import write_cohort, write_synthetic
 from xraymunit import config
 from xraymunit.config.evaluate import EvaluateConfig
@@ -168,15 +169,7 @@ def test_shipped_configs_load_set_every_key_and_comment_it(name):
     cfg = config.load(EvaluateConfig, path)
     data = yaml.safe_load(path.read_text())
 
-    def flat(d, p=""):
-        out = set()
-        for k, v in d.items():
-            out.add(p + k)
-            if isinstance(v, dict):
-                out |= flat(v, p + k + ".")
-        return out
-
-    assert flat(config.to_dict(cfg)) == flat(data)  # every key is written out
+    assert dotted_keys(config.to_dict(cfg)) == dotted_keys(data)  # every key is written out
     for line in path.read_text().splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             assert "#" in line, f"{name}: no comment on {line!r}"

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from helpers.config_keys import dotted_keys
 from xraymunit import config
 from xraymunit.config.train import TrainConfig
 
@@ -21,15 +22,6 @@ def _pipeline_config_class():
     return normal_to_abnormal.PipelineConfig
 
 
-def _flat(d, prefix=""):
-    keys = set()
-    for k, v in d.items():
-        keys.add(prefix + k)
-        if isinstance(v, dict):
-            keys |= _flat(v, prefix + k + ".")
-    return keys
-
-
 @pytest.mark.parametrize("name, cls", [
     ("munit_cxr_256.yaml", TrainConfig),
     ("munit_cxr_128_fast.yaml", TrainConfig),
@@ -40,7 +32,7 @@ def test_config_is_complete_and_commented(name, cls):
     cls = cls or _pipeline_config_class()
     path = CONFIGS / name
     cfg = config.load(cls, path)
-    assert _flat(config.to_dict(cfg)) == _flat(yaml.safe_load(path.read_text()))
+    assert dotted_keys(config.to_dict(cfg)) == dotted_keys(yaml.safe_load(path.read_text()))
     for line in path.read_text().splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             assert "#" in line, f"{name}: no comment on {line!r}"
