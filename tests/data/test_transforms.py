@@ -185,9 +185,9 @@ def test_square_fit_and_area_resize():
 
 
 def test_fits_and_window_modes_match_the_stage_options():
-    from xraymunit import ingest
+    from xraymunit.ingest import settings
 
-    assert T.FITS == ingest.FITS and T.WINDOW_MODES == ingest.WINDOW_MODES
+    assert T.FITS == settings.FITS and T.WINDOW_MODES == settings.WINDOW_MODES
 
 
 def test_bad_options_are_rejected():

@@ -1,0 +1,304 @@
+"""Finalize: labels, pseudonymous keys, patient-level splits, the packed cache, manifest and report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from xraymunit import __version__
+from xraymunit.io import atomic, dicom, manifest
+from xraymunit.io.cohort import CACHE_IMAGES, CACHE_META, INGEST_REPORT, MANIFEST
+from xraymunit.ingest.journal import FileState, status_of
+from xraymunit.ingest.per_file import entry_is_valid, progress_bar
+from xraymunit.ingest.settings import (
+    ENTRIES, IngestError, IngestSettings, NPY_HEADER, PIPELINE_VERSION, PRIVATE)
+
+
+def finalize(out: Path, records: list[tuple[str, FileState]], settings: IngestSettings,
+             table: manifest.LabelTable | None, salt_file: str | os.PathLike | None,
+             fractions: Sequence[float], progress: bool, run: dict) -> dict:
+    """Manifest + splits + packed cache + report from journalled per-file records."""
+    private = out / PRIVATE
+    for stale in (private / ENTRIES).glob("*/.*.tmp"):  # left by workers killed mid-write
+        stale.unlink(missing_ok=True)
+    salt, salt_source = manifest.load_or_create_salt(private, salt_file)
+    pseudo = manifest.Pseudonymiser(salt)
+    warnings: list[str] = []
+    rows, keymap = [], []
+    patient_fallback = Counter()
+    for rel, st in records:
+        row, ids = _manifest_row(rel, st, table, pseudo, patient_fallback)
+        rows.append(row)
+        keymap.append({"image_key": row["image_key"], "rel_path": rel, "patient_key": row["patient_key"],
+                       "patient_id": ids.get("patient_id"), "study_key": row["study_key"], "study_uid": ids.get("study_uid"),
+                       "series_key": row["series_key"], "series_uid": ids.get("series_uid"),
+                       "sop_key": row["sop_key"], "sop_uid": ids.get("sop_uid")})
+    _mark_duplicates(rows)
+    ok_rows = [r for r in rows if r["status"] == "ok"]
+    raw = sum(1 for (_, st), r in zip(records, rows) if r["status"] == "ok"
+              and (st.header["scan"].get("meta") or {}).get("presentation_intent") == "FOR PROCESSING")
+    if raw:
+        warnings.append(f"{raw} images are DX 'FOR PROCESSING' (raw detector data, before the vendor's image "
+                        f"processing): they look different from 'FOR PRESENTATION' images of the same chest")
+    if patient_fallback["study"]:
+        warnings.append(f"{patient_fallback['study']} images have no PatientID: their StudyInstanceUID stands in "
+                        f"for the patient, so one patient's studies could land in different splits")
+    if patient_fallback["file"]:
+        warnings.append(f"{patient_fallback['file']} images have no patient id (no PatientID, no patient_id column): "
+                        f"each counts as its own patient, so splits cannot prevent patient leakage for them")
+    _dedupe_image_keys(rows)
+
+    # Splits are over patients of successfully ingested images only.
+    if ok_rows:
+        import pandas as pd
+
+        patients = manifest.patient_table(pd.DataFrame(ok_rows, columns=["patient_key", "label", "source_dataset"]))
+        split_of = manifest.assign_splits(patients, pseudo, fractions)
+        for r in ok_rows:
+            r["split"] = split_of[r["patient_key"]]
+
+    # Pack the cache in manifest order; an entry that cannot be read turns its row into a failure.
+    manifest_path = out / MANIFEST
+    manifest_path.unlink(missing_ok=True)  # a killed finalize must not leave an old manifest over a new cache
+    n_packed, signature = _pack_cache(out, private, records, rows, settings, progress)
+
+    df = manifest.to_frame(rows)
+    report = _report(df, settings, fractions, table, salt_source, run, warnings)
+    atomic.write_json(out / CACHE_META, {
+        "size": settings.size, "count": n_packed, "dtype": "uint16", "fit": settings.fit,
+        "window": settings.window, "percentiles": list(settings.percentiles),
+        "intensity": "value / 65535 = display intensity in [0, 1] after Modality LUT, VOI LUT/window "
+                     "and MONOCHROME1 inversion; bright = dense (bone), dark = air",
+        "order": "row i is the manifest row whose cache_index is i",
+        "pipeline_version": PIPELINE_VERSION, "xraymunit": __version__, "pack_signature": signature,
+    })
+    import pandas as pd
+
+    with atomic.atomic_path(private / "keys.parquet", mode=0o600) as tmp:  # identifiers: owner only
+        pd.DataFrame(keymap).to_parquet(tmp, index=False)
+    atomic.write_json(out / INGEST_REPORT, report)
+    manifest.write_manifest(df, manifest_path)
+    return report
+
+
+def _manifest_row(rel: str, st: FileState, table: manifest.LabelTable | None,
+                  pseudo: manifest.Pseudonymiser, patient_fallback: Counter) -> tuple[dict, dict]:
+    scan = st.header["scan"]
+    meta = dict(scan.get("meta") or {})
+    ids = dict(scan.get("ids") or {})
+    status, reason, detail = status_of(st)
+    row = manifest.empty_row()
+    row.update({k: meta.get(k) for k in ("modality", "sex", "age", "view_position", "body_part", "manufacturer",
+                                         "photometric", "bits_stored", "transfer_syntax", "rows", "columns",
+                                         "spacing_row_mm", "spacing_col_mm", "spacing_source")})
+    row["source_format"] = scan.get("kind")
+    row.update(status=status, reason=reason, reason_detail=detail)
+    if status == "ok":
+        row["window_source"] = st.image.get("window_source")
+        row["pixel_steps"] = ";".join(st.image.get("steps") or [])
+    hit, source = table.match(rel, ids) if table is not None else (None, None)
+    if hit is not None:
+        row["label"], row["label_source"] = hit.label, source
+        row["source_dataset"] = hit.source_dataset
+        row["sex"] = row["sex"] or hit.sex
+        row["age"] = row["age"] if row["age"] is not None else hit.age
+        row["view_position"] = row["view_position"] or hit.view
+        if not ids.get("patient_id") and hit.patient_id:
+            ids["patient_id"] = hit.patient_id
+    if row["label"] is None:
+        folder = manifest.folder_label(rel)
+        if folder is not None:
+            row["label"], row["label_source"] = folder, "folder"
+    if ids.get("patient_id"):
+        patient = ids["patient_id"]
+    elif ids.get("study_uid"):
+        patient = "study:" + ids["study_uid"]
+        patient_fallback["study"] += status == "ok"
+    else:
+        patient = "file:" + rel
+        patient_fallback["file"] += status == "ok"
+    row.update(
+        image_key=pseudo.key("image", rel), patient_key=pseudo.key("patient", patient),
+        study_key=pseudo.key("study", ids.get("study_uid")), series_key=pseudo.key("series", ids.get("series_uid")),
+        sop_key=pseudo.key("sop", ids.get("sop_uid")),
+    )
+    return row, ids
+
+
+def _mark_duplicates(rows: list[dict]) -> None:
+    """The same SOP instance stored twice (two exports, a copy on another disc) is one image:
+    the first copy in path order stays, later ones are skipped as `duplicate`."""
+    first: dict[str, str] = {}
+    for row in rows:
+        if row["status"] != "ok" or not row["sop_key"]:
+            continue
+        if row["sop_key"] in first:
+            row.update(status="skipped", reason="duplicate", window_source=None, pixel_steps=None,
+                       reason_detail=f"same SOPInstanceUID as image {first[row['sop_key']]}")
+        else:
+            first[row["sop_key"]] = row["image_key"]
+
+
+def _dedupe_image_keys(rows: list[dict]) -> None:
+    """Two paths hashing to one 64-bit key would be astronomically unlikely; fail loudly if it happens."""
+    keys = Counter(r["image_key"] for r in rows)
+    dup = [k for k, n in keys.items() if n > 1]
+    if dup:
+        raise IngestError(f"{len(dup)} image_key collisions; rerun with a new salt (--salt-file)")
+
+
+def _pack_cache(out: Path, private: Path, records: list[tuple[str, FileState]], rows: list[dict],
+                settings: IngestSettings, progress: bool) -> tuple[int, str]:
+    """Write cache/images.npy (uint16 N×S×S memmap) from the entries, one image in memory at a time."""
+    s = settings.size
+    ok = []
+    for (rel, st), row in zip(records, rows):
+        if row["status"] != "ok":
+            continue
+        if entry_is_valid(private, st.image, s):
+            ok.append((row, private / st.image["entry"]))
+        else:
+            row.update(status="failed", reason="decode_error", reason_detail="cache entry missing or damaged",
+                       split=None, window_source=None, pixel_steps=None)
+    path = out / CACHE_IMAGES
+    signature = _pack_signature(ok, settings)
+    if _cache_is_current(out, signature, len(ok), s):
+        for i, (row, _entry) in enumerate(ok):
+            row["cache_index"] = i
+        return len(ok), signature
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (out / CACHE_META).unlink(missing_ok=True)
+    with atomic.atomic_path(path) as tmp:
+        if not ok:
+            np.save(tmp, np.zeros((0, s, s), np.uint16))
+        else:
+            np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint16, shape=(len(ok), s, s)).flush()
+            chunk = max(1, (64 << 20) // (s * s * 2))  # map 64 MB at a time: RSS stays flat however big N is
+            with progress_bar(len(ok), "pack cache", progress) as bar:
+                if hasattr(os, "copy_file_range"):
+                    _pack_in_kernel(tmp, ok, s, bar)
+                else:
+                    for start in range(0, len(ok), chunk):
+                        cache = np.load(tmp, mmap_mode="r+")
+                        for i in range(start, min(start + chunk, len(ok))):
+                            row, entry = ok[i]
+                            cache[i] = _load_entry(entry, s, private)
+                            row["cache_index"] = i
+                            bar.update()
+                        cache.flush()
+                        del cache
+    return len(ok), signature
+
+
+def _load_entry(entry: Path, size: int, private: Path) -> np.ndarray:
+    arr = np.load(entry, allow_pickle=False)
+    if arr.shape != (size, size) or arr.dtype != np.uint16:
+        raise IngestError(f"cache entry {entry.name} has shape {arr.shape}; delete {private / ENTRIES} and rerun")
+    return arr
+
+
+def _pack_in_kernel(cache_path: Path, ok: list[tuple[dict, Path]], size: int, bar) -> None:
+    """Copy each entry's pixel bytes into the cache file with copy_file_range (no user-space copy).
+
+    Entries are checked first: the exact .npy header a 2-D uint16 size×size array gets, so the
+    bytes after it are that array in C order — the layout of one row of the cache.
+    """
+    with open(cache_path, "r+b") as fp:
+        header_len = _npy_header_length(fp)
+        expected = _npy_header_bytes(size)
+        nbytes = size * size * 2
+        for i, (row, entry) in enumerate(ok):
+            with open(entry, "rb") as src:
+                if src.read(len(expected)) != expected:
+                    raise IngestError(f"cache entry {entry.name} is not a {size}x{size} uint16 array; "
+                                      f"delete it and rerun")
+                offset_src, offset_dst, left = len(expected), header_len + i * nbytes, nbytes
+                while left:
+                    n = os.copy_file_range(src.fileno(), fp.fileno(), left, offset_src, offset_dst)
+                    if n <= 0:
+                        raise IngestError(f"cache entry {entry.name} is truncated; delete it and rerun")
+                    offset_src, offset_dst, left = offset_src + n, offset_dst + n, left - n
+            row["cache_index"] = i
+            bar.update()
+
+
+def _npy_header_length(fp) -> int:
+    fp.seek(0)
+    np.lib.format.read_magic(fp)
+    np.lib.format.read_array_header_1_0(fp)
+    return fp.tell()
+
+
+def _npy_header_bytes(size: int) -> bytes:
+    import io as _io
+
+    buf = _io.BytesIO()
+    np.save(buf, np.zeros((size, size), np.uint16), allow_pickle=False)
+    return buf.getvalue()[:NPY_HEADER]
+
+
+def _pack_signature(ok: list[tuple[dict, Path]], settings: IngestSettings) -> str:
+    """Identifies a pack: which entries, in which order, made under which settings."""
+    h = hashlib.sha256(settings.fingerprint.encode())
+    for _row, entry in ok:
+        st = entry.stat()
+        h.update(f"{entry.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:32]
+
+
+def _cache_is_current(out: Path, signature: str, count: int, size: int) -> bool:
+    """A rerun that changed nothing keeps the existing cache instead of rewriting it."""
+    try:
+        meta = json.loads((out / CACHE_META).read_text())
+        header_ok = np.load(out / CACHE_IMAGES, mmap_mode="r").shape == (count, size, size)
+    except (OSError, ValueError):
+        return False
+    return header_ok and meta.get("pack_signature") == signature
+
+
+def _report(df, settings: IngestSettings, fractions: Sequence[float], table: manifest.LabelTable | None,
+            salt_source: str, run: dict, warnings: list[str]) -> dict:
+    by_status = {k: int(v) for k, v in df["status"].value_counts().sort_index().items()}
+    reasons = df[df["status"] != "ok"]
+    by_reason = {k: int(v) for k, v in reasons["reason"].value_counts().sort_index().items()}
+    ok = df[df["status"] == "ok"]
+    splits = {}
+    for split in manifest.SPLITS:
+        part = ok[ok["split"] == split]
+        splits[split] = {
+            "patients": int(part["patient_key"].nunique()), "images": int(len(part)),
+            "labels": {str(k): int(v) for k, v in part["label"].fillna("unlabelled").value_counts().sort_index().items()},
+        }
+    labels = None
+    if table is not None:
+        labels = {
+            "csv_rows": table.n_rows, "csv_rows_matched": len(table.used_rows),
+            "csv_rows_unmatched": table.n_rows - len(table.used_rows),
+            "key_columns": [table.columns[k] for k in manifest.KEY_PRIORITY if k in table.columns],
+            "matched_by": {str(k): int(v) for k, v in ok["label_source"].value_counts().sort_index().items()},
+        }
+        if labels["csv_rows_unmatched"]:
+            warnings.append(f"{labels['csv_rows_unmatched']} labels CSV rows matched no ingested file")
+    unlabelled = int(ok["label"].isna().sum())
+    if unlabelled:
+        warnings.append(f"{unlabelled} ingested images have no label (kept as unlabelled)")
+    problems = [{"image_key": r.image_key, "status": r.status, "reason": r.reason, "detail": r.reason_detail}
+                for r in df[df["status"] != "ok"].itertuples()]
+    return {
+        "format": "xraymunit.ingest_report", "format_version": 1, "xraymunit": __version__,
+        "settings": {**settings.to_json(), "split_fractions": list(fractions)},
+        "salt": salt_source,
+        "files": int(len(df)), "by_status": by_status, "by_reason": by_reason,
+        "reason_descriptions": {k: dicom.REASONS.get(k, k) for k in by_reason},
+        "images": int(len(ok)),
+        "by_label": {str(k): int(v) for k, v in ok["label"].fillna("unlabelled").value_counts().sort_index().items()},
+        "by_source_format": {str(k): int(v) for k, v in ok["source_format"].value_counts().sort_index().items()},
+        "by_window_source": {str(k): int(v) for k, v in ok["window_source"].value_counts().sort_index().items()},
+        "splits": splits, "labels": labels, "this_run": run, "warnings": warnings, "problems": problems,
+    }

@@ -1,0 +1,100 @@
+"""The resumable state of a run: an append-only JSONL journal in the private folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from xraymunit.io import atomic
+from xraymunit.ingest.settings import JOURNAL_PREFIX
+
+
+class Journal:
+    """Append-only JSONL log in the private folder: the resume state of a run.
+
+    One writer (the main process). Lines are flushed at least every 0.25 s and fsynced every
+    few seconds; a torn last line after a crash is ignored on read. A record lost that way
+    only means its file is processed again on resume (entries are written before records).
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fp = open(path, "a", encoding="utf-8")
+        self._last_flush = self._last_sync = time.monotonic()
+
+    def write(self, record: dict) -> None:
+        self._fp.write(json.dumps(record, separators=(",", ":"), default=atomic._json_default) + "\n")
+        now = time.monotonic()
+        if now - self._last_flush > 0.25:
+            self._fp.flush()
+            self._last_flush = now
+            if now - self._last_sync > 5.0:
+                os.fsync(self._fp.fileno())
+                self._last_sync = now
+
+    def close(self) -> None:
+        if not self._fp.closed:
+            self._fp.flush()
+            os.fsync(self._fp.fileno())
+            self._fp.close()
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def journal_name(shard: tuple[int, int] | None) -> str:
+    return f"{JOURNAL_PREFIX}.jsonl" if shard is None else f"{JOURNAL_PREFIX}.shard-{shard[0]}-of-{shard[1]}.jsonl"
+
+
+def files_list_name(shard: tuple[int, int] | None) -> str:
+    return "files.txt" if shard is None else f"files.shard-{shard[0]}-of-{shard[1]}.txt"
+
+
+def read_journals(private: Path) -> Iterator[dict]:
+    for path in sorted(private.glob(f"{JOURNAL_PREFIX}*.jsonl")):
+        with open(path, encoding="utf-8") as fp:
+            for line in fp:
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # torn line from a killed run
+
+
+@dataclass
+class FileState:
+    """What the journal knows about one file (latest records for the current settings)."""
+
+    header: dict | None = None
+    image: dict | None = None
+
+
+def load_state(private: Path, fingerprint: str) -> dict[str, FileState]:
+    state: dict[str, FileState] = {}
+    for rec in read_journals(private):
+        if rec.get("fp") != fingerprint or rec.get("type") not in ("header", "image"):
+            continue
+        st = state.setdefault(rec["rel"], FileState())
+        if rec["type"] == "header":
+            if st.header is None or (st.header["size"], st.header["mtime_ns"]) != (rec["size"], rec["mtime_ns"]):
+                st.image = None  # a new version of the file: its old decode does not count
+            st.header = rec
+        else:
+            st.image = rec
+    return state
+
+
+def status_of(st: FileState) -> tuple[str, str | None, str | None]:
+    scan = st.header["scan"] if st.header else {"status": "failed", "reason": "decode_error", "detail": "no header"}
+    if scan["status"] != "ok":
+        return scan["status"], scan.get("reason"), scan.get("detail")
+    if st.image is None:
+        return "failed", "decode_error", "not decoded (interrupted run or incomplete shard)"
+    return st.image["status"], st.image.get("reason"), st.image.get("detail")

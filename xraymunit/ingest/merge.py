@@ -1,0 +1,117 @@
+"""Merging shard folders (`--shard I/N` runs) into one cohort."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Sequence
+
+from xraymunit.io import manifest
+from xraymunit.ingest.finalize import finalize
+from xraymunit.ingest.journal import FileState, files_list_name, journal_name, load_state, read_journals
+from xraymunit.ingest.settings import ENTRIES, IngestError, IngestResult, IngestSettings, PRIVATE
+
+
+def merge(
+    shard_dirs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike = "cohort",
+    labels: str | os.PathLike | None = None,
+    salt_file: str | os.PathLike | None = None,
+    split: Sequence[float] = manifest.DEFAULT_FRACTIONS,
+    progress: bool = True,
+) -> IngestResult:
+    """Finalize a cohort from `--shard I/N` runs: check every shard finished with the same
+    settings, gather their journals and entries into `out_dir/private/`, then build the
+    manifest, splits and cache exactly as a single run would.
+
+    Args:
+        shard_dirs: the shards' --out folders (may include out_dir itself, or be empty when
+            all shards wrote into out_dir).
+        out_dir: the cohort folder to finalize.
+        labels / salt_file / split: as for `ingest`.
+    """
+    t0 = time.monotonic()
+    out = Path(out_dir)
+    dirs = [Path(d) for d in shard_dirs] or [out]
+    for d in dirs:
+        if not (d / PRIVATE).is_dir():
+            raise IngestError(f"{d} is not a shard folder (no {PRIVATE}/ journal); run `xraymunit ingest DIR --shard I/N --out {d}` first")
+    fractions = manifest.check_fractions(split)
+    table = manifest.load_labels(labels) if labels is not None else None
+    private = out / PRIVATE
+    private.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    runs: dict[tuple[int, int], dict] = {}  # shard → its latest run record, and "done" if it finished
+    for d in dirs:
+        for rec in read_journals(d / PRIVATE):
+            if not rec.get("shard") or rec.get("type") not in ("run", "done"):
+                continue
+            key = (int(rec["shard"][0]), int(rec["shard"][1]))
+            if rec["type"] == "run":
+                runs[key] = {"run": rec, "done": None, "dir": d}
+            elif key in runs and rec.get("fp") == runs[key]["run"]["fp"]:
+                runs[key]["done"] = rec
+    if not runs:
+        raise IngestError("no shard runs found in " + ", ".join(map(str, dirs)))
+    ns = {k[1] for k in runs}
+    if len(ns) != 1:
+        raise IngestError(f"shards of different partitions found (N = {sorted(ns)}); merge one partition at a time")
+    n = ns.pop()
+    missing = [i for i in range(1, n + 1) if (i, n) not in runs]
+    if missing:
+        raise IngestError(f"shard(s) {', '.join(f'{i}/{n}' for i in missing)} missing; run them "
+                          f"(or point --merge at their folders)")
+    unfinished = [f"{k[0]}/{k[1]}" for k, v in sorted(runs.items()) if v["done"] is None]
+    if unfinished:
+        raise IngestError(f"shard(s) {', '.join(unfinished)} did not finish; rerun them (they resume)")
+    fps = {v["run"]["fp"] for v in runs.values()}
+    if len(fps) != 1:
+        raise IngestError("shards ran with different settings (size, fit, window, modalities…); rerun them alike")
+    totals = {v["run"].get("files_total") for v in runs.values()}
+    if len(totals) != 1:
+        raise IngestError(f"shards saw different input folders ({', '.join(str(t) for t in sorted(totals))} files); "
+                          f"run every shard on the same DICOM_DIR")
+    fp = fps.pop()
+    settings = IngestSettings.from_json(next(iter(runs.values()))["run"]["settings"])
+    shard_runs = runs
+
+    rels: list[str] = []
+    for key in sorted(shard_runs):
+        d = shard_runs[key]["dir"]
+        _import_shard(d, out, key)
+        listing = d / PRIVATE / files_list_name(key)
+        rels.extend(line for line in listing.read_text(encoding="utf-8").splitlines() if line)
+    state = load_state(private, fp)
+    rels = sorted(set(rels))
+    records = [(rel, state.get(rel) or FileState()) for rel in rels]
+    records = [(rel, st) if st.header else (rel, FileState(header={"type": "header", "rel": rel, "size": -1, "mtime_ns": -1,
+               "scan": {"kind": None, "status": "failed", "reason": "decode_error", "detail": "no journal record",
+                        "meta": {}, "ids": {}}})) for rel, st in records]
+    report = finalize(out, records, settings, table, salt_file, fractions, progress,
+                      run={"decoded": 0, "reused": sum(1 for _, st in records if st.image is not None),
+                           "merged_shards": n, "seconds": round(time.monotonic() - t0, 2)})
+    return IngestResult(out, len(records), report["by_status"], report["by_reason"], 0,
+                        report["this_run"]["reused"], finalized=True, report=report)
+
+
+def _import_shard(shard_dir: Path, out: Path, shard: tuple[int, int]) -> None:
+    """Copy a shard's journal, file list and entries into the cohort's private folder (hard links when possible)."""
+    src, dst = shard_dir / PRIVATE, out / PRIVATE
+    if src.resolve() == dst.resolve():
+        return
+    for name in (journal_name(shard), files_list_name(shard)):
+        if (src / name).is_file():
+            shutil.copy2(src / name, dst / name)
+    for entry in (src / ENTRIES).rglob("*.npy"):
+        target = dst / entry.relative_to(src)
+        if target.exists() and target.stat().st_size == entry.stat().st_size:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        try:
+            os.link(entry, tmp)
+        except OSError:
+            shutil.copy2(entry, tmp)
+        os.replace(tmp, target)

@@ -1,0 +1,224 @@
+"""Work on one file (header scan, pixel chain, cache entry) and the worker processes that run it."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import os
+import signal
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from xraymunit.io import dicom, raster
+from xraymunit.ingest.settings import ENTRIES, IngestError, IngestSettings, NPY_HEADER
+
+
+def entry_relpath(rel: str) -> str:
+    """Private cache entry of a file: named by a hash of its path (no identifiers in names)."""
+    h = hashlib.sha1(rel.encode("utf-8")).hexdigest()[:24]
+    return f"{ENTRIES}/{h[0]}/{h}.npy"  # 16 sub-folders: few directory creations, small directories
+
+
+def entry_is_valid(private: Path, record: dict, size: int) -> bool:
+    path = private / record["entry"]
+    try:
+        return path.stat().st_size == NPY_HEADER + size * size * 2
+    except OSError:
+        return False
+
+
+def write_entry(path: Path, image: np.ndarray) -> None:
+    """Atomic per-image write (temp file + rename): a killed worker never leaves half an entry.
+
+    Not fsynced (thousands of fsyncs would dominate ingest); after a power cut the
+    journal and the size check on resume catch what was lost, and it is decoded again.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        try:
+            fp = open(tmp, "wb")
+        except FileNotFoundError:  # first entry of its sub-folder (mkdir only then: it is slow)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fp = open(tmp, "wb")
+        with fp:
+            np.save(fp, image, allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def scan_file(path: Path, settings: IngestSettings) -> dict:
+    """Header pass for one file of any kind: DICOM, PNG, JPEG or something else (one open)."""
+    try:
+        with open(path, "rb") as fp:
+            st = os.fstat(fp.fileno())
+            fmt = raster.sniff_format(fp.read(16))
+            if fmt is None:
+                return dicom.scan_open_file(fp, st, settings.modalities, settings.min_side,
+                                            settings.max_side).to_json()
+    except OSError as exc:
+        return dicom.HeaderScan(kind=None, status="failed", reason="unreadable", detail=type(exc).__name__).to_json()
+    scan = dicom.HeaderScan(kind=fmt, status="ok")
+    try:
+        header = raster.read_raster_header(path)
+    except Exception as exc:
+        scan.status, scan.reason, scan.detail = "failed", "decode_error", dicom.safe_detail(exc)
+        return scan.to_json()
+    scan.meta = {"photometric": header.mode, "bits_stored": header.bits, "rows": header.rows,
+                 "columns": header.columns, "transfer_syntax": None}
+    rows, cols = header.rows, header.columns
+    if rows <= 0 or cols <= 0:
+        scan.status, scan.reason, scan.detail = "failed", "zero_size", f"{rows} x {cols}"
+    elif (min(rows, cols) < settings.min_side or max(rows, cols) > settings.max_side
+          or max(rows, cols) / min(rows, cols) > dicom.MAX_ASPECT):
+        scan.status, scan.reason = "failed", "absurd_dimensions"
+        scan.detail = f"{rows} x {cols} (accepted: sides {settings.min_side}-{settings.max_side})"
+    return scan.to_json()
+
+
+_QUIET: list = []
+_CHAIN: Any = None
+_CHAIN_FP: str | None = None
+
+
+def _chain(settings: IngestSettings):
+    global _CHAIN, _CHAIN_FP
+    if _CHAIN is None or _CHAIN_FP != settings.fingerprint:
+        from xraymunit.data.transforms import ingest_transforms
+
+        _CHAIN = ingest_transforms(size=settings.size, fit=settings.fit, window=settings.window,
+                                   percentiles=settings.percentiles)
+        _CHAIN_FP = settings.fingerprint
+    return _CHAIN
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """MONAI wraps transform errors in RuntimeError('applying transform …'); unwrap them."""
+    seen = set()
+    while exc.__cause__ is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc = exc.__cause__
+    return exc
+
+
+def to_uint16(image: np.ndarray) -> np.ndarray:
+    """[0, 1] float → uint16 (value / 65535 is the display intensity)."""
+    scaled = np.multiply(image, np.float32(65535.0), dtype=np.float32)
+    np.clip(scaled, 0.0, 65535.0, out=scaled)
+    np.rint(scaled, out=scaled)
+    return scaled.astype(np.uint16)
+
+
+def decode_file(path: Path, scan: dict, entry: Path, settings: IngestSettings) -> dict:
+    """Run the transform chain on one file and write its cache entry; never raises for bad data."""
+    try:
+        out = _chain(settings)({"image": str(path), "header": scan})
+    except MemoryError:
+        return {"status": "failed", "reason": "decode_error", "detail": "out of memory"}
+    except Exception as exc:
+        cause = _root_cause(exc)
+        if isinstance(cause, dicom.PixelError):
+            return {"status": "failed", "reason": cause.reason, "detail": cause.detail}
+        if isinstance(cause, OSError) and "truncated" in str(cause).lower():
+            return {"status": "failed", "reason": "truncated", "detail": dicom.safe_detail(cause)}
+        return {"status": "failed", "reason": "decode_error", "detail": dicom.safe_detail(cause)}
+    image = out["image"][0]
+    if image.shape != (settings.size, settings.size) or not np.isfinite(image).all():
+        return {"status": "failed", "reason": "decode_error", "detail": "pixel path produced an invalid image"}
+    try:
+        write_entry(entry, to_uint16(image))
+    except OSError as exc:  # disk full, permissions: stop the run (what is journalled is kept)
+        raise IngestError(f"cannot write cache entries in {entry.parent.parent}: {exc.strerror or exc}; "
+                          f"fix that and rerun (it resumes)") from None
+    meta = out["image_meta_dict"]
+    return {"status": "ok", "window_source": meta.get("window_source"), "window": meta.get("window"),
+            "steps": meta.get("steps", [])}
+
+
+def scan_task(args: tuple[str, str, IngestSettings]) -> tuple[str, dict, int, int]:
+    root, rel, settings = args
+    path = Path(root) / rel
+    try:
+        st = path.stat()
+        size, mtime = st.st_size, st.st_mtime_ns
+    except OSError:
+        size, mtime = -1, -1
+    return rel, scan_file(path, settings), size, mtime
+
+
+def decode_task(args: tuple[str, str, dict, str, IngestSettings]) -> tuple[str, dict]:
+    root, rel, scan, entry, settings = args
+    return rel, decode_file(Path(root) / rel, scan, Path(entry), settings)
+
+
+def tune_allocator() -> bool:
+    """Keep large temporary arrays in the heap instead of returning them to the OS after each image.
+
+    glibc gives every allocation above a (dynamic) threshold its own mmap and unmaps it on
+    free, so each image's 4-16 MB work arrays are page-faulted and zeroed afresh — on a VM
+    that costs as much as the pixel work itself. Raising the mmap/trim thresholds lets the
+    heap reuse that memory; it stays bounded by one image's working set (it does not grow
+    with the cohort). No-op where glibc's mallopt is unavailable. Returns whether it applied.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        ok = libc.mallopt(m_mmap_threshold, 64 << 20) == 1
+        ok &= libc.mallopt(m_trim_threshold, 128 << 20) == 1
+        return bool(ok)
+    except (OSError, AttributeError):
+        return False
+
+
+def _worker_init() -> None:
+    """Workers: one thread each (the parallelism is across processes), Ctrl-C handled by the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tune_allocator()
+    os.environ["OMP_NUM_THREADS"] = "1"
+    _QUIET.append(dicom.quiet_pydicom())
+    _QUIET[-1].__enter__()  # for the worker's lifetime
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover - torch is a dependency, but the pixel path does not need it
+        pass
+
+
+class Runner:
+    """Maps a task function over items in-process (workers=1) or over a process pool."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.pool = None
+        if workers > 1:
+            import xraymunit.data.transforms  # noqa: F401  (imported once here; forked workers inherit it)
+
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+            self.pool = mp.get_context(method).Pool(workers, initializer=_worker_init)
+
+    def imap(self, fn, items: Iterable, total: int) -> Iterator:
+        if self.pool is None:
+            return map(fn, items)
+        chunk = max(1, min(32, total // (self.workers * 8) or 1))
+        return self.pool.imap_unordered(fn, items, chunksize=chunk)
+
+    def close(self, abort: bool = False) -> None:
+        if self.pool is not None:
+            if abort:
+                self.pool.terminate()
+            else:
+                self.pool.close()
+            self.pool.join()
+            self.pool = None
+
+
+def progress_bar(total: int, desc: str, progress: bool):
+    return tqdm(total=total, desc=desc, unit="file", disable=not progress or total == 0, dynamic_ncols=True,
+                leave=False)

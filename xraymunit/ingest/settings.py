@@ -1,0 +1,92 @@
+"""Ingest settings, results and errors: what changes the decoded images, what a run did."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xraymunit.errors import XraymunitError
+from xraymunit.io import dicom
+
+
+PIPELINE_VERSION = 1  # bump when the pixel path changes: cached entries are then re-decoded
+# Same values as xraymunit.data.transforms.FITS / WINDOW_MODES (a test checks), repeated so
+# that validating options does not import MONAI (seconds) before any work is needed.
+FITS = ("pad", "crop")
+WINDOW_MODES = ("auto", "percentile")
+PRIVATE = "private"
+ENTRIES = "entries"
+JOURNAL_PREFIX = "journal"
+NPY_HEADER = 128  # np.save header size for a 2-D uint16 array (format 1.0)
+
+
+class IngestError(XraymunitError):
+    """Ingest cannot run with these inputs; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """Everything that changes the decoded images or which files are accepted.
+
+    Its fingerprint tags every journal record: change a setting and the affected files
+    are processed again on the next run instead of silently mixing two pipelines.
+    """
+
+    size: int = 256
+    fit: str = "pad"
+    window: str = "auto"
+    percentiles: tuple[float, float] = (0.5, 99.5)
+    modalities: tuple[str, ...] = dicom.DEFAULT_MODALITIES
+    min_side: int = dicom.DEFAULT_MIN_SIDE
+    max_side: int = dicom.DEFAULT_MAX_SIDE
+
+    def validate(self) -> "IngestSettings":
+        if not 16 <= int(self.size) <= 4096:
+            raise IngestError(f"--size must be between 16 and 4096 pixels, got {self.size}")
+        if self.fit not in FITS:
+            raise IngestError(f"--fit must be one of {', '.join(FITS)}, got {self.fit!r}")
+        if self.window not in WINDOW_MODES:
+            raise IngestError(f"--window must be one of {', '.join(WINDOW_MODES)}, got {self.window!r}")
+        lo, hi = self.percentiles
+        if not 0 <= lo < hi <= 100:
+            raise IngestError(f"--percentiles must be LOW,HIGH with 0 <= LOW < HIGH <= 100, got {lo},{hi}")
+        if not self.modalities:
+            raise IngestError("--modalities must name at least one modality (e.g. CR,DX)")
+        if not 1 <= self.min_side <= self.max_side:
+            raise IngestError(f"--min-side/--max-side must satisfy 1 <= min <= max, got {self.min_side}/{self.max_side}")
+        return self
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "percentiles": list(self.percentiles),
+                "modalities": list(self.modalities), "pipeline_version": PIPELINE_VERSION}
+
+    @property
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.to_json(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    @classmethod
+    def from_json(cls, data: dict) -> "IngestSettings":
+        data = {k: v for k, v in data.items() if k != "pipeline_version"}
+        return cls(**{**data, "percentiles": tuple(data["percentiles"]), "modalities": tuple(data["modalities"])})
+
+
+@dataclass
+class IngestResult:
+    """What a run did; the CLI prints it, tests assert on it."""
+
+    out_dir: Path
+    files: int
+    by_status: dict[str, int]
+    by_reason: dict[str, int]
+    decoded: int
+    reused: int
+    finalized: bool
+    report: dict = field(default_factory=dict)
+
+    @property
+    def images(self) -> int:
+        return self.by_status.get("ok", 0)

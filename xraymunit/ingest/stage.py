@@ -1,0 +1,207 @@
+"""The ingest stage: walk → header pass → decode pass → finalize, resumable at every step."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+from xraymunit import __version__
+from xraymunit.io import atomic, dicom, manifest
+from xraymunit.io.cohort import INGEST_REPORT
+from xraymunit.ingest.finalize import finalize
+from xraymunit.ingest.journal import FileState, Journal, files_list_name, journal_name, load_state, status_of
+from xraymunit.ingest.per_file import (
+    Runner, decode_task, entry_is_valid, entry_relpath, progress_bar, scan_task, tune_allocator)
+from xraymunit.ingest.settings import IngestError, IngestResult, IngestSettings, PRIVATE
+from xraymunit.ingest.walk import discover, in_shard, parse_shard
+
+
+def ingest(
+    input_dir: str | os.PathLike,
+    out_dir: str | os.PathLike = "cohort",
+    labels: str | os.PathLike | None = None,
+    size: int = 256,
+    workers: int = 1,
+    shard: str | tuple[int, int] | None = None,
+    modalities: Sequence[str] = dicom.DEFAULT_MODALITIES,
+    fit: str = "pad",
+    window: str = "auto",
+    percentiles: Sequence[float] = (0.5, 99.5),
+    salt_file: str | os.PathLike | None = None,
+    split: Sequence[float] = manifest.DEFAULT_FRACTIONS,
+    min_side: int = dicom.DEFAULT_MIN_SIDE,
+    max_side: int = dicom.DEFAULT_MAX_SIDE,
+    progress: bool = True,
+) -> IngestResult:
+    """Ingest a folder of DICOM (or PNG/JPEG) radiographs into the cohort folder `out_dir`.
+
+    Args:
+        input_dir: folder walked recursively (files with or without .dcm; DICOMDIR honoured).
+        out_dir: cohort folder (created; reruns resume from its private/ journal).
+        labels: optional labels CSV (see README "Ingest" for accepted columns).
+        size: side of the cached square images.
+        workers: decode processes (1 = in this process).
+        shard: "I/N": process only that hash partition and stop before finalizing.
+        modalities: DICOM modalities to keep; others are skipped with reason "modality".
+        fit: "pad" (default) or "crop" to make images square.
+        window: "auto" (VOI LUT / window / percentile) or "percentile".
+        percentiles: low/high percentiles of the robust window.
+        salt_file: use (or create) this salt instead of private/salt.key.
+        split: train/val/test fractions of patients.
+        min_side / max_side: plausible image side range; outside it is "absurd_dimensions".
+        progress: show tqdm progress bars.
+    """
+    t0 = time.monotonic()
+    root = Path(input_dir)
+    if not root.is_dir():
+        raise IngestError(f"input folder not found: {root}")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise IngestError(f"--out {out} exists and is not a folder")
+    if int(workers) < 1:
+        raise IngestError(f"--workers must be at least 1, got {workers}")
+    settings = IngestSettings(size=int(size), fit=fit, window=window,
+                              percentiles=tuple(float(p) for p in percentiles),  # type: ignore[arg-type]
+                              modalities=tuple(m.strip().upper() for m in modalities if m.strip()),
+                              min_side=int(min_side), max_side=int(max_side)).validate()
+    shard_t = parse_shard(shard)
+    fractions = manifest.check_fractions(split)
+    table = manifest.load_labels(labels) if labels is not None else None
+
+    private = out / PRIVATE
+    private.mkdir(parents=True, exist_ok=True, mode=0o700)
+    phases: dict[str, float] = {}
+    tick = time.monotonic()
+    all_rels = discover(root, exclude=[out])
+    rels = [r for r in all_rels if in_shard(r, shard_t)]
+    fp = settings.fingerprint
+    state = load_state(private, fp)
+    phases["walk_and_journal"], tick = time.monotonic() - tick, time.monotonic()
+
+    tune_allocator()
+    runner = Runner(int(workers))
+    decoded = reused = 0
+    try:
+        with dicom.quiet_pydicom(), Journal(private / journal_name(shard_t)) as journal:
+            journal.write({"type": "run", "fp": fp, "settings": settings.to_json(), "shard": shard_t,
+                           "input_root": str(root.resolve()), "files_total": len(all_rels),
+                           "files": len(rels), "xraymunit": __version__})
+            _header_pass(root, rels, state, settings, runner, journal, progress)
+            phases["headers"], tick = time.monotonic() - tick, time.monotonic()
+            _add_dicomdir_references(root, rels, state, shard_t, journal, fp)
+            if table is not None and shard_t is None:
+                _check_labels_match(table, state, rels)
+            decoded, reused = _decode_pass(root, private, rels, state, settings, runner, journal, progress)
+            phases["decode"], tick = time.monotonic() - tick, time.monotonic()
+            atomic.write_text(private / files_list_name(shard_t), "".join(r + "\n" for r in rels))
+            journal.write({"type": "done", "fp": fp, "shard": shard_t, "files": len(rels),
+                           "files_total": len(all_rels)})
+        runner.close()
+    except BaseException:
+        runner.close(abort=True)
+        raise
+
+    records = [(rel, state[rel]) for rel in rels]
+    if shard_t is not None:
+        counts = Counter(status_of(st)[0] for _, st in records)
+        reasons = Counter(status_of(st)[1] for _, st in records if status_of(st)[1])
+        return IngestResult(out, len(rels), dict(counts), dict(reasons), decoded, reused, finalized=False,
+                            report={"shard": list(shard_t), "seconds": round(time.monotonic() - t0, 2)})
+    run = {"decoded": decoded, "reused": reused, "workers": int(workers)}
+    report = finalize(out, records, settings, table, salt_file, fractions, progress, run=run)
+    phases["finalize"] = time.monotonic() - tick
+    run["seconds"] = round(time.monotonic() - t0, 2)
+    run["phase_seconds"] = {k: round(v, 2) for k, v in phases.items()}
+    atomic.write_json(out / INGEST_REPORT, report)  # again, now with the finalize time
+    return IngestResult(out, len(rels), report["by_status"], report["by_reason"], decoded, reused,
+                        finalized=True, report=report)
+
+
+def _header_pass(root: Path, rels: list[str], state: dict[str, FileState], settings: IngestSettings,
+                 runner: Runner, journal: Journal, progress: bool) -> None:
+    todo = []
+    for rel in rels:
+        st = state.get(rel)
+        try:
+            stat = (root / rel).stat()
+            ident = (stat.st_size, stat.st_mtime_ns)
+        except OSError:
+            ident = (-1, -1)
+        if st is None or st.header is None or (st.header["size"], st.header["mtime_ns"]) != ident:
+            todo.append(rel)
+    fp = settings.fingerprint
+    with progress_bar(len(todo), "headers", progress) as bar:
+        for rel, scan, size, mtime in runner.imap(scan_task, ((str(root), r, settings) for r in todo), len(todo)):
+            rec = {"type": "header", "rel": rel, "fp": fp, "size": size, "mtime_ns": mtime, "scan": scan}
+            journal.write(rec)
+            st = state.setdefault(rel, FileState())
+            st.header, st.image = rec, None
+            bar.update()
+
+
+def _add_dicomdir_references(root: Path, rels: list[str], state: dict[str, FileState],
+                             shard: tuple[int, int] | None, journal: Journal, fp: str) -> None:
+    """Files a DICOMDIR lists but the folder lacks become 'missing_file' rows (they were found otherwise)."""
+    present = {r.lower() for r in rels}
+    extra = []
+    for rel in list(rels):
+        scan = state[rel].header["scan"]
+        for ref in scan.get("referenced_files") or ():
+            parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
+            full = f"{parent}/{ref}" if parent else ref
+            if full.lower() not in present and not (root / full).exists():  # the DICOMDIR's shard reports it
+                present.add(full.lower())
+                extra.append(full)
+                missing = dicom.HeaderScan(kind="dicom", status="failed", reason="missing_file",
+                                           detail="listed in a DICOMDIR, not on disk").to_json()
+                rec = {"type": "header", "rel": full, "fp": fp, "size": -1, "mtime_ns": -1, "scan": missing}
+                journal.write(rec)
+                state[full] = FileState(header=rec)
+    rels.extend(extra)
+    rels.sort()
+
+
+def _check_labels_match(table: manifest.LabelTable, state: dict[str, FileState], rels: list[str]) -> None:
+    """Before hours of decoding: a labels CSV that matches no image is a wrong CSV or column."""
+    usable = [r for r in rels if state[r].header["scan"]["status"] == "ok"]
+    if not usable:
+        return
+    probe = manifest.LabelTable(table.n_rows, table.primary, table.columns, table.index, table.ambiguous)
+    if any(probe.match(r, state[r].header["scan"].get("ids") or {})[0] is not None for r in usable):
+        return
+    raise manifest.LabelsError(
+        f"none of the {table.n_rows} rows of the labels CSV matches any of the {len(usable)} usable images "
+        f"(key columns found: {', '.join(table.columns[k] for k in manifest.KEY_PRIORITY if k in table.columns)}); "
+        f"paths must be relative to the input folder, UIDs exactly as in the headers")
+
+
+def _decode_pass(root: Path, private: Path, rels: list[str], state: dict[str, FileState],
+                 settings: IngestSettings, runner: Runner, journal: Journal, progress: bool) -> tuple[int, int]:
+    todo, reused = [], 0
+    for rel in rels:
+        st = state[rel]
+        if st.header["scan"]["status"] != "ok":
+            continue
+        img = st.image
+        if img is not None and (img["status"] != "ok" or entry_is_valid(private, img, settings.size)):
+            reused += 1
+            continue
+        todo.append(rel)
+    fp = settings.fingerprint
+    tasks = ((str(root), rel, state[rel].header["scan"], str(private / entry_relpath(rel)), settings) for rel in todo)
+    with progress_bar(len(todo), f"decode ({runner.workers} worker{'s' if runner.workers > 1 else ''})", progress) as bar:
+        for rel, result in runner.imap(decode_task, tasks, len(todo)):
+            hdr = state[rel].header
+            rec = {"type": "image", "rel": rel, "fp": fp, "size": hdr["size"], "mtime_ns": hdr["mtime_ns"],
+                   "entry": entry_relpath(rel), **result}
+            journal.write(rec)
+            state[rel].image = rec
+            bar.update()
+    for st in state.values():  # finalize needs neither: keep the main process small for big cohorts
+        if st.header is not None:
+            st.header["scan"].pop("pixel", None)
+            st.header["scan"].pop("intensity", None)
+    return len(todo), reused
