@@ -1,4 +1,5 @@
 import csv
+import importlib
 
 import pytest
 import torch
@@ -6,11 +7,12 @@ from helpers.evaluate_data import write_cohort
 from helpers.training import tiny_train_config
 
 from xraymunit import checkpoint
-from xraymunit import train as train_module
 from xraymunit.losses import LossWeights
 from xraymunit.models import AdaINGenerator, MunitDiscriminators, MunitGenerators, build_vgg16
 from xraymunit.losses import PerceptualLoss
 from xraymunit.train import MunitStep, TrainingError, train
+
+train_module = importlib.import_module("xraymunit.train")  # the module (xraymunit.train may be the function)
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,11 @@ logged term and its contribution to the gradient can never disagree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from xraymunit.config.train import LossConfig as LossWeights  # the term weights: one definition, the config's
 from xraymunit.models.munit import Translation
 
 
@@ -56,18 +55,6 @@ class PerceptualLoss(nn.Module):
         with torch.no_grad():
             target = self.net(source)
         return instance_normalized_distance(self.net(translation), target)
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    """Weights of the MUNIT terms; the paper's values are the defaults (cycle and perceptual optional)."""
-
-    gan: float = 1.0
-    image_recon: float = 10.0
-    style_recon: float = 1.0
-    content_recon: float = 1.0
-    cycle: float = 0.0
-    perceptual: float = 0.0
 
 
 def weighted_total(terms: dict[str, torch.Tensor], weights: LossWeights) -> torch.Tensor:

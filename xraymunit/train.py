@@ -403,7 +403,7 @@ def train(cohort: str | Path, out: str | Path, cfg: TrainConfig | None = None, *
         ids = [device.index] if device.type == "cuda" else None
         gens_run = DDP(gens_run, device_ids=ids, broadcast_buffers=False)
         dis_run = DDP(dis_run, device_ids=ids, broadcast_buffers=False)
-    step_fn = MunitStep(gens_run, dis_run, gen_opt, dis_opt, LossWeights(**config.to_dict(cfg.loss)), perceptual,
+    step_fn = MunitStep(gens_run, dis_run, gen_opt, dis_opt, cfg.loss, perceptual,
                         device, amp_dtype(cfg.train.amp, device), channels_last)
 
     def save_checkpoint(step: int) -> Path:
