@@ -108,6 +108,21 @@ def test_compiled_rendering_gives_the_same_images(trained, tmp_path):
         assert diff.max() < 1e-3
 
 
+def test_a_failing_compiler_is_a_clear_error_and_the_rerun_resumes(trained, tmp_path, monkeypatch):
+    cohort, ckpt = trained
+
+    def broken_compile(fn, **kwargs):
+        def call(*args):
+            raise RuntimeError("C++ compiler not found\nlong traceback ...")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    with pytest.raises(SynthesisError, match=r"--compile failed \(RuntimeError: C\+\+ compiler not found\); rerun"):
+        synthesize(ckpt, cohort, tmp_path / "s", n_styles=2, limit=1, compile=True, show_progress=False)
+    res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=2, limit=1, show_progress=False)
+    assert res.generated == 2
+
+
 def test_auto_batch_size_keeps_cpu_batches_cache_sized():
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert (auto_batch_size(256, cpu), auto_batch_size(128, cpu), auto_batch_size(64, cpu)) == (2, 8, 32)

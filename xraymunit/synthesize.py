@@ -141,6 +141,21 @@ def auto_batch_size(size: int, device: torch.device) -> int:
     return max(1, (2 * 256 * 256) // (size * size))
 
 
+def _compiled(render):
+    """torch.compile'd rendering; a compiler failure (it shows at the first call) is a one-line error."""
+    compiled = torch.compile(render, dynamic=False)
+
+    def call(*args):
+        try:
+            return compiled(*args)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise SynthesisError(f"--compile failed ({type(exc).__name__}: {first}); rerun without --compile "
+                                 f"(images already written are kept)") from exc
+
+    return call
+
+
 def _resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -248,7 +263,7 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
         "size": size, "formats": list(formats), "precision": "bf16" if use_bf16 else "fp32",
     }
     _claim_folder(out, run)
-    render = torch.compile(decoder.render, dynamic=False) if compile else decoder.render
+    render = _compiled(decoder.render) if compile else decoder.render
 
     def styles_for(source_key: str) -> tuple[np.ndarray, list[dict]]:
         if mode == "reference":

@@ -45,10 +45,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None, mode: int | 
     try:
         yield tmp_path
         _fsync_file(tmp_path)
-        if mode is None:
-            os.chmod(tmp_path, _FILE_MODE)
-        else:
-            os.chmod(tmp_path, mode)
+        os.chmod(tmp_path, _FILE_MODE if mode is None else mode)
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

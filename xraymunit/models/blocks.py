@@ -117,7 +117,10 @@ class ConvBlock(nn.Module):
         return self.norm.num_params if isinstance(self.norm, AdaptiveInstanceNorm) else 0
 
     def forward(self, x: torch.Tensor, adain_params: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.conv(x)
+        return self.norm_and_activate(self.conv(x), adain_params)
+
+    def norm_and_activate(self, x: torch.Tensor, adain_params: torch.Tensor | None = None) -> torch.Tensor:
+        """What follows the conv: norm (AdaIN with its parameters), then the activation."""
         if isinstance(self.norm, AdaptiveInstanceNorm):
             if adain_params is None:
                 raise ValueError("an AdaIN block needs adain_params in forward()")
@@ -260,9 +263,5 @@ class UpsampleConvBlock(ConvBlock):
         self.pad_type = pad_type
 
     def forward(self, x: torch.Tensor, adain_params: torch.Tensor | None = None) -> torch.Tensor:
-        x = upsample2x_conv(x, self.conv.weight, self.conv.bias, self.pad_type)
-        if isinstance(self.norm, AdaptiveInstanceNorm):
-            x = self.norm(x, adain_params)
-        elif self.norm is not None:
-            x = self.norm(x)
-        return self.act(x) if self.act is not None else x
+        return self.norm_and_activate(upsample2x_conv(x, self.conv.weight, self.conv.bias, self.pad_type),
+                                      adain_params)
