@@ -63,6 +63,9 @@ class SynthesizeStage:
     format: str = "png"
     batch_size: int | Literal["auto"] = "auto"
 
+    def validate(self) -> None:  # before hours of ingest and training, not after
+        config.require(self.batch_size == "auto" or self.batch_size >= 1, "batch_size", "must be auto or >= 1")
+
 
 @dataclass
 class EvaluateStage:
@@ -214,9 +217,9 @@ def run(cfg: PipelineConfig, progress: bool = True) -> Path:
         t = time.perf_counter()
         log.info("[3/4] synthesize %d styles per %s image (%s) → %s", s.n_styles, s.split, s.direction, synth)
         formats = ("png", "dicom") if s.format == "both" else (s.format,)
-        result = synthesize(ckpt, cohort, synth, n_styles=s.n_styles, split=s.split,
-                                       direction=s.direction, seed=s.seed, formats=formats,
-                                       batch_size=None if s.batch_size == "auto" else s.batch_size, device=cfg.device, show_progress=progress)
+        result = synthesize(ckpt, cohort, synth, n_styles=s.n_styles, split=s.split, direction=s.direction,
+                            seed=s.seed, formats=formats, batch_size=None if s.batch_size == "auto" else s.batch_size,
+                            device=cfg.device, show_progress=progress)
         state.mark("synthesize", fp, "done", seconds=round(time.perf_counter() - t, 1))
         log.info("[3/4] synthesize done in %.1fs: %d images", time.perf_counter() - t, len(result.manifest))
     synth_fp = _file_sha(synth / "manifest.parquet")

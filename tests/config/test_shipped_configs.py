@@ -46,3 +46,12 @@ def test_paper_defaults_in_the_256_config():
     assert (lw.gan, lw.image_recon, lw.style_recon, lw.content_recon) == (1, 10, 1, 1)
     assert (o.lr, o.betas, o.weight_decay, o.lr_step, o.lr_gamma) == (1e-4, (0.5, 0.999), 1e-4, 100_000, 0.5)
     assert (cfg.train.batch_size, cfg.data.crop_size, cfg.perceptual.layer) == (1, 256, "relu5_3")
+
+
+def test_pipeline_synthesis_batch_size_is_auto_or_positive():
+    cls = _pipeline_config_class()
+    path = CONFIGS / "pipeline_default.yaml"
+    assert config.load(cls, path).synthesize.batch_size == "auto"
+    assert config.load(cls, path, ["synthesize.batch_size=4"]).synthesize.batch_size == 4
+    with pytest.raises(config.ConfigError, match="batch_size"):
+        config.load(cls, path, ["synthesize.batch_size=0"])
