@@ -40,6 +40,12 @@ def by_path(cohort_dir):
     return m.merge(keys, on="image_key", how="left").set_index("rel_path")
 
 
+def image_records(cohort_dir):
+    """The journal's decode records (what makes a cache entry exist)."""
+    lines = (cohort_dir / "private" / "journal.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["type"] == "image"]
+
+
 READERS = {(dicom, "read_stored_pixels"): dicom.read_stored_pixels, (raster, "read_raster"): raster.read_raster}
 
 
@@ -188,9 +194,9 @@ def test_interrupted_run_resumes_where_it_stopped(built, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         ingest(built.site.root, out, labels=built.site.labels_csv, salt_file=salt, progress=False)
     assert not (out / "manifest.parquet").exists()
-    entries = list((out / "private" / "entries").rglob("*"))
-    assert len([e for e in entries if e.suffix == ".npy"]) == 5
-    assert not [e for e in entries if e.name.endswith(".tmp")]  # no half-written entry
+    segments = [e for e in (out / "private" / "entries").rglob("*") if e.is_file()]
+    assert sum(e.stat().st_size for e in segments) == 5 * 256 * 256 * 2  # five whole entries, nothing else
+    assert len(image_records(out)) == 5
     counter = DecodeCounter(monkeypatch)
     result = ingest(built.site.root, out, labels=built.site.labels_csv, salt_file=salt, progress=False)
     assert counter.n == len(built.site.files) - 5 and result.reused == 5
@@ -205,8 +211,10 @@ def test_changed_or_lost_entries_and_changed_settings_are_redone(built, tmp_path
     f = built.site.by_name("mono2_12bit_rle")
     with open(src / f.rel, "ab") as fp:  # a re-exported file (trailing padding changes size and mtime)
         fp.write(b"\0\0")
-    lost = next((out / "private" / "entries").rglob("*.npy"))
-    lost.unlink()
+    last = max((r for r in image_records(out) if r["status"] == "ok"), key=lambda r: r["offset"])
+    assert last["rel"] != f.rel
+    with open(out / "private" / last["entry"], "r+b") as fp:  # the last entry of its segment lost a byte
+        fp.truncate(last["offset"] + 256 * 256 * 2 - 1)
     counter = DecodeCounter(monkeypatch)
     ingest(src, out, progress=False)
     assert counter.n == 2
@@ -214,6 +222,24 @@ def test_changed_or_lost_entries_and_changed_settings_are_redone(built, tmp_path
     result = ingest(src, out, size=128, progress=False)
     assert counter.n == len(built.site.files) and result.decoded == counter.n
     assert Cohort.open(out).images.shape[1:] == (128, 128)
+
+
+def test_unused_entries_are_cleaned_up_and_the_cohort_is_unchanged(built, tmp_path, monkeypatch):
+    out = tmp_path / "cohort"
+    ingest(built.site.root, out, progress=False)
+    cache = (out / "cache" / "images.npy").read_bytes()
+    entries = out / "private" / "entries"
+    kept = sorted(p.name for p in entries.iterdir())
+    (entries / "seg-killed-run-123.bin").write_bytes(b"\1" * 1000)  # bytes a killed run appended
+    (entries / "3").mkdir()
+    np.save(entries / "3" / "3f00.npy", np.zeros((256, 256), np.uint16))  # an earlier version's entry
+    counter = DecodeCounter(monkeypatch)
+    ingest(built.site.root, out, progress=False)
+    assert counter.n == 0
+    assert sorted(p.name for p in entries.iterdir()) == kept
+    assert (out / "cache" / "images.npy").read_bytes() == cache
+    ingest(built.site.root, out, size=128, progress=False)  # new settings: the 256² segment goes
+    assert not set(p.name for p in entries.iterdir()) & set(kept)
 
 
 def test_two_workers_match_one_worker(built, tmp_path):

@@ -15,9 +15,9 @@ from xraymunit import __version__
 from xraymunit.io import atomic, dicom, manifest
 from xraymunit.io.cohort import CACHE_IMAGES, CACHE_META, INGEST_REPORT, MANIFEST
 from xraymunit.ingest.journal import FileState, status_of
-from xraymunit.ingest.per_file import entry_is_valid, progress_bar
-from xraymunit.ingest.settings import (
-    ENTRIES, IngestError, IngestSettings, NPY_HEADER, PIPELINE_VERSION, PRIVATE)
+from xraymunit.ingest.entries import EntryCheck, entry_bytes, read_entry, remove_unreferenced
+from xraymunit.ingest.per_file import progress_bar
+from xraymunit.ingest.settings import IngestError, IngestSettings, PIPELINE_VERSION, PRIVATE
 
 
 def finalize(out: Path, records: list[tuple[str, FileState]], settings: IngestSettings,
@@ -25,8 +25,6 @@ def finalize(out: Path, records: list[tuple[str, FileState]], settings: IngestSe
              fractions: Sequence[float], progress: bool, run: dict) -> dict:
     """Manifest + splits + packed cache + report from journalled per-file records."""
     private = out / PRIVATE
-    for stale in (private / ENTRIES).glob("*/.*.tmp"):  # left by workers killed mid-write
-        stale.unlink(missing_ok=True)
     salt, salt_source = manifest.load_or_create_salt(private, salt_file)
     pseudo = manifest.Pseudonymiser(salt)
     warnings: list[str] = []
@@ -84,6 +82,7 @@ def finalize(out: Path, records: list[tuple[str, FileState]], settings: IngestSe
         pd.DataFrame(keymap).to_parquet(tmp, index=False)
     atomic.write_json(out / INGEST_REPORT, report)
     manifest.write_manifest(df, manifest_path)
+    remove_unreferenced(private, {st.image["entry"] for _, st in records if st.image and st.image.get("entry")})
     return report
 
 
@@ -157,20 +156,21 @@ def _pack_cache(out: Path, private: Path, records: list[tuple[str, FileState]], 
                 settings: IngestSettings, progress: bool) -> tuple[int, str]:
     """Write cache/images.npy (uint16 N×S×S memmap) from the entries, one image in memory at a time."""
     s = settings.size
+    check = EntryCheck(private, s)
     ok = []
     for (rel, st), row in zip(records, rows):
         if row["status"] != "ok":
             continue
-        if entry_is_valid(private, st.image, s):
-            ok.append((row, private / st.image["entry"]))
+        if check.is_valid(st.image):
+            ok.append((row, st.image))
         else:
             row.update(status="failed", reason="decode_error", reason_detail="cache entry missing or damaged",
                        split=None, window_source=None, pixel_steps=None)
     path = out / CACHE_IMAGES
-    signature = _pack_signature(ok, settings)
+    signature = _pack_signature(ok, check, settings)
+    for i, (row, _entry) in enumerate(ok):
+        row["cache_index"] = i
     if _cache_is_current(out, signature, len(ok), s):
-        for i, (row, _entry) in enumerate(ok):
-            row["cache_index"] = i
         return len(ok), signature
     path.parent.mkdir(parents=True, exist_ok=True)
     (out / CACHE_META).unlink(missing_ok=True)
@@ -179,53 +179,48 @@ def _pack_cache(out: Path, private: Path, records: list[tuple[str, FileState]], 
             np.save(tmp, np.zeros((0, s, s), np.uint16))
         else:
             np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint16, shape=(len(ok), s, s)).flush()
-            chunk = max(1, (64 << 20) // (s * s * 2))  # map 64 MB at a time: RSS stays flat however big N is
             with progress_bar(len(ok), "pack cache", progress) as bar:
                 if hasattr(os, "copy_file_range"):
-                    _pack_in_kernel(tmp, ok, s, bar)
+                    _pack_in_kernel(tmp, private, [entry for _, entry in ok], s, bar)
                 else:
-                    for start in range(0, len(ok), chunk):
-                        cache = np.load(tmp, mmap_mode="r+")
-                        for i in range(start, min(start + chunk, len(ok))):
-                            row, entry = ok[i]
-                            cache[i] = _load_entry(entry, s, private)
-                            row["cache_index"] = i
-                            bar.update()
-                        cache.flush()
-                        del cache
+                    _pack_through_memmap(tmp, private, [entry for _, entry in ok], s, bar)
     return len(ok), signature
 
 
-def _load_entry(entry: Path, size: int, private: Path) -> np.ndarray:
-    arr = np.load(entry, allow_pickle=False)
-    if arr.shape != (size, size) or arr.dtype != np.uint16:
-        raise IngestError(f"cache entry {entry.name} has shape {arr.shape}; delete {private / ENTRIES} and rerun")
-    return arr
-
-
-def _pack_in_kernel(cache_path: Path, ok: list[tuple[dict, Path]], size: int, bar) -> None:
-    """Copy each entry's pixel bytes into the cache file with copy_file_range (no user-space copy).
-
-    Entries are checked first: the exact .npy header a 2-D uint16 size×size array gets, so the
-    bytes after it are that array in C order — the layout of one row of the cache.
-    """
-    with open(cache_path, "r+b") as fp:
-        header_len = _npy_header_length(fp)
-        expected = _npy_header_bytes(size)
-        nbytes = size * size * 2
-        for i, (row, entry) in enumerate(ok):
-            with open(entry, "rb") as src:
-                if src.read(len(expected)) != expected:
-                    raise IngestError(f"cache entry {entry.name} is not a {size}x{size} uint16 array; "
-                                      f"delete it and rerun")
-                offset_src, offset_dst, left = len(expected), header_len + i * nbytes, nbytes
-                while left:
-                    n = os.copy_file_range(src.fileno(), fp.fileno(), left, offset_src, offset_dst)
-                    if n <= 0:
-                        raise IngestError(f"cache entry {entry.name} is truncated; delete it and rerun")
-                    offset_src, offset_dst, left = offset_src + n, offset_dst + n, left - n
-            row["cache_index"] = i
+def _pack_through_memmap(cache_path: Path, private: Path, entries: list[dict], size: int, bar) -> None:
+    chunk = max(1, (64 << 20) // entry_bytes(size))  # map 64 MB at a time: RSS stays flat however big N is
+    for start in range(0, len(entries), chunk):
+        cache = np.load(cache_path, mmap_mode="r+")
+        for i in range(start, min(start + chunk, len(entries))):
+            cache[i] = read_entry(private, entries[i], size)
             bar.update()
+        cache.flush()
+        del cache
+
+
+def _pack_in_kernel(cache_path: Path, private: Path, entries: list[dict], size: int, bar) -> None:
+    """Copy each entry's bytes from its segment into the cache with copy_file_range (no
+    user-space copy); each segment is opened once."""
+    nbytes = entry_bytes(size)
+    sources: dict[str, int] = {}
+    try:
+        with open(cache_path, "r+b") as fp:
+            header_len = _npy_header_length(fp)
+            for i, entry in enumerate(entries):
+                src = sources.get(entry["entry"])
+                if src is None:
+                    src = sources[entry["entry"]] = os.open(private / entry["entry"], os.O_RDONLY)
+                offset_src, offset_dst, left = entry["offset"], header_len + i * nbytes, nbytes
+                while left:
+                    n = os.copy_file_range(src, fp.fileno(), left, offset_src, offset_dst)
+                    if n <= 0:
+                        raise IngestError(f"cache segment {entry['entry']} is truncated; delete {private / 'entries'} "
+                                          f"and rerun")
+                    offset_src, offset_dst, left = offset_src + n, offset_dst + n, left - n
+                bar.update()
+    finally:
+        for fd in sources.values():
+            os.close(fd)
 
 
 def _npy_header_length(fp) -> int:
@@ -235,20 +230,15 @@ def _npy_header_length(fp) -> int:
     return fp.tell()
 
 
-def _npy_header_bytes(size: int) -> bytes:
-    import io as _io
-
-    buf = _io.BytesIO()
-    np.save(buf, np.zeros((size, size), np.uint16), allow_pickle=False)
-    return buf.getvalue()[:NPY_HEADER]
-
-
-def _pack_signature(ok: list[tuple[dict, Path]], settings: IngestSettings) -> str:
+def _pack_signature(ok: list[tuple[dict, dict]], check: EntryCheck, settings: IngestSettings) -> str:
     """Identifies a pack: which entries, in which order, made under which settings."""
     h = hashlib.sha256(settings.fingerprint.encode())
+    segments = sorted({entry["entry"] for _row, entry in ok})
+    for seg in segments:
+        st = (check.private / seg).stat()
+        h.update(f"{seg}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     for _row, entry in ok:
-        st = entry.stat()
-        h.update(f"{entry.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+        h.update(f"{entry['entry']}@{entry['offset']}\n".encode())
     return h.hexdigest()[:32]
 
 

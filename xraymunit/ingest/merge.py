@@ -97,14 +97,16 @@ def merge(
 
 
 def _import_shard(shard_dir: Path, out: Path, shard: tuple[int, int]) -> None:
-    """Copy a shard's journal, file list and entries into the cohort's private folder (hard links when possible)."""
+    """Copy a shard's journal, file list and entry segments into the cohort's private folder (hard links when possible)."""
     src, dst = shard_dir / PRIVATE, out / PRIVATE
     if src.resolve() == dst.resolve():
         return
     for name in (journal_name(shard), files_list_name(shard)):
         if (src / name).is_file():
             shutil.copy2(src / name, dst / name)
-    for entry in (src / ENTRIES).rglob("*.npy"):
+    for entry in (src / ENTRIES).rglob("*"):
+        if not entry.is_file():
+            continue
         target = dst / entry.relative_to(src)
         if target.exists() and target.stat().st_size == entry.stat().st_size:
             continue

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing as mp
 import os
 import signal
@@ -13,42 +12,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from xraymunit.io import dicom, raster
-from xraymunit.ingest.settings import ENTRIES, IngestError, IngestSettings, NPY_HEADER
-
-
-def entry_relpath(rel: str) -> str:
-    """Private cache entry of a file: named by a hash of its path (no identifiers in names)."""
-    h = hashlib.sha1(rel.encode("utf-8")).hexdigest()[:24]
-    return f"{ENTRIES}/{h[0]}/{h}.npy"  # 16 sub-folders: few directory creations, small directories
-
-
-def entry_is_valid(private: Path, record: dict, size: int) -> bool:
-    path = private / record["entry"]
-    try:
-        return path.stat().st_size == NPY_HEADER + size * size * 2
-    except OSError:
-        return False
-
-
-def write_entry(path: Path, image: np.ndarray) -> None:
-    """Atomic per-image write (temp file + rename): a killed worker never leaves half an entry.
-
-    Not fsynced (thousands of fsyncs would dominate ingest); after a power cut the
-    journal and the size check on resume catch what was lost, and it is decoded again.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        try:
-            fp = open(tmp, "wb")
-        except FileNotFoundError:  # first entry of its sub-folder (mkdir only then: it is slow)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fp = open(tmp, "wb")
-        with fp:
-            np.save(fp, image, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+from xraymunit.ingest.entries import writer_for
+from xraymunit.ingest.settings import IngestError, IngestSettings
 
 
 def scan_file(path: Path, settings: IngestSettings) -> dict:
@@ -113,8 +78,10 @@ def to_uint16(image: np.ndarray) -> np.ndarray:
     return scaled.astype(np.uint16)
 
 
-def decode_file(path: Path, scan: dict, entry: Path, settings: IngestSettings) -> dict:
-    """Run the transform chain on one file and write its cache entry; never raises for bad data."""
+def decode_file(path: Path, scan: dict, private: Path, run_token: str, settings: IngestSettings) -> dict:
+    """Run the transform chain on one file and append its cache entry to this process's
+    segment of the run (see `entries`); never raises for bad data. An "ok" result carries
+    the entry's location ("entry", "offset") for the journal."""
     try:
         out = _chain(settings)({"image": str(path), "header": scan})
     except MemoryError:
@@ -130,13 +97,13 @@ def decode_file(path: Path, scan: dict, entry: Path, settings: IngestSettings) -
     if image.shape != (settings.size, settings.size) or not np.isfinite(image).all():
         return {"status": "failed", "reason": "decode_error", "detail": "pixel path produced an invalid image"}
     try:
-        write_entry(entry, to_uint16(image))
+        location = writer_for(private, run_token).append(to_uint16(image))
     except OSError as exc:  # disk full, permissions: stop the run (what is journalled is kept)
-        raise IngestError(f"cannot write cache entries in {entry.parent.parent}: {exc.strerror or exc}; "
+        raise IngestError(f"cannot write cache entries in {private}: {exc.strerror or exc}; "
                           f"fix that and rerun (it resumes)") from None
     meta = out["image_meta_dict"]
     return {"status": "ok", "window_source": meta.get("window_source"), "window": meta.get("window"),
-            "steps": meta.get("steps", [])}
+            "steps": meta.get("steps", []), **location}
 
 
 def scan_task(args: tuple[str, str, IngestSettings]) -> tuple[str, dict, int, int]:
@@ -150,9 +117,9 @@ def scan_task(args: tuple[str, str, IngestSettings]) -> tuple[str, dict, int, in
     return rel, scan_file(path, settings), size, mtime
 
 
-def decode_task(args: tuple[str, str, dict, str, IngestSettings]) -> tuple[str, dict]:
-    root, rel, scan, entry, settings = args
-    return rel, decode_file(Path(root) / rel, scan, Path(entry), settings)
+def decode_task(args: tuple[str, str, dict, str, str, IngestSettings]) -> tuple[str, dict]:
+    root, rel, scan, private, run_token, settings = args
+    return rel, decode_file(Path(root) / rel, scan, Path(private), run_token, settings)
 
 
 def tune_allocator() -> bool:

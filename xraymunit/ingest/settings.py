@@ -20,7 +20,6 @@ WINDOW_MODES = ("auto", "percentile")
 PRIVATE = "private"
 ENTRIES = "entries"
 JOURNAL_PREFIX = "journal"
-NPY_HEADER = 128  # np.save header size for a 2-D uint16 array (format 1.0)
 
 
 class IngestError(XraymunitError):

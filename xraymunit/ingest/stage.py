@@ -13,8 +13,8 @@ from xraymunit.io import atomic, dicom, manifest
 from xraymunit.io.cohort import INGEST_REPORT
 from xraymunit.ingest.finalize import finalize
 from xraymunit.ingest.journal import FileState, Journal, files_list_name, journal_name, load_state, status_of
-from xraymunit.ingest.per_file import (
-    Runner, decode_task, entry_is_valid, entry_relpath, progress_bar, scan_task, tune_allocator)
+from xraymunit.ingest.entries import EntryCheck, close_writers, new_run_token
+from xraymunit.ingest.per_file import Runner, decode_task, progress_bar, scan_task, tune_allocator
 from xraymunit.ingest.settings import IngestError, IngestResult, IngestSettings, PRIVATE
 from xraymunit.ingest.walk import discover, in_shard, parse_shard
 
@@ -103,6 +103,8 @@ def ingest(
     except BaseException:
         runner.close(abort=True)
         raise
+    finally:
+        close_writers()
 
     records = [(rel, state[rel]) for rel in rels]
     if shard_t is not None:
@@ -181,22 +183,23 @@ def _check_labels_match(table: manifest.LabelTable, state: dict[str, FileState],
 def _decode_pass(root: Path, private: Path, rels: list[str], state: dict[str, FileState],
                  settings: IngestSettings, runner: Runner, journal: Journal, progress: bool) -> tuple[int, int]:
     todo, reused = [], 0
+    entries = EntryCheck(private, settings.size)
     for rel in rels:
         st = state[rel]
         if st.header["scan"]["status"] != "ok":
             continue
         img = st.image
-        if img is not None and (img["status"] != "ok" or entry_is_valid(private, img, settings.size)):
+        if img is not None and (img["status"] != "ok" or entries.is_valid(img)):
             reused += 1
             continue
         todo.append(rel)
     fp = settings.fingerprint
-    tasks = ((str(root), rel, state[rel].header["scan"], str(private / entry_relpath(rel)), settings) for rel in todo)
+    token = new_run_token()
+    tasks = ((str(root), rel, state[rel].header["scan"], str(private), token, settings) for rel in todo)
     with progress_bar(len(todo), f"decode ({runner.workers} worker{'s' if runner.workers > 1 else ''})", progress) as bar:
         for rel, result in runner.imap(decode_task, tasks, len(todo)):
             hdr = state[rel].header
-            rec = {"type": "image", "rel": rel, "fp": fp, "size": hdr["size"], "mtime_ns": hdr["mtime_ns"],
-                   "entry": entry_relpath(rel), **result}
+            rec = {"type": "image", "rel": rel, "fp": fp, "size": hdr["size"], "mtime_ns": hdr["mtime_ns"], **result}
             journal.write(rec)
             state[rel].image = rec
             bar.update()
