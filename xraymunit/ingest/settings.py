@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -62,7 +63,7 @@ class IngestSettings:
         return {**dataclasses.asdict(self), "percentiles": list(self.percentiles),
                 "modalities": list(self.modalities), "pipeline_version": PIPELINE_VERSION}
 
-    @property
+    @functools.cached_property  # asked for once per file; the settings are frozen
     def fingerprint(self) -> str:
         blob = json.dumps(self.to_json(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
