@@ -1,16 +1,22 @@
 """Synthesis throughput at 256² with 20 styles per input, against the naive loop, in one run.
 
-    python benchmarks/synthesize.py                  # CPU: 3 inputs × 20 styles
+    python benchmarks/synthesize.py                  # CPU: 4 inputs × 20 styles
     python benchmarks/synthesize.py --device cuda --inputs 64
 
 naive: for every output, encode the input (content + style, as MUNIT's `encode`) and
        decode one image (batch 1), fp32, with the reference's decoder layers (nn.Upsample then
-       the 5×5 conv) — what a straightforward loop over the reference model does.
+       the 5×5 conv; the last 7×7 conv direct) — what a straightforward loop over the reference
+       model does.
 core:  xraymunit's path without file writes: content encoded once per input, the N styles
-       rendered in batches (first residual conv shared, polyphase upsampling convs) of
-       `auto_batch_size` styles (CPU 256²: 2; CUDA: 20); fp32 (`core`) and bf16 autocast
-       (`core_bf16_cpu`) on CPU, bf16 on CUDA; `core_bf16_cpu_batch20`: all 20 in one call;
-       `core_compiled` (with --compile): the bf16 path through torch.compile.
+       rendered in batches (first residual conv shared, polyphase upsampling convs, the last
+       conv as tap sums) of
+       `auto_batch_size` styles (CPU 256²: 2; CUDA: 20); fp32 (`core`) and bf16 (`core_bf16_cpu`:
+       content under autocast, rendering by the decoder cast to bf16 once, inputs rendered side
+       by side in the stage's render threads, one op-thread each) on CPU, bf16 on CUDA. Variants
+       on CPU, each one change away from `core_bf16_cpu`: `_ops_threaded` one input at a time
+       with every op on all threads; `_autocast` that, rendering under autocast (the cast on
+       every call); `_batch20` that, all 20 styles in one call; `core_compiled` (with --compile)
+       `_ops_threaded` through torch.compile.
 stage: the whole `xraymunit.synthesize()` call with its defaults (precision auto: bf16 on
        CUDA and on CPUs with native bf16), 16-bit PNG writing included, on a cohort folder and
        checkpoint made here with the paper-sized (untrained) generator.
@@ -38,7 +44,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--styles", type=int, default=20)
-    ap.add_argument("--inputs", type=int, default=3)
+    ap.add_argument("--inputs", type=int, default=4, help="source images (a multiple of the render threads)")
     ap.add_argument("--batch-size", type=int, default=None,
                     help="styles per decoder call (default: xraymunit's auto choice for the device)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd rendering (core_compiled)")
@@ -77,13 +83,40 @@ def main() -> None:
                     content, _ = gens.gen_a.encode(inputs[i:i + 1])
                     gens.gen_b.decode(content, styles[i, j:j + 1]).cpu()
 
-    def core(amp=None, n_inputs=args.inputs, batch_size=args.batch_size, render=gens.gen_b.render):
-        ctx = torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
-        with torch.inference_mode(), ctx:
-            for i in range(n_inputs):
-                content = gens.gen_a.encode_content(inputs[i:i + 1])
-                for s in range(0, args.styles, batch_size):
-                    render(content, styles[i, s:s + batch_size]).float().cpu()
+    import copy
+
+    gen_b_bf16 = copy.deepcopy(gens.gen_b).to(torch.bfloat16)
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xraymunit.synthesize import _render_threads
+
+    def core(amp=None, n_inputs=args.inputs, batch_size=args.batch_size, render=None, cast_once=True, threads=1):
+        """amp=bf16: content under autocast; rendering by the bf16-cast decoder (as the stage
+        does) or, with cast_once=False, by the fp32 decoder under autocast (casts every call).
+        threads > 1: inputs rendered side by side, one op-thread each (as the stage does on CPU)."""
+        bf16_decoder = amp is not None and cast_once
+        render = render or (gen_b_bf16.render if bf16_decoder else gens.gen_b.render)
+
+        def one_input(i):
+            ctx = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
+            with torch.inference_mode():
+                with ctx():
+                    content = gens.gen_a.encode_content(inputs[i:i + 1])
+                codes = styles[i]
+                if bf16_decoder:
+                    content, codes = content.to(torch.bfloat16), codes.to(torch.bfloat16)
+                with ctx() if not bf16_decoder else contextlib.nullcontext():
+                    for s in range(0, args.styles, batch_size):
+                        render(content, codes[s:s + batch_size]).float().cpu()
+
+        saved = torch.get_num_threads()
+        try:
+            torch.set_num_threads(max(1, saved // threads))
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(one_input, range(n_inputs)))
+        finally:
+            torch.set_num_threads(saved)
 
     def timed(fn, warmup, *a):
         warmup()  # oneDNN primitive creation, cudnn autotune: not part of the steady state
@@ -96,21 +129,30 @@ def main() -> None:
     results = {}
     from xraymunit.models import blocks
 
-    polyphase = blocks.upsample2x_conv
-    blocks.upsample2x_conv = blocks._upsample2x_conv_direct  # the naive loop runs the reference's layers
+    polyphase, output_conv = blocks.upsample2x_conv, blocks.OutputConvBlock.forward
+    blocks.upsample2x_conv = blocks._upsample2x_conv_direct  # the naive loop runs the reference's layers:
+    blocks.OutputConvBlock.forward = blocks.ConvBlock.forward  # upsample then conv, a direct last conv
     results["naive_fp32"] = n_out / timed(naive, lambda: naive(1, 2))
-    blocks.upsample2x_conv = polyphase
+    blocks.upsample2x_conv, blocks.OutputConvBlock.forward = polyphase, output_conv
     amp = torch.bfloat16 if cuda else None
     results["core"] = n_out / timed(core, lambda: core(amp, 1), amp)
     if not cuda:
-        results["core_bf16_cpu"] = n_out / timed(core, lambda: core(torch.bfloat16, 1), torch.bfloat16)
+        threads = _render_threads(None, device, False)[0]
+        results["core_bf16_cpu"] = n_out / timed(
+            core, lambda: core(torch.bfloat16, threads, threads=threads), torch.bfloat16, args.inputs,
+            args.batch_size, None, True, threads)
+        results["core_bf16_cpu_ops_threaded"] = n_out / timed(  # one image at a time, every op on all threads
+            core, lambda: core(torch.bfloat16, 1), torch.bfloat16)
+        results["core_bf16_cpu_autocast"] = n_out / timed(  # what casting the decoder once is worth
+            core, lambda: core(torch.bfloat16, 1, cast_once=False), torch.bfloat16, args.inputs, args.batch_size,
+            None, False)
         if args.batch_size != 20:  # what the batch size alone is worth: all 20 styles in one call
             results["core_bf16_cpu_batch20"] = n_out / timed(
                 core, lambda: core(torch.bfloat16, 1, 20), torch.bfloat16, args.inputs, 20)
 
     if args.compile:  # compiling (~1 min at 256²) happens in the warm-up, outside the timing
-        compiled = torch.compile(gens.gen_b.render, dynamic=False)
         amp_c = torch.bfloat16 if cuda or "core_bf16_cpu" in results else None
+        compiled = torch.compile((gen_b_bf16 if amp_c else gens.gen_b).render, dynamic=False)
         results["core_compiled"] = n_out / timed(
             core, lambda: core(amp_c, 1, render=compiled), amp_c, args.inputs, args.batch_size, compiled)
 

@@ -98,6 +98,40 @@ def test_batch_size_changes_speed_not_images(trained, tmp_path):
         synthesize(ckpt, cohort, tmp_path / "bad", n_styles=2, batch_size=0, show_progress=False)
 
 
+def test_render_threads_change_speed_not_bytes_or_order(trained, tmp_path, monkeypatch):
+    cohort, ckpt = trained
+    threads = torch.get_num_threads()
+    one = synthesize(ckpt, cohort, tmp_path / "one", n_styles=3, limit=5, render_threads=1, show_progress=False)
+    seen = set()
+    original = synthesize.__globals__["_to_model_input"]
+
+    def spy(*args):  # which threads render, with how many op threads each
+        import threading
+
+        seen.add((threading.get_ident(), torch.get_num_threads()))
+        return original(*args)
+
+    monkeypatch.setitem(synthesize.__globals__, "_to_model_input", spy)
+    three = synthesize(ckpt, cohort, tmp_path / "three", n_styles=3, limit=5, render_threads=3, show_progress=False)
+    assert len({ident for ident, _ in seen}) > 1 and {n for _, n in seen} == {max(1, threads // 3)}
+    assert torch.get_num_threads() == threads  # restored
+    pd.testing.assert_frame_equal(one.manifest, three.manifest)  # same rows, same order
+    for pa, pb in zip(one.manifest["png_path"], three.manifest["png_path"]):
+        assert (tmp_path / "one" / pa).read_bytes() == (tmp_path / "three" / pb).read_bytes()
+    with pytest.raises(SynthesisError, match="render-threads"):
+        synthesize(ckpt, cohort, tmp_path / "bad", n_styles=2, render_threads=0, show_progress=False)
+
+
+def test_render_thread_choice():
+    from xraymunit.synthesize import _render_threads
+
+    cores = torch.get_num_threads()
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert _render_threads(None, cpu, False) == (min(cores, 8), max(1, cores // min(cores, 8)) if cores > 1 else 1)
+    assert _render_threads(None, gpu, False) == (1, cores) and _render_threads(None, cpu, True) == (1, cores)
+    assert _render_threads(2, cpu, False) == (2, max(1, cores // 2))
+
+
 def test_compiled_rendering_gives_the_same_images(trained, tmp_path):
     cohort, ckpt = trained
     eager = synthesize(ckpt, cohort, tmp_path / "eager", n_styles=3, limit=1, precision="fp32", show_progress=False)

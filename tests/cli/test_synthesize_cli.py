@@ -27,6 +27,7 @@ def test_synthesize_in_process(trained, tmp_path, capsys):
     (["--checkpoint", "MISSING"], "checkpoint not found"),
     (["--interpolate", "1"], "--interpolate K needs K >= 2"),
     (["--n-styles", "0"], "must be >= 1"),
+    (["--render-threads", "0"], "--render-threads must be at least 1"),
     (["--device", "cuda"], "CUDA is not available"),
 ])
 def test_bad_arguments_exit_2(trained, tmp_path, capsys, args, message):

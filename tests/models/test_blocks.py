@@ -77,3 +77,36 @@ def test_upsample_conv_block_matches_the_module_it_replaces():
     plain[1].load_state_dict(block.state_dict())
     x = torch.randn(2, 8, 12, 10)
     assert torch.allclose(block(x), plain(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("pad_type", ["reflect", "replicate", "zeros"])
+@pytest.mark.parametrize("out_channels,kernel", [(1, 7), (1, 3), (3, 3), (4, 4)])
+def test_output_conv_block_tap_sums_equal_the_direct_conv(pad_type, out_channels, kernel):
+    from xraymunit.models.blocks import OutputConvBlock, tap_sum_conv2d
+
+    torch.manual_seed(0)
+    block = OutputConvBlock(5, out_channels, kernel, 1, kernel // 2, "none", "tanh", pad_type).double()
+    plain = ConvBlock(5, out_channels, kernel, 1, kernel // 2, "none", "tanh", pad_type).double()
+    plain.load_state_dict(block.state_dict())
+    x = torch.randn(2, 5, 11, 9, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(block(x), plain(x), atol=1e-12)
+    x.requires_grad_(True)
+    y = block(x)  # with autograd: the direct conv (same result, gradients as ConvBlock's)
+    assert torch.allclose(y, plain(x), atol=1e-12) and y.requires_grad
+    w = torch.randn(out_channels, 5, kernel, kernel, dtype=torch.float64)
+    assert torch.allclose(tap_sum_conv2d(x.detach(), w, None), torch.nn.functional.conv2d(x.detach(), w), atol=1e-12)
+
+
+def test_output_conv_block_in_bf16_is_as_close_as_the_direct_conv():
+    from xraymunit.models.blocks import OutputConvBlock
+
+    torch.manual_seed(0)
+    block = OutputConvBlock(64, 1, 7, 1, 3, "none", "none", "reflect")
+    x = torch.randn(1, 64, 40, 40)
+    with torch.no_grad():
+        exact = block(x)
+        fast = block.bfloat16()(x.bfloat16()).float()
+        direct = torch.nn.functional.conv2d(torch.nn.functional.pad(x.bfloat16(), (3,) * 4, mode="reflect"),
+                                            block.conv.weight, block.conv.bias).float()
+    assert fast.dtype == torch.float32 and (fast - exact).abs().mean() < 2 * (direct - exact).abs().mean()

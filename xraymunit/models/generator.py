@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from xraymunit.models.blocks import MLP, ConvBlock, PadType, ResBlock, UpsampleConvBlock
+from xraymunit.models.blocks import MLP, ConvBlock, OutputConvBlock, PadType, ResBlock, UpsampleConvBlock
 
 
 class ContentEncoder(nn.Module):
@@ -92,7 +92,7 @@ class Decoder(nn.Module):
         for _ in range(n_upsample):
             up.append(UpsampleConvBlock(dim, dim // 2, 5, "ln", "relu", pad_type))
             dim //= 2
-        up.append(ConvBlock(dim, out_channels, 7, 1, 3, "none", "tanh", pad_type))
+        up.append(OutputConvBlock(dim, out_channels, 7, 1, 3, "none", "tanh", pad_type))
         self.upsample = nn.Sequential(*up)
 
     @property
