@@ -8,7 +8,8 @@
 2. For each syntax, in one run and interleaved (the machine may be shared, so every ratio
    compares numbers taken minutes apart at most), `repeats` times:
    - bare loop: `pydicom.dcmread(path).pixel_array` + the same area resize, one process,
-     no MONAI, no writes;
+     no MONAI, no writes; and the same loop split over 2 processes (what 2 cores give the
+     pixel work itself: the ceiling for ingest's 2-worker scaling);
    - `ingest(workers=1)` and `ingest(workers=2)` into a fresh cohort (walk, header pass,
      MONAI chain, cache entries, journal, manifest, cache pack — everything).
    Medians are reported as images/s and as ratios to the bare loop.
@@ -29,7 +30,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -125,6 +125,24 @@ def bare_loop(paths: list[Path]) -> float:
     return len(paths) / (time.perf_counter() - t)
 
 
+def _bare_chunk(chunk: list[Path]) -> int:
+    from xraymunit.data.transforms import area_resize
+
+    for p in chunk:
+        area_resize(pydicom.dcmread(p).pixel_array.astype(np.float32), OUT_SIZE)
+    return len(chunk)
+
+
+def bare_loop_2proc(paths: list[Path], pool) -> float:
+    """images/s of the bare loop split over 2 processes: what this machine's 2 cores give the
+    pixel work itself (the ceiling for ingest's 2-worker scaling)."""
+    t = time.perf_counter()
+    step = max(1, len(paths) // 16)  # small chunks: both processes stay busy to the end
+    done = sum(pool.map(_bare_chunk, [paths[i:i + step] for i in range(0, len(paths), step)]))
+    assert done == len(paths)
+    return len(paths) / (time.perf_counter() - t)
+
+
 def ingest_rate(src: Path, n: int, workers: int) -> float:
     from xraymunit.ingest import ingest
 
@@ -139,11 +157,17 @@ def ingest_rate(src: Path, n: int, workers: int) -> float:
 
 def throughput(src: Path, paths: list[Path], repeats: int) -> dict:
     CPU_MS.clear()
-    runs = {"bare": [], "w1": [], "w2": []}
-    for _ in range(repeats):  # interleaved: a busy spell hits all three alike
-        runs["bare"].append(bare_loop(paths))
-        runs["w1"].append(ingest_rate(src, len(paths), 1))
-        runs["w2"].append(ingest_rate(src, len(paths), 2))
+    runs = {"bare": [], "bare_2proc": [], "w1": [], "w2": []}
+    import multiprocessing as mp
+
+    from xraymunit.ingest import tune_allocator
+
+    with mp.get_context("fork").Pool(2, initializer=tune_allocator) as pool:
+        for _ in range(repeats):  # interleaved: a busy spell hits all of them alike
+            runs["bare"].append(bare_loop(paths))
+            runs["bare_2proc"].append(bare_loop_2proc(paths, pool))
+            runs["w1"].append(ingest_rate(src, len(paths), 1))
+            runs["w2"].append(ingest_rate(src, len(paths), 2))
     med = {k: statistics.median(v) for k, v in runs.items()}
     ratio_w1 = [a / b for a, b in zip(runs["w1"], runs["bare"])]
     ratio_w2 = [a / b for a, b in zip(runs["w2"], runs["bare"])]
@@ -152,6 +176,7 @@ def throughput(src: Path, paths: list[Path], repeats: int) -> dict:
         "ratio_ingest_w1_to_bare": round(statistics.median(ratio_w1), 3),
         "ratio_ingest_w2_to_bare": round(statistics.median(ratio_w2), 3),
         "scaling_w2_over_w1": round(med["w2"] / med["w1"], 3),
+        "scaling_bare_2proc_over_bare": round(med["bare_2proc"] / med["bare"], 3),
         "runs": {k: [round(x, 1) for x in v] for k, v in runs.items()},
         # CPU ms per image (all processes): the pixel work ingest adds, and whether a second
         # worker adds overhead — independent of how busy the shared cores were

@@ -222,7 +222,8 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
             "fp32". bf16: content encoding under autocast, rendering with the decoder cast to
             bf16. Part of the run's identity: outputs differ in the last bits.
         compile: `torch.compile` the style rendering first (~1 min of compiling at 256², then
-            ~1.2× faster on CPU: worth it for thousands of images; needs a C++ compiler on CPU).
+            1.0-1.1× faster on a 2-core CPU, one image at a time: for thousands of images;
+            needs a C++ compiler on CPU).
         limit: at most this many source images (the first by image_key).
         render_threads: source images rendered at once, each in its own thread (None: on a
             CPU as many as torch has threads, up to 8, one op-thread each; on a GPU or with

@@ -41,8 +41,8 @@ def register(subparsers) -> None:
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
                    help="auto: bf16 on CUDA and on CPUs with native bf16 (~2x faster), else fp32")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the rendering first: ~1 min of compiling, then ~1.2x faster on CPU "
-                        "(for thousands of images)")
+                   help="torch.compile the rendering first: ~1 min of compiling, then 1.0-1.1x faster on a "
+                        "2-core CPU (renders one image at a time; for thousands of images)")
     p.add_argument("--render-threads", type=int, default=None, metavar="T",
                    help="source images rendered at once, one thread each (default: on a CPU as many as torch "
                         "has threads, up to 8, each op on one core; 1 on a GPU or with --compile); images do not "

@@ -277,9 +277,9 @@ class UpsampleConvBlock(ConvBlock):
 
 
 # --------------------------------------------------------------------------- few-channel output conv
-# A decoder ends in a 7×7 conv to 1 (grayscale) channel. oneDNN computes output channels in
-# blocks of 16, so that conv costs as much as a 16-channel one: ~9 % of a 256² render for
-# ~1.4 % of its multiply-adds. As a 1×1 conv to the k² per-tap maps followed by k² shifted
+# A decoder ends in a 7×7 conv to 1 (grayscale) channel. oneDNN (PyTorch's CPU convs)
+# computes output channels in blocks of 16, so that conv costs as much as a 16-channel one:
+# ~9 % of a 256² render for ~1.4 % of its multiply-adds. As a 1×1 conv to the k² per-tap maps followed by k² shifted
 # sums it does about 1/4 of the time (same result up to rounding; sums in fp32).
 
 def tap_sum_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -301,17 +301,18 @@ def tap_sum_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
 class OutputConvBlock(ConvBlock):
     """A stride-1 ConvBlock with few output channels (a decoder's last layer).
 
-    Same parameters as ConvBlock; without autograd (synthesis, sample grids) the conv runs
-    as `tap_sum_conv2d`. Training keeps the direct conv (its backward is the cheap one there).
+    Same parameters as ConvBlock; on a CPU without autograd (synthesis, sample grids) the conv
+    runs as `tap_sum_conv2d`. Training keeps the direct conv (its backward is the cheap one
+    there), GPUs too (the 16-channel blocking is oneDNN's).
     """
 
     def forward(self, x: torch.Tensor, adain_params: torch.Tensor | None = None) -> torch.Tensor:
         conv = self.conv
         k = conv.kernel_size[0]
         mode = {"reflect": "reflect", "replicate": "replicate", "zeros": "constant"}.get(conv.padding_mode)
-        if (torch.is_grad_enabled() or mode is None or conv.stride != (1, 1) or conv.kernel_size != (k, k)
-                or conv.padding != (conv.padding[0],) * 2 or conv.out_channels * k * k > 64
-                or conv.dilation != (1, 1) or conv.groups != 1):
+        if (torch.is_grad_enabled() or x.device.type != "cpu" or mode is None
+                or conv.stride != (1, 1) or conv.kernel_size != (k, k) or conv.padding != (conv.padding[0],) * 2
+                or conv.dilation != (1, 1) or conv.groups != 1 or conv.out_channels * k * k > 64):
             return super().forward(x, adain_params)
         p = conv.padding[0]
         if p:
