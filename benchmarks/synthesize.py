@@ -8,8 +8,8 @@ naive: for every output, encode the input (content + style, as MUNIT's `encode`)
        the 5×5 conv; the last 7×7 conv direct) — what a straightforward loop over the reference
        model does.
 core:  xraymunit's path without file writes: content encoded once per input, the N styles
-       rendered in batches (first residual conv shared, polyphase upsampling convs, the last
-       conv as tap sums) of
+       rendered in batches (first residual conv computed once per input and shared, polyphase
+       upsampling convs, the last conv as tap sums) of
        `auto_batch_size` styles (CPU 256²: 2; CUDA: 20); fp32 (`core`) and bf16 (`core_bf16_cpu`:
        content under autocast, rendering by the decoder cast to bf16 once, inputs rendered side
        by side in the stage's render threads, one op-thread each) on CPU, bf16 on CUDA. Variants
@@ -107,8 +107,9 @@ def main() -> None:
                 if bf16_decoder:
                     content, codes = content.to(torch.bfloat16), codes.to(torch.bfloat16)
                 with ctx() if not bf16_decoder else contextlib.nullcontext():
+                    shared = (gen_b_bf16 if bf16_decoder else gens.gen_b).decoder.shared_features(content)
                     for s in range(0, args.styles, batch_size):
-                        render(content, codes[s:s + batch_size]).float().cpu()
+                        render(content, codes[s:s + batch_size], shared).float().cpu()
 
         saved = torch.get_num_threads()
         try:

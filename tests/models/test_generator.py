@@ -74,5 +74,8 @@ def test_render_many_styles_equals_plain_decode(n_res):
     fast = gen.render(content, styles)
     plain = gen.decode(content.expand(5, -1, -1, -1), styles)
     assert torch.allclose(fast, plain, atol=1e-5)
+    shared = gen.decoder.shared_features(content)  # once per content code, for every batch of styles
+    for part in (styles[:2], styles[2:]):
+        assert torch.equal(gen.render(content, part, shared), gen.render(content, part))
     with pytest.raises(ValueError):
         gen.render(content.expand(2, -1, -1, -1), styles)

@@ -279,8 +279,9 @@ class UpsampleConvBlock(ConvBlock):
 # --------------------------------------------------------------------------- few-channel output conv
 # A decoder ends in a 7×7 conv to 1 (grayscale) channel. oneDNN (PyTorch's CPU convs)
 # computes output channels in blocks of 16, so that conv costs as much as a 16-channel one:
-# ~9 % of a 256² render for ~1.4 % of its multiply-adds. As a 1×1 conv to the k² per-tap maps followed by k² shifted
-# sums it does about 1/4 of the time (same result up to rounding; sums in fp32).
+# ~9 % of a 256² render for ~1.4 % of its multiply-adds. As a 1×1 conv to the k² per-tap
+# maps followed by k² shifted sums it takes about 1/4 of the time (same result up to
+# rounding; sums in fp32).
 
 def tap_sum_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """conv2d(x, weight, bias) (valid, stride 1) for weights with few output channels."""

@@ -109,12 +109,21 @@ class Decoder(nn.Module):
             offset += n
         return self.upsample(x)
 
-    def render_styles(self, content: torch.Tensor, adain_params: torch.Tensor) -> torch.Tensor:
+    def shared_features(self, content: torch.Tensor) -> torch.Tensor:
+        """What every style of one content code shares: the first residual conv of the
+        content, instance-normalised (before that block's AdaIN). Compute it once per
+        content code and pass it to each `render_styles` call of that code."""
+        conv = self.res_blocks[0].block1
+        return F.instance_norm(conv.conv(content), eps=conv.norm.eps)
+
+    def render_styles(self, content: torch.Tensor, adain_params: torch.Tensor,
+                      shared: torch.Tensor | None = None) -> torch.Tensor:
         """Decode ONE content code (1, C, h, w) with N AdaIN parameter sets (N, P) → (N, out, H, W).
 
         Equal to `forward(content.expand(N, ...), adain_params)`, cheaper: the first conv of
         the first residual block and its instance-norm statistics depend on the content
-        only, so they are computed once and broadcast over the N styles.
+        only, so they are computed once (`shared`, from `shared_features`, or here) and
+        broadcast over the N styles.
         """
         if content.shape[0] != 1:
             raise ValueError("render_styles takes a single content code (batch 1)")
@@ -123,7 +132,7 @@ class Decoder(nn.Module):
         first = self.res_blocks[0]
         conv = first.block1
         c = conv.conv.out_channels
-        y = F.instance_norm(conv.conv(content), eps=conv.norm.eps)  # shared by every style
+        y = self.shared_features(content) if shared is None else shared  # shared by every style
         shift, scale = adain_params[:, :c], adain_params[:, c : 2 * c]
         y = y * scale[:, :, None, None] + shift[:, :, None, None]
         y = conv.act(y) if conv.act is not None else y
@@ -174,9 +183,10 @@ class AdaINGenerator(nn.Module):
     def decode(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         return self.decoder(content, self.mlp(style))
 
-    def render(self, content: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
-        """One content code (1, C, h, w) rendered with each of N style codes (N, style_dim)."""
-        return self.decoder.render_styles(content, self.mlp(styles))
+    def render(self, content: torch.Tensor, styles: torch.Tensor, shared: torch.Tensor | None = None) -> torch.Tensor:
+        """One content code (1, C, h, w) rendered with each of N style codes (N, style_dim);
+        `shared`: `decoder.shared_features(content)`, computed once for all calls on that code."""
+        return self.decoder.render_styles(content, self.mlp(styles), shared)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Within-domain reconstruction."""
