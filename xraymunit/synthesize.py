@@ -146,8 +146,8 @@ def _render_threads(requested: int | None, device: torch.device, compiled: bool)
     """(source images rendered at once, intra-op threads of each).
 
     On a CPU, whole images rendered side by side on one thread each beat every op split
-    across all threads (~6 % at 256² on 2 cores: the glue between convs parallelises
-    poorly). GPUs, and compiled rendering (its kernels bake in the thread count), take one
+    across all threads (4-7 % at 256² on 2 cores, BENCHMARKS.md: the glue between convs
+    parallelises poorly). GPUs, and compiled rendering (its kernels bake in the thread count), take one
     image at a time. At most 8 at once (each holds one batch's activations).
     """
     cores = torch.get_num_threads()
@@ -348,6 +348,13 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
         if bar is not None:
             bar.update(1)
 
+    def finish_oldest() -> None:
+        """Write and record the oldest source in flight (waiting for its rendering)."""
+        src, plan, todo, future = in_flight.popleft()
+        if future is not None:
+            write_source(src, todo, future.result())
+        record_source(src, plan)
+
     records, generated, skipped = [], 0, 0
     bar = None
     if show_progress:
@@ -373,19 +380,13 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
             generated += len(todo)
             in_flight.append((src, plan, todo, renderers.submit(render_source, src, todo) if todo else None))
             while len(in_flight) > n_threads or (in_flight and in_flight[0][3] is None):
-                done_src, done_plan, done_todo, future = in_flight.popleft()
-                if future is not None:
-                    write_source(done_src, done_todo, future.result())
-                record_source(done_src, done_plan)
+                finish_oldest()
             if len(pending) > 64:
                 for f in pending:
                     f.result()
                 pending = []
         while in_flight:
-            done_src, done_plan, done_todo, future = in_flight.popleft()
-            if future is not None:
-                write_source(done_src, done_todo, future.result())
-            record_source(done_src, done_plan)
+            finish_oldest()
         for f in pending:
             f.result()
     finally:
