@@ -242,6 +242,15 @@ def test_unused_entries_are_cleaned_up_and_the_cohort_is_unchanged(built, tmp_pa
     assert not set(p.name for p in entries.iterdir()) & set(kept)
 
 
+def test_cache_packed_without_copy_file_range_is_the_same(built, tmp_path, monkeypatch):
+    salt = tmp_path / "salt.key"
+    ingest(built.site.root, tmp_path / "kernel", salt_file=salt, progress=False)
+    monkeypatch.delattr(os, "copy_file_range")  # not on macOS / Windows: packed through a memmap
+    ingest(built.site.root, tmp_path / "memmap", salt_file=salt, progress=False)
+    assert (tmp_path / "kernel" / "cache" / "images.npy").read_bytes() == \
+        (tmp_path / "memmap" / "cache" / "images.npy").read_bytes()
+
+
 def test_two_workers_match_one_worker(built, tmp_path):
     salt = tmp_path / "salt.key"
     ingest(built.mixed_root, tmp_path / "w1", labels=built.mixed_labels, salt_file=salt, progress=False)
