@@ -1,6 +1,7 @@
 """Cache entries in append-only segments: locations, validity checks, clean-up."""
 
 import numpy as np
+import pytest
 
 from xraymunit.ingest.entries import (
     EntryCheck, SegmentWriter, close_writers, entry_bytes, new_run_token, read_entry, remove_unreferenced, writer_for)
@@ -68,3 +69,26 @@ def test_remove_unreferenced_keeps_only_used_segments(tmp_path):
     assert remove_unreferenced(tmp_path, {loc["entry"]}) == 2
     assert [p.relative_to(tmp_path).as_posix() for p in (tmp_path / "entries").rglob("*")] == [loc["entry"]]
     assert remove_unreferenced(tmp_path / "nowhere", set()) == 0
+
+
+def test_a_failed_write_leaves_no_partial_image_and_true_offsets(tmp_path, monkeypatch):
+    import os
+
+    writer = SegmentWriter(tmp_path, new_run_token())
+    first = writer.append(images(1)[0])
+    real_write = os.write
+
+    def disk_full_halfway(fd, data):
+        real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", disk_full_halfway)
+    with pytest.raises(OSError, match="No space"):
+        writer.append(images(1, seed=1)[0])
+    monkeypatch.setattr(os, "write", real_write)
+    assert (tmp_path / first["entry"]).stat().st_size == entry_bytes(16)  # the half image is gone
+    third_image = images(1, seed=2)[0]
+    third = writer.append(third_image)
+    writer.close()
+    assert third["offset"] == entry_bytes(16)
+    np.testing.assert_array_equal(read_entry(tmp_path, third, 16), third_image)

@@ -52,8 +52,16 @@ class SegmentWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         offset, done = self.offset, 0
-        while done < len(data):
-            done += os.write(self.fd, data[done:])
+        try:
+            while done < len(data):
+                done += os.write(self.fd, data[done:])
+        except BaseException:  # disk full, interrupted: cut the partial image so offsets stay true
+            try:
+                os.ftruncate(self.fd, offset)
+                os.lseek(self.fd, offset, os.SEEK_SET)
+            except OSError:
+                self.close()  # unusable: the next append of this run fails loudly on O_EXCL
+            raise
         self.offset += done
         return {"entry": self.relpath, "offset": offset}
 

@@ -17,7 +17,7 @@ from xraymunit.io.cohort import CACHE_IMAGES, CACHE_META, INGEST_REPORT, MANIFES
 from xraymunit.ingest.journal import FileState, status_of
 from xraymunit.ingest.entries import EntryCheck, entry_bytes, read_entry, remove_unreferenced
 from xraymunit.ingest.per_file import progress_bar
-from xraymunit.ingest.settings import IngestError, IngestSettings, PIPELINE_VERSION, PRIVATE
+from xraymunit.ingest.settings import ENTRIES, IngestError, IngestSettings, PIPELINE_VERSION, PRIVATE
 
 
 def finalize(out: Path, records: list[tuple[str, FileState]], settings: IngestSettings,
@@ -214,7 +214,7 @@ def _pack_in_kernel(cache_path: Path, private: Path, entries: list[dict], size: 
                 while left:
                     n = os.copy_file_range(src, fp.fileno(), left, offset_src, offset_dst)
                     if n <= 0:
-                        raise IngestError(f"cache segment {entry['entry']} is truncated; delete {private / 'entries'} "
+                        raise IngestError(f"cache segment {entry['entry']} is truncated; delete {private / ENTRIES} "
                                           f"and rerun")
                     offset_src, offset_dst, left = offset_src + n, offset_dst + n, left - n
                 bar.update()
