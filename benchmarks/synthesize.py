@@ -119,11 +119,11 @@ def main() -> None:
         finally:
             torch.set_num_threads(saved)
 
-    def timed(fn, warmup, *a):
+    def timed(fn, warmup):
         warmup()  # oneDNN primitive creation, cudnn autotune: not part of the steady state
         sync()
         t = time.perf_counter()
-        fn(*a)
+        fn()
         sync()
         return time.perf_counter() - t
 
@@ -135,27 +135,25 @@ def main() -> None:
     blocks.OutputConvBlock.forward = blocks.ConvBlock.forward  # upsample then conv, a direct last conv
     results["naive_fp32"] = n_out / timed(naive, lambda: naive(1, 2))
     blocks.upsample2x_conv, blocks.OutputConvBlock.forward = polyphase, output_conv
+    def core_rate(**kw) -> float:
+        """images/s of `core(**kw)` over all inputs, after a warm-up on as many inputs as threads."""
+        return n_out / timed(lambda: core(**kw), lambda: core(**{**kw, "n_inputs": kw.get("threads", 1)}))
+
     amp = torch.bfloat16 if cuda else None
-    results["core"] = n_out / timed(core, lambda: core(amp, 1), amp)
+    results["core"] = core_rate(amp=amp)
     if not cuda:
+        bf16 = torch.bfloat16
         threads = _render_threads(None, device, False)[0]
-        results["core_bf16_cpu"] = n_out / timed(
-            core, lambda: core(torch.bfloat16, threads, threads=threads), torch.bfloat16, args.inputs,
-            args.batch_size, None, True, threads)
-        results["core_bf16_cpu_ops_threaded"] = n_out / timed(  # one image at a time, every op on all threads
-            core, lambda: core(torch.bfloat16, 1), torch.bfloat16)
-        results["core_bf16_cpu_autocast"] = n_out / timed(  # what casting the decoder once is worth
-            core, lambda: core(torch.bfloat16, 1, cast_once=False), torch.bfloat16, args.inputs, args.batch_size,
-            None, False)
+        results["core_bf16_cpu"] = core_rate(amp=bf16, threads=threads)
+        results["core_bf16_cpu_ops_threaded"] = core_rate(amp=bf16)  # one image at a time, ops on all threads
+        results["core_bf16_cpu_autocast"] = core_rate(amp=bf16, cast_once=False)  # what casting once is worth
         if args.batch_size != 20:  # what the batch size alone is worth: all 20 styles in one call
-            results["core_bf16_cpu_batch20"] = n_out / timed(
-                core, lambda: core(torch.bfloat16, 1, 20), torch.bfloat16, args.inputs, 20)
+            results["core_bf16_cpu_batch20"] = core_rate(amp=bf16, batch_size=20)
 
     if args.compile:  # compiling (~1 min at 256²) happens in the warm-up, outside the timing
         amp_c = torch.bfloat16 if cuda or "core_bf16_cpu" in results else None
         compiled = torch.compile((gen_b_bf16 if amp_c else gens.gen_b).render, dynamic=False)
-        results["core_compiled"] = n_out / timed(
-            core, lambda: core(amp_c, 1, render=compiled), amp_c, args.inputs, args.batch_size, compiled)
+        results["core_compiled"] = core_rate(amp=amp_c, render=compiled)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
