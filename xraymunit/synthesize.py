@@ -315,7 +315,7 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
                 content = encoder.encode_content(_to_model_input(data.image(src.cache_index), size, dev))
             content = content.to(render_dtype)
             codes = torch.from_numpy(np.stack([p[1] for p in todo])).to(dev, render_dtype)
-            shared = decoder.decoder.shared_features(content) if decoder.decoder.res_blocks else None
+            shared = decoder.decoder.shared_features(content)
             images = []
             for start in range(0, len(todo), batch_size):
                 y = render(content, codes[start:start + batch_size], shared)

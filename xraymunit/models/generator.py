@@ -109,10 +109,12 @@ class Decoder(nn.Module):
             offset += n
         return self.upsample(x)
 
-    def shared_features(self, content: torch.Tensor) -> torch.Tensor:
+    def shared_features(self, content: torch.Tensor) -> torch.Tensor | None:
         """What every style of one content code shares: the first residual conv of the
-        content, instance-normalised (before that block's AdaIN). Compute it once per
-        content code and pass it to each `render_styles` call of that code."""
+        content, instance-normalised (before that block's AdaIN); None without residual
+        blocks. Compute it once per content code and pass it to each `render_styles` call."""
+        if not self.res_blocks:
+            return None
         conv = self.res_blocks[0].block1
         return F.instance_norm(conv.conv(content), eps=conv.norm.eps)
 
