@@ -11,11 +11,18 @@ its last checkpoint, synthesis skips images already written, evaluation reuses f
 classifier runs. When a stage's settings change, its old outputs are moved to
 `<stage>.previous/` (never deleted) and the stage and everything after it run again.
 One log for the whole run: OUT/pipeline.log. At the end it prints where the report is.
+
+`generators: per_level` makes the low-data study honest: for each level K of the evaluate
+config's `real_abnormal` it trains a generator on all train normals plus the *same* K real
+abnormals the classifier arms of level K see (`data.domain_b_keys` = low_data_keys(K,
+seed_base)) into OUT/train_K/, synthesizes from it into OUT/synth_K/, and evaluates arms 3/4
+of level K with that level's images only (evaluate's `real_abnormal_subset: shared`).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import logging
@@ -77,6 +84,7 @@ class EvaluateStage:
 class PipelineConfig:
     out: str = "runs/default"
     device: str = "auto"
+    generators: Literal["single", "per_level"] = "single"
     ingest: IngestStage = field(default_factory=IngestStage)
     train: TrainStage = field(default_factory=TrainStage)
     synthesize: SynthesizeStage = field(default_factory=SynthesizeStage)
@@ -143,12 +151,61 @@ def _set_aside(path: Path) -> None:
 # --------------------------------------------------------------------------- run
 
 
+class PipelineError(XraymunitError):
+    """The pipeline config cannot be run as asked (message says why)."""
+
+
+def _train_stage(state: State, key: str, run_dir: Path, train_cfg: TrainConfig, what: str, cohort: Path,
+                 cohort_fp: str, progress: bool) -> Path:
+    """Train (resume, or skip when up to date) one MUNIT run into run_dir; returns its last checkpoint."""
+    from xraymunit.train import train
+
+    fp = _sha({"config": config.to_dict(train_cfg), "cohort": cohort_fp})
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    if state.up_to_date(key, fp, ckpt):
+        log.info("[2/4] %s: up to date (%s)", key, ckpt)
+    else:
+        if state.stale(key, fp):
+            _set_aside(run_dir)
+        resume = ckpt.is_file()
+        state.mark(key, fp, "running")
+        t = time.perf_counter()
+        log.info("[2/4] %s %s (%d steps%s) → %s", key, what, train_cfg.train.steps,
+                 ", resuming" if resume else "", run_dir)
+        result = train(cohort, run_dir, train_cfg, resume=resume, show_progress=progress)
+        state.mark(key, fp, "done", seconds=round(time.perf_counter() - t, 1))
+        log.info("[2/4] %s done in %.1fs (%.2f img/s); samples in %s", key, time.perf_counter() - t,
+                 result.images_per_second, run_dir / "samples")
+    return ckpt
+
+
+def _synthesize_stage(state: State, key: str, synth: Path, s: SynthesizeStage, ckpt: Path, cohort: Path,
+                      cohort_fp: str, device: str, progress: bool) -> str:
+    """Synthesize (resume, or skip when up to date) from ckpt into synth; returns its manifest's sha256."""
+    from xraymunit.synthesize import synthesize
+
+    fp = _sha({"params": config.to_dict(s), "checkpoint": _file_sha(ckpt), "cohort": cohort_fp})
+    if state.up_to_date(key, fp, synth / "manifest.parquet"):
+        log.info("[3/4] %s: up to date (%s)", key, synth)
+    else:
+        if state.stale(key, fp) or (synth.exists() and not state.data.get(key)):
+            _set_aside(synth)
+        state.mark(key, fp, "running")
+        t = time.perf_counter()
+        log.info("[3/4] %s %d styles per %s image (%s) → %s", key, s.n_styles, s.split, s.direction, synth)
+        formats = ("png", "dicom") if s.format == "both" else (s.format,)
+        result = synthesize(ckpt, cohort, synth, n_styles=s.n_styles, split=s.split, direction=s.direction,
+                            seed=s.seed, formats=formats, batch_size=None if s.batch_size == "auto" else s.batch_size,
+                            device=device, show_progress=progress)
+        state.mark(key, fp, "done", seconds=round(time.perf_counter() - t, 1))
+        log.info("[3/4] %s done in %.1fs: %d images", key, time.perf_counter() - t, len(result.manifest))
+    return _file_sha(synth / "manifest.parquet")
+
+
 def run(cfg: PipelineConfig, progress: bool = True) -> Path:
     """Run (or resume) the whole chain; returns the path of the report's summary.md."""
     from xraymunit.evaluate import evaluate
     from xraymunit.ingest import ingest
-    from xraymunit.synthesize import synthesize
-    from xraymunit.train import train
 
     out = Path(cfg.out).expanduser().resolve()  # relative to where the pipeline is started
     out.mkdir(parents=True, exist_ok=True)
@@ -181,51 +238,23 @@ def run(cfg: PipelineConfig, progress: bool = True) -> Path:
                  result.files, ", ".join(f"{k} {v}" for k, v in result.by_status.items()), result.decoded,
                  result.reused)
     cohort_fp = _file_sha(cohort / "manifest.parquet")
-
-    # ---- 2. train
     overrides = list(cfg.train.set) + ([f"train.device={cfg.device}"] if cfg.device != "auto" else [])
     train_cfg = config.load(TrainConfig, _repo_path(cfg.train.config), overrides)
-    run_dir = out / "train"
-    fp = _sha({"config": config.to_dict(train_cfg), "cohort": cohort_fp})
-    ckpt = run_dir / "checkpoints" / "last.pt"
-    if state.up_to_date("train", fp, ckpt):
-        log.info("[2/4] train: up to date (%s)", ckpt)
+    if cfg.generators == "per_level":
+        eval_cfg, synth_for, levels = _per_level_generators(cfg, out, state, cohort, cohort_fp, train_cfg, progress)
+        synth_fp = {name: _file_sha(path / "manifest.parquet") for name, path in synth_for.items()}
     else:
-        if state.stale("train", fp):
-            _set_aside(run_dir)
-        resume = ckpt.is_file()
-        state.mark("train", fp, "running")
-        t = time.perf_counter()
-        log.info("[2/4] train %s (%d steps%s) → %s", cfg.train.config, train_cfg.train.steps,
-                 ", resuming" if resume else "", run_dir)
-        result = train(cohort, run_dir, train_cfg, resume=resume, show_progress=progress)
-        state.mark("train", fp, "done", seconds=round(time.perf_counter() - t, 1))
-        log.info("[2/4] train done in %.1fs (%.2f img/s); samples in %s", time.perf_counter() - t,
-                 result.images_per_second, run_dir / "samples")
-    ckpt_fp = _file_sha(ckpt)
+        # ---- 2. train
+        ckpt = _train_stage(state, "train", out / "train", train_cfg, cfg.train.config, cohort, cohort_fp, progress)
 
-    # ---- 3. synthesize
-    s = cfg.synthesize
-    synth = out / "synth"
-    fp = _sha({"params": config.to_dict(s), "checkpoint": ckpt_fp, "cohort": cohort_fp})
-    if state.up_to_date("synthesize", fp, synth / "manifest.parquet"):
-        log.info("[3/4] synthesize: up to date (%s)", synth)
-    else:
-        if state.stale("synthesize", fp) or (synth.exists() and not state.data.get("synthesize")):
-            _set_aside(synth)
-        state.mark("synthesize", fp, "running")
-        t = time.perf_counter()
-        log.info("[3/4] synthesize %d styles per %s image (%s) → %s", s.n_styles, s.split, s.direction, synth)
-        formats = ("png", "dicom") if s.format == "both" else (s.format,)
-        result = synthesize(ckpt, cohort, synth, n_styles=s.n_styles, split=s.split, direction=s.direction,
-                            seed=s.seed, formats=formats, batch_size=None if s.batch_size == "auto" else s.batch_size,
-                            device=cfg.device, show_progress=progress)
-        state.mark("synthesize", fp, "done", seconds=round(time.perf_counter() - t, 1))
-        log.info("[3/4] synthesize done in %.1fs: %d images", time.perf_counter() - t, len(result.manifest))
-    synth_fp = _file_sha(synth / "manifest.parquet")
+        # ---- 3. synthesize
+        synth = out / "synth"
+        synth_fp = _synthesize_stage(state, "synthesize", synth, cfg.synthesize, ckpt, cohort, cohort_fp,
+                                     cfg.device, progress)
+        synth_for, levels = synth, None
+        eval_cfg = config.load(EvaluateConfig, _repo_path(cfg.evaluate.config), cfg.evaluate.set)
 
     # ---- 4. evaluate
-    eval_cfg = config.load(EvaluateConfig, _repo_path(cfg.evaluate.config), cfg.evaluate.set)
     report = out / "report"
     fp = _sha({"config": config.to_dict(eval_cfg), "cohort": cohort_fp, "synth": synth_fp, "device": cfg.device})
     if state.up_to_date("evaluate", fp, report / "summary.md"):
@@ -234,14 +263,61 @@ def run(cfg: PipelineConfig, progress: bool = True) -> Path:
         state.mark("evaluate", fp, "running")
         t = time.perf_counter()
         log.info("[4/4] evaluate → %s", report)
-        evaluate(cohort, synth, report, eval_cfg, device=None if cfg.device == "auto" else cfg.device,
+        evaluate(cohort, synth_for, report, eval_cfg, device=None if cfg.device == "auto" else cfg.device,
                  progress=progress)
-        state.mark("evaluate", fp, "done", seconds=round(time.perf_counter() - t, 1))
+        info = {} if levels is None else {"levels": levels}
+        state.mark("evaluate", fp, "done", seconds=round(time.perf_counter() - t, 1), **info)
         log.info("[4/4] evaluate done in %.1fs", time.perf_counter() - t)
 
     summary = report / "summary.md"
     log.info("pipeline finished in %.1fs", time.perf_counter() - t_all)
     return summary
+
+
+def _per_level_generators(cfg: PipelineConfig, out: Path, state: State, cohort: Path, cohort_fp: str,
+                          train_cfg: TrainConfig, progress: bool) -> tuple[EvaluateConfig, dict, list[str]]:
+    """Stages 2-3 once per low-data level: OUT/train_K/ on the level's K real abnormals, OUT/synth_K/.
+
+    Returns the evaluate config (real_abnormal_subset forced to shared), {level name → synth
+    folder} and the level names.
+    """
+    from xraymunit.evaluate import plan_levels
+    from xraymunit.evaluation.datasets import low_data_keys
+    from xraymunit.io.cohort import Cohort
+
+    eval_cfg = config.load(EvaluateConfig, _repo_path(cfg.evaluate.config),
+                           list(cfg.evaluate.set) + ["real_abnormal_subset=shared"])
+    d = train_cfg.data
+    if d.domain_b_keys is not None:
+        raise PipelineError("generators: per_level sets the training data.domain_b_keys itself (each level's "
+                            "K real abnormals); remove it from the train config or overrides")
+    if (d.domain_a, d.domain_b, d.split) != (eval_cfg.normal_label, eval_cfg.abnormal_label, "train"):
+        raise PipelineError(f"generators: per_level needs the generator's domains to be the study's classes on the "
+                            f"train split: data.domain_a/domain_b/split are {d.domain_a}/{d.domain_b}/{d.split}, "
+                            f"evaluate's normal_label/abnormal_label are {eval_cfg.normal_label}/"
+                            f"{eval_cfg.abnormal_label}")
+    co = Cohort.open(cohort)
+    labels = (eval_cfg.normal_label, eval_cfg.abnormal_label)
+    available = low_data_keys(co, "all", eval_cfg.seed_base, *labels)
+    levels, notes = plan_levels(eval_cfg.real_abnormal, len(available))
+    for note in notes:
+        log.info("per-level generators: %s", note)
+    log.info("per-level generators for levels %s (real_abnormal_subset: shared — every seed keeps the %d "
+             "real abnormals of seed %d that each level's generator trains on)", [lv.name for lv in levels],
+             len(available), eval_cfg.seed_base)
+    synth_for = {}
+    for lv in levels:
+        keys = low_data_keys(co, lv.n_abnormal, eval_cfg.seed_base, *labels)
+        level_cfg = copy.deepcopy(train_cfg)
+        level_cfg.data.domain_b_keys = None if lv.name == "all" else keys  # 'all': every abnormal, as single mode
+        level_cfg.data.validate()
+        run_dir, synth = out / f"train_{lv.name}", out / f"synth_{lv.name}"
+        ckpt = _train_stage(state, f"train_{lv.name}", run_dir, level_cfg,
+                            f"{cfg.train.config} on {len(keys)} real abnormal(s)", cohort, cohort_fp, progress)
+        _synthesize_stage(state, f"synthesize_{lv.name}", synth, cfg.synthesize, ckpt, cohort, cohort_fp,
+                          cfg.device, progress)
+        synth_for[lv.name] = synth
+    return eval_cfg, synth_for, [lv.name for lv in levels]
 
 
 def _log_to(path: Path) -> None:
@@ -277,8 +353,14 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"Report:            {summary}")
     print(f"Metrics (JSON):    {summary.parent / 'metrics.json'}")
-    print(f"Synthetic images:  {out / 'synth' / 'images'}  (manifest: {out / 'synth' / 'manifest.parquet'})")
-    print(f"Training run:      {out / 'train'}  (samples/, tensorboard/, metrics.csv)")
+    if cfg.generators == "per_level":
+        levels = State(out).data.get("evaluate", {}).get("levels", [])
+        for name in levels:
+            print(f"Level {name + ':':<12} generator {out / f'train_{name}'}, synthetic images "
+                  f"{out / f'synth_{name}' / 'images'}")
+    else:
+        print(f"Synthetic images:  {out / 'synth' / 'images'}  (manifest: {out / 'synth' / 'manifest.parquet'})")
+        print(f"Training run:      {out / 'train'}  (samples/, tensorboard/, metrics.csv)")
     print(f"Cohort:            {out / 'cohort'}  (manifest.parquet, ingest_report.json)")
     print(f"Log:               {out / 'pipeline.log'}")
     return 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +23,11 @@ import torch
 
 from xraymunit import __version__
 from xraymunit import config as config_mod
-from xraymunit.config.evaluate import EvaluateConfig
+from xraymunit.config.evaluate import EvaluateConfig, parse_level
 from xraymunit.errors import XraymunitError
 from xraymunit.evaluation import metrics as M
 from xraymunit.evaluation.classifier import TrainPool, build_classifier, predict, train_classifier
-from xraymunit.evaluation.datasets import (ClassicalAugment, ImageSet, low_data_order, real_split,
+from xraymunit.evaluation.datasets import (ClassicalAugment, ImageSet, low_data_keys, real_split,
                                            select_synthetic, synthetic_images)
 from xraymunit.evaluation.runcache import RunCache, digest, fingerprint
 from xraymunit.io.cohort import Cohort, SyntheticSet
@@ -84,7 +85,7 @@ def _check_split(s: ImageSet, name: str) -> None:
 
 def evaluate(
     cohort: str | Path | Cohort,
-    synthetic: str | Path | SyntheticSet | None,
+    synthetic: str | Path | SyntheticSet | Mapping[str, str | Path | SyntheticSet | None] | None,
     out: str | Path,
     config: EvaluateConfig | None = None,
     *,
@@ -97,7 +98,10 @@ def evaluate(
     Args:
         cohort: an ingested cohort folder (or an opened Cohort).
         synthetic: a synthesize output folder, or None (arms 3 and 4 are then skipped, and
-            the report says so; no quality metrics).
+            the report says so; no quality metrics), or a mapping {level name ('5', '10',
+            'all') → folder}: one generator per low-data level, arms 3/4 of level K use only
+            that level's images (levels without a folder skip arms 3/4, with a note), and the
+            quality metrics assess the largest level's folder.
         out: the report folder (metrics.json, predictions.csv, plots, summary.md, config).
         config: the study (defaults to EvaluateConfig()).
         device: overrides config.device ('cpu', 'cuda', 'cuda:1', ...).
@@ -121,7 +125,7 @@ def evaluate(
     t0 = time.time()
     out = Path(out)
     co = cohort if isinstance(cohort, Cohort) else Cohort.open(cohort)
-    syn = synthetic if isinstance(synthetic, SyntheticSet) or synthetic is None else SyntheticSet.open(synthetic)
+    per_level = isinstance(synthetic, Mapping)
     size, cc = cfg.classifier.image_size, cfg.classifier
     notes: list[str] = []
 
@@ -137,30 +141,75 @@ def evaluate(
         raise EvaluateError(f"{len(overlap)} patient(s) appear in train and in val/test: the cohort's "
                             "splits are not patient-level; re-run ingest")
 
-    arms = list(cfg.arms)
-    selection, synth_train = None, None
-    if syn is None:
-        skipped = [a for a in arms if "synthetic" in a]
-        arms = [a for a in arms if "synthetic" not in a]
-        if skipped:
-            notes.append(f"no synthetic folder given: arms {skipped} skipped")
-    else:
-        selection = select_synthetic(syn.manifest, co.manifest, cfg.synthetic)
-        if len(selection.used) == 0:
-            skipped = [a for a in arms if "synthetic" in a]
-            arms = [a for a in arms if "synthetic" not in a]
-            notes.append(f"no synthetic image is usable for training ({selection.counts()['excluded_by_reason']}): "
-                         f"arms {skipped} skipped")
-        else:
-            log.info("loading %d synthetic training images", len(selection.used))
-            synth_train = synthetic_images(syn, selection.used, size, dtype=torch.float16)
-    if not arms:
-        raise EvaluateError("no arm left to run (all configured arms need synthetic images)")
-
     abn_idx, nor_idx = train.where(1), train.where(0)
     levels, level_notes = plan_levels(cfg.real_abnormal, len(abn_idx))
     notes += level_notes
     seeds = [cfg.seed_base + i for i in range(cfg.seeds)]
+
+    # synthetic images: one folder for every level, or (per-level generators) one folder per level
+    if per_level:
+        syn_of = _per_level_synthetic(synthetic, levels, notes)
+    else:
+        one = synthetic if isinstance(synthetic, SyntheticSet) or synthetic is None else SyntheticSet.open(synthetic)
+        syn_of = {lv.name: one for lv in levels}
+    with_syn = [lv for lv in levels if syn_of[lv.name] is not None]
+    syn = syn_of[with_syn[-1].name] if with_syn else None  # the set the quality metrics assess (largest level)
+    arms = list(cfg.arms)
+    level_arms = {lv.name: list(arms) for lv in levels}
+    selections, synth_trains, synth_fps, loaded = {}, {}, {}, {}
+    if not per_level:
+        selection, synth_train = None, None
+        if syn is None:
+            skipped = [a for a in arms if "synthetic" in a]
+            arms = [a for a in arms if "synthetic" not in a]
+            if skipped:
+                notes.append(f"no synthetic folder given: arms {skipped} skipped")
+        else:
+            selection = select_synthetic(syn.manifest, co.manifest, cfg.synthetic)
+            if len(selection.used) == 0:
+                skipped = [a for a in arms if "synthetic" in a]
+                arms = [a for a in arms if "synthetic" not in a]
+                notes.append(f"no synthetic image is usable for training ({selection.counts()['excluded_by_reason']}): "
+                             f"arms {skipped} skipped")
+            else:
+                log.info("loading %d synthetic training images", len(selection.used))
+                synth_train = synthetic_images(syn, selection.used, size, dtype=torch.float16)
+        for lv in levels:
+            level_arms[lv.name] = list(arms)
+            selections[lv.name], synth_trains[lv.name] = selection, synth_train
+            synth_fps[lv.name] = None if selection is None else _synth_fp(syn, selection, cfg)
+    else:
+        for lv in levels:
+            s_lv, skipped = syn_of[lv.name], [a for a in arms if "synthetic" in a]
+            if s_lv is None:
+                level_arms[lv.name] = [a for a in arms if "synthetic" not in a]
+                if skipped:
+                    notes.append(f"level {lv.name}: no synthetic folder given for this level: arms {skipped} "
+                                 "skipped at this level")
+                continue
+            key = str(s_lv.root)
+            if key not in loaded:
+                sel = select_synthetic(s_lv.manifest, co.manifest, cfg.synthetic)
+                imgs = None
+                if len(sel.used):
+                    log.info("loading %d synthetic training images of level %s", len(sel.used), lv.name)
+                    imgs = synthetic_images(s_lv, sel.used, size, dtype=torch.float16)
+                loaded[key] = (sel, imgs, {**_synth_fp(s_lv, sel, cfg), "folder": key})
+            selections[lv.name], synth_trains[lv.name], synth_fps[lv.name] = loaded[key]
+            if synth_trains[lv.name] is None:
+                level_arms[lv.name] = [a for a in arms if "synthetic" not in a]
+                notes.append(f"level {lv.name}: no synthetic image of {key} is usable for training "
+                             f"({selections[lv.name].counts()['excluded_by_reason']}): arms {skipped} skipped at "
+                             "this level")
+        arms = [a for a in arms if any(a in la for la in level_arms.values())]
+        if cfg.real_abnormal_subset != "shared" and len(seeds) > 1 and any(lv.name != "all" for lv in with_syn):
+            notes.append("**Warning:** one generator per level, but real_abnormal_subset is per_seed: seeds other "
+                         f"than {cfg.seed_base} train arms 3/4 of a level on other K real abnormal images than the "
+                         "ones its generator can have been trained on; set real_abnormal_subset: shared")
+    if not arms:
+        raise EvaluateError("no arm left to run (all configured arms need synthetic images)")
+    if cfg.real_abnormal_subset == "shared":
+        log.info("real_abnormal_subset: shared — every seed keeps seed %d's K real abnormal images", cfg.seed_base)
     feature_level = levels[-1]
 
     timings = {"load_s": round(time.time() - t0, 1)}
@@ -172,18 +221,26 @@ def evaluate(
     base_fp = {"classifier": config_mod.to_dict(cc), "device": torch.device(dev).type,
                "cache": _file_stamp(co.root / "cache" / "images.npy"),  # re-ingest → retrain
                "train_normal": digest(train.keys[nor_idx]), "val": digest(val.keys), "test": digest(test.keys)}
-    synth_fp = None if selection is None else {
-        "synthetic": config_mod.to_dict(cfg.synthetic), "keys": digest(selection.used["synth_key"]),
-        "manifest": _file_stamp(syn.root / "manifest.parquet"),  # re-synthesised → retrain
-        "checkpoints": sorted(map(str, selection.used.get("checkpoint_sha256", pd.Series([])).unique()))}
     runs, feature_model, resumed = [], None, 0
-    n_runs = len(levels) * len(seeds) * len(arms)
+    n_runs = len(seeds) * sum(len(level_arms[lv.name]) for lv in levels)
     extra = need_features and "real" not in arms
     bar = tqdm(total=(n_runs + extra) * cc.steps, desc="evaluate: training", unit="step", disable=not show)
 
+    position = {k: i for i, k in enumerate(train.keys)}
+    kept: dict[tuple[int, int], np.ndarray] = {}
+
+    def real_abnormal_rows(level: Level, seed: int) -> np.ndarray:
+        """Rows of `train` holding the level's K real abnormals (low_data_keys: the pipeline's rule too)."""
+        subset_seed = cfg.seed_base if cfg.real_abnormal_subset == "shared" else seed
+        if (level.n_abnormal, subset_seed) not in kept:
+            keys = low_data_keys(co, level.n_abnormal, subset_seed, cfg.normal_label, cfg.abnormal_label)
+            kept[level.n_abnormal, subset_seed] = np.sort(np.array([position[k] for k in keys], np.int64))
+        return kept[level.n_abnormal, subset_seed]
+
     def run_one(level: Level, seed: int, arm: str, want_model: bool):
         nonlocal resumed
-        keep = np.sort(abn_idx[low_data_order(len(abn_idx), seed)[: level.n_abnormal]])
+        keep = real_abnormal_rows(level, seed)
+        synth_train, synth_fp = synth_trains.get(level.name), synth_fps.get(level.name)
         fp = fingerprint({**base_fp, "arm": arm, "seed": seed, "real_abnormal": digest(train.keys[keep]),
                           "augment": config_mod.to_dict(cfg.augment) if "classical" in arm else None,
                           "synthetic": synth_fp if "synthetic" in arm else None})
@@ -212,7 +269,7 @@ def evaluate(
 
     for level in levels:
         for seed in seeds:
-            for arm in arms:
+            for arm in level_arms[level.name]:
                 want = need_features and arm == "real" and level is feature_level and seed == seeds[0]
                 run, model = run_one(level, seed, arm, want)
                 runs.append(run)
@@ -253,19 +310,24 @@ def evaluate(
                 f"penultimate layer (global-average-pooled last dense block), the LPIPS-style distance "
                 f"its stem and dense-block outputs")
             quality["reference_splits"] = list(cfg.quality.reference_splits)
+            quality["synthetic_set"] = {"folder": str(syn.root), "level": with_syn[-1].name if per_level else None}
     elif syn is None:
         notes.append("no synthetic folder: quality metrics skipped")
 
     metrics = {
         "format": "xraymunit.evaluate", "format_version": 1, "xraymunit": __version__,
         "torch": torch.__version__, "device": dev,
-        "cohort": str(co.root), "synthetic": None if syn is None else str(syn.root),
+        "cohort": str(co.root),
+        "synthetic": ({k: (None if v is None else str(v.root)) for k, v in syn_of.items()} if per_level
+                      else None if syn is None else str(syn.root)),
+        "generators": _generators(syn_of, selections, per_level, syn is not None),
         "config": config_mod.to_dict(cfg),
         "data": {
             split: {"n_images": len(s), "n_normal": int((s.labels == 0).sum()), "n_abnormal": int(s.labels.sum()),
                     "n_patients": int(len(set(s.patients)))} for split, s in sets.items()
         },
-        "synthetic_selection": None if selection is None else selection.counts(),
+        "synthetic_selection": (None if per_level or selections.get(levels[0].name) is None
+                                else selections[levels[0].name].counts()),
         "levels": [{"name": lv.name, "requested": lv.requested, "n_real_abnormal": lv.n_abnormal} for lv in levels],
         "arms": arms, "seeds": seeds,
         "results": results,
@@ -275,6 +337,11 @@ def evaluate(
         "resumed_runs": resumed,
         "elapsed_s": None,
     }
+    from xraymunit import confounds  # can a trivial model tell the classes apart? (summary.md: Shortcut test)
+
+    metrics["shortcut_test"] = confounds.shortcut_test(co, cfg.normal_label, cfg.abnormal_label, seed=cfg.seed_base)
+    for line in confounds.warnings(metrics["shortcut_test"]):
+        log.warning(line)
     timings["quality_s"] = round(time.time() - t_phase, 1)
     t_phase = time.time()
     metrics["timings"] = timings
@@ -284,6 +351,50 @@ def evaluate(
     metrics["elapsed_s"] = round(time.time() - t0, 1)
     log.info("evaluate: wrote %s in %.0f s", out, metrics["elapsed_s"])
     return metrics
+
+
+def _per_level_synthetic(mapping: Mapping, levels: list[Level], notes: list[str]) -> dict:
+    """{level name → SyntheticSet or None} from a {level → folder} mapping (keys like '5', 10, 'all')."""
+    names = [lv.name for lv in levels]
+    out: dict[str, SyntheticSet | None] = {name: None for name in names}
+    given: set[str] = set()
+    for key, folder in mapping.items():
+        parsed = parse_level(key if isinstance(key, (int, str)) else str(key))
+        name = "all" if parsed == "all" else str(parsed)
+        if name in given:
+            raise EvaluateError(f"two synthetic folders for level {name}")
+        given.add(name)
+        if name not in out:
+            notes.append(f"synthetic folder for level {name} ignored: the study's levels are {names}")
+            continue
+        if folder is not None:
+            out[name] = folder if isinstance(folder, SyntheticSet) else SyntheticSet.open(folder)
+    return out
+
+
+def _synth_fp(syn: SyntheticSet, selection, cfg: EvaluateConfig) -> dict:
+    """What a synthetic arm's training depends on: mixing settings, the images used, their generator."""
+    return {
+        "synthetic": config_mod.to_dict(cfg.synthetic), "keys": digest(selection.used["synth_key"]),
+        "manifest": _file_stamp(syn.root / "manifest.parquet"),  # re-synthesised → retrain
+        "checkpoints": sorted(map(str, selection.used.get("checkpoint_sha256", pd.Series([])).unique()))}
+
+
+def _generators(syn_of: dict, selections: dict, per_level: bool, any_synthetic: bool) -> dict:
+    """Which generator (checkpoint sha256 and step, synthetic folder) is behind each level's arms 3/4."""
+    levels = {}
+    for name, s in syn_of.items():
+        if s is None:
+            levels[name] = None
+            continue
+        m = s.manifest
+        levels[name] = {
+            "synthetic": str(s.root),
+            "checkpoint_sha256": sorted(map(str, m["checkpoint_sha256"].dropna().unique())) if "checkpoint_sha256" in m else [],
+            "checkpoint_step": sorted(int(v) for v in m["checkpoint_step"].dropna().unique()) if "checkpoint_step" in m else [],
+            "selection": None if selections.get(name) is None else selections[name].counts(),
+        }
+    return {"mode": "per_level" if per_level else "single" if any_synthetic else None, "levels": levels}
 
 
 def _score(res, level: Level, arm: str, seed: int, pool: TrainPool, val: ImageSet, test: ImageSet,
@@ -326,7 +437,8 @@ def _statistics(runs, levels, arms, seeds, test: ImageSet, cfg: EvaluateConfig) 
     out = {}
     for level in levels:
         dists, arm_res = {}, {}
-        for arm in arms:
+        arms_here = [a for a in arms if any(r["level"] == level.name and r["arm"] == a for r in runs)]
+        for arm in arms_here:
             rs = sorted((r for r in runs if r["level"] == level.name and r["arm"] == arm), key=lambda r: r["seed"])
             scores = np.stack([r["_test_scores"] for r in rs])
             thr = [r["threshold"] for r in rs]
@@ -337,9 +449,9 @@ def _statistics(runs, levels, arms, seeds, test: ImageSet, cfg: EvaluateConfig) 
                 arm_res[arm]["per_source"] = _per_source(test, scores, thr, cfg)
         comparisons = {}
         for ref in ("real", "classical"):
-            if ref not in arms:
+            if ref not in arms_here:
                 continue
-            for arm in arms:
+            for arm in arms_here:
                 if arm == ref or (ref == "classical" and arm == "real"):
                     continue  # "real vs classical" is just −("classical vs real")
                 comparisons[f"{arm} vs {ref}"] = {

@@ -138,7 +138,16 @@ def domain_indices(cohort: Cohort, cfg: TrainConfig) -> tuple[np.ndarray, np.nda
             raise TrainingError("data.source_datasets is set but the manifest has no source_dataset column")
         rows = rows[rows["source_dataset"].isin(cfg.data.source_datasets)]
     a = rows.loc[rows["label"] == cfg.data.domain_a, "cache_index"].to_numpy(np.int64)
-    b = rows.loc[rows["label"] == cfg.data.domain_b, "cache_index"].to_numpy(np.int64)
+    b_rows = rows[rows["label"] == cfg.data.domain_b]
+    if cfg.data.domain_b_keys is not None:  # a low-data level: exactly these domain-B images
+        wanted = set(map(str, cfg.data.domain_b_keys))
+        missing = wanted - set(b_rows["image_key"].astype(str))
+        if missing:
+            raise TrainingError(f"data.domain_b_keys: {len(missing)} of {len(wanted)} image_keys are not "
+                                f"'{cfg.data.domain_b}' images of the '{cfg.data.split}' split of {cohort.root} "
+                                f"(e.g. {sorted(missing)[0]})")
+        b_rows = b_rows[b_rows["image_key"].astype(str).isin(wanted)]
+    b = b_rows["cache_index"].to_numpy(np.int64)
     for name, idx in (("domain_a", a), ("domain_b", b)):
         if len(idx) == 0:
             label = getattr(cfg.data, name)
@@ -146,6 +155,18 @@ def domain_indices(cohort: Cohort, cfg: TrainConfig) -> tuple[np.ndarray, np.nda
             raise TrainingError(f"no '{label}' images in the '{cfg.data.split}' split of {cohort.root} "
                                 f"(data.{name}); labels there: {found or 'none'}")
     return np.sort(a), np.sort(b)
+
+
+def domain_keys_sha(cohort: Cohort, idx: np.ndarray) -> str:
+    """Short order-independent hash of the image_keys of cache rows `idx` (what a domain trained on).
+
+    The same hash as evaluate's `real_abnormal_keys_sha`, so a generator's domain B can be
+    compared with the real abnormals of a low-data level.
+    """
+    from xraymunit.evaluation.runcache import digest
+
+    ok = cohort.ok()
+    return digest(ok.loc[ok["cache_index"].isin(np.asarray(idx)), "image_key"].astype(str))
 
 
 # --------------------------------------------------------------------------- the training step
@@ -274,6 +295,14 @@ class RunLog:
                 writer.writeheader()
             writer.writerow(row)
 
+    def quality(self, step: int, row: dict) -> None:
+        """The monitor's numbers to TensorBoard (quality.csv and quality.png are the monitor's own)."""
+        if not self.enabled:
+            return
+        for key, value in row.items():
+            if key not in ("step",) and isinstance(value, (int, float)) and math.isfinite(value):
+                self.writer.add_scalar(f"quality/{key}", value, step)
+
     def images(self, step: int, grids: dict[str, np.ndarray]) -> None:
         if not self.enabled:
             return
@@ -313,6 +342,25 @@ def display_batch(cohort: Cohort, indices: np.ndarray, count: int, size: int, de
     return (images * 2.0 - 1.0).to(device)
 
 
+def quality_monitor(cohort: Cohort, cfg: TrainConfig, device: torch.device, out: Path, start_step: int):
+    """The cohort's judge (trained on first use) and the fixed val set, or None when tracking is off
+    or impossible here (then a warning says why; training goes on without it)."""
+    if not cfg.train.quality_every:
+        return None
+    from xraymunit import judge as judge_mod
+    from xraymunit.monitor import QualityMonitor
+
+    try:
+        judge = judge_mod.load_or_train(cohort, cfg.quality.judge, device=device)
+        monitor = QualityMonitor(cohort, cfg, judge, device, out, start_step)
+    except (judge_mod.JudgeError, ValueError) as exc:
+        log.warning("quality tracking off: %s", exc)
+        return None
+    log.info("quality tracked every %d steps on %d val '%s' inputs × %d styles; %s", cfg.train.quality_every,
+             len(monitor.real_a), cfg.data.domain_a, cfg.quality.n_styles, judge.describe())
+    return monitor
+
+
 # --------------------------------------------------------------------------- the stage
 
 
@@ -350,6 +398,7 @@ def train(cohort: str | Path, out: str | Path, cfg: TrainConfig | None = None, *
     # ---- data
     data = Cohort.open(cohort)
     idx_a, idx_b = domain_indices(data, cfg)
+    keys_b_sha = domain_keys_sha(data, idx_b)
     last_path = out / "checkpoints" / "last.pt"
     state = None
     if resume:
@@ -366,6 +415,11 @@ def train(cohort: str | Path, out: str | Path, cfg: TrainConfig | None = None, *
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         config.save(cfg, out / "config.yaml")
+        if cfg.train.shortcut_test:  # can a trivial model tell the domains apart? warn before training on it
+            from xraymunit import confounds
+
+            confounds.check(data, out / "shortcut_test.json", cfg.data.domain_a, cfg.data.domain_b,
+                            cfg.data.source_datasets, log)
 
     # ---- networks, optimisers, schedules
     gens, dis = build_networks(cfg)
@@ -406,17 +460,21 @@ def train(cohort: str | Path, out: str | Path, cfg: TrainConfig | None = None, *
     step_fn = MunitStep(gens_run, dis_run, gen_opt, dis_opt, cfg.loss, perceptual,
                         device, amp_dtype(cfg.train.amp, device), channels_last)
 
-    def save_checkpoint(step: int) -> Path:
+    best_path = last_path.with_name("best.pt")
+    seconds_before = float(state.get("extra", {}).get("train_seconds", 0.0)) if state is not None else 0.0
+
+    def save_checkpoint(step: int, path: Path = last_path, quality: dict | None = None) -> Path:
         path = checkpoint.save(
-            last_path,
+            path,
             models={"gen_a": gens.gen_a, "gen_b": gens.gen_b, "dis_a": dis.dis_a, "dis_b": dis.dis_b},
             optimizers={"gen": gen_opt, "dis": dis_opt},
             schedulers={"gen": gen_sched, "dis": dis_sched},
             step=step, config=config.to_dict(cfg),
             extra={"domains": [cfg.data.domain_a, cfg.data.domain_b], "cohort": str(Path(cohort).resolve()),
-                   "images_a": int(len(idx_a)), "images_b": int(len(idx_b))},
+                   "images_a": int(len(idx_a)), "images_b": int(len(idx_b)), "images_b_keys_sha": keys_b_sha,
+                   "train_seconds": seconds_before + time.perf_counter() - t_start, "quality": quality},
         )
-        if step % cfg.train.keep_every == 0:
+        if path == last_path and step % cfg.train.keep_every == 0:
             keep = last_path.with_name(f"step_{step:07d}.pt")
             with contextlib.suppress(FileNotFoundError):
                 keep.unlink()
@@ -444,6 +502,9 @@ def train(cohort: str | Path, out: str | Path, cfg: TrainConfig | None = None, *
     fixed = torch.Generator().manual_seed(stable_seed(cfg.train.seed, "display-styles"))
     fixed_styles = torch.randn(2, cfg.train.n_sample_styles, cfg.model.style_dim, generator=fixed).to(device)
 
+    monitor = quality_monitor(data, cfg, device, out, start_step) if dist.is_main else None
+
+    t_start = time.perf_counter()
     if start_step >= total:
         log.info("nothing to do: the run is already at step %d of %d", start_step, total)
         run_log.close()
@@ -458,7 +519,7 @@ def train(cohort: str | Path, out: str | Path, cfg: TrainConfig | None = None, *
     dis.train()
     bad = torch.zeros((), dtype=torch.bool, device=device)
     window: list[dict[str, torch.Tensor]] = []
-    t_start, t_window, last_losses, step = time.perf_counter(), time.perf_counter(), {}, start_step
+    t_window, last_losses, step = time.perf_counter(), {}, start_step
     images_per_step = cfg.train.batch_size * dist.world_size
     try:
         for step, batch in enumerate(loader, start=start_step + 1):
@@ -492,6 +553,12 @@ def train(cohort: str | Path, out: str | Path, cfg: TrainConfig | None = None, *
                                     img_s=f"{rate:.2f}")
             if dist.is_main and (step % cfg.train.image_every == 0 or step == total):
                 run_log.images(step, snapshot_grids(gens, display_a, display_b, fixed_styles[0], fixed_styles[1]))
+            if monitor is not None and (step % cfg.train.quality_every == 0 or step == total):
+                row = monitor.measure(gens, step, seconds_before + time.perf_counter() - t_start,
+                                      step * images_per_step)
+                run_log.quality(step, row)
+                if monitor.is_best(row):
+                    save_checkpoint(step, best_path, quality=row)
             if is_ckpt and dist.is_main:
                 save_checkpoint(step)
             if bar is not None:
@@ -499,6 +566,8 @@ def train(cohort: str | Path, out: str | Path, cfg: TrainConfig | None = None, *
     finally:
         if bar is not None:
             bar.close()
+        if monitor is not None:
+            monitor.finish()
         run_log.close()
     elapsed = time.perf_counter() - t_start
     done = step - start_step

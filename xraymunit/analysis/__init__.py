@@ -20,6 +20,8 @@ from xraymunit.analysis.report import classifier_table, load_metrics, quality_ta
 from xraymunit.analysis.review import ReviewExport, export_review_sheet, review_results
 from xraymunit.analysis.run import Run, open_run, run_folder
 from xraymunit.analysis.synthetic import filter_synthetic, pick_sources, synthetic_summary, with_sources
+from xraymunit.confounds import domain_profile, shortcut_table, shortcut_test
+from xraymunit.confounds import warnings as shortcut_warnings
 
 __all__ = [
     "Run", "open_run", "run_folder",
@@ -29,4 +31,5 @@ __all__ = [
     "synthetic_summary", "filter_synthetic", "pick_sources", "with_sources",
     "load_metrics", "quality_table", "classifier_table",
     "ReviewExport", "export_review_sheet", "review_results",
+    "domain_profile", "shortcut_test", "shortcut_table", "shortcut_warnings",
 ]

@@ -77,6 +77,8 @@ def classifier_table(metrics: dict | None) -> pd.DataFrame:
     for lv in metrics["levels"]:
         res = metrics["results"][lv["name"]]
         for arm in metrics["arms"]:
+            if arm not in res["arms"]:
+                continue  # per-level generators: no synthetic folder for this level
             a = res["arms"][arm]["auroc"]
             d = res["comparisons"].get(f"{arm} vs real", {}).get("auroc") or {}
             rows.append((lv["name"], lv["n_real_abnormal"], arm, a.get("value"), a.get("ci_low"), a.get("ci_high"),

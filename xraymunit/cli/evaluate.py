@@ -28,6 +28,8 @@ examples:
   xraymunit evaluate --cohort cohort/ --synthetic synth/ --out reports/low \\
       --config configs/evaluate.yaml --real-abnormal 25,50,100,all --seeds 3 --device cuda
   xraymunit evaluate --cohort cohort/ --out reports/baseline      # arms 1-2 only
+  xraymunit evaluate --cohort cohort/ --out reports/honest --real-abnormal 25,all \
+      --synthetic 25=synth_25/ --synthetic all=synth_all/ --set real_abnormal_subset=shared
   xraymunit evaluate ... --set classifier.steps=500 --set stats.bootstrap=2000
 """
 
@@ -39,9 +41,11 @@ def register(subparsers) -> None:
     )
     p.add_argument("--cohort", required=True, metavar="DIR",
                    help="cohort folder written by `xraymunit ingest` (manifest.parquet + cache/)")
-    p.add_argument("--synthetic", metavar="DIR", default=None,
+    p.add_argument("--synthetic", metavar="[LEVEL=]DIR", action="append", default=None,
                    help="synthetic folder written by `xraymunit synthesize`; without it arms 3 and 4 "
-                        "and the quality metrics are skipped (the report says so)")
+                        "and the quality metrics are skipped (the report says so). One generator per "
+                        "low-data level: repeat as LEVEL=DIR (e.g. --synthetic 25=synth_25 --synthetic "
+                        "all=synth_all); arms 3/4 of level K then use only that level's images")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="report folder to write (created; files in it are replaced atomically)")
     p.add_argument("--config", metavar="YAML", default=None,
@@ -64,6 +68,30 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def parse_synthetic(values: list[str] | None) -> str | dict[str, str] | None:
+    """--synthetic values: None, one plain DIR, or LEVEL=DIR pairs → {level name: DIR}."""
+    from xraymunit.config import ConfigError
+    from xraymunit.config.evaluate import parse_level
+
+    if not values:
+        return None
+    pairs, plain = {}, []
+    for value in values:
+        level, sep, folder = value.partition("=")
+        if not sep or Path(value).is_dir() or not (level.strip().isdigit() or level.strip().lower() == "all"):
+            plain.append(value)
+            continue
+        parsed = parse_level(level)
+        name = "all" if parsed == "all" else str(parsed)
+        if name in pairs:
+            raise ConfigError(f"--synthetic names level {name} twice")
+        pairs[name] = folder
+    if plain and (pairs or len(plain) > 1):
+        raise ConfigError("--synthetic takes either one DIR (one generator for every level) or LEVEL=DIR "
+                          f"for each level (one generator per level), not {values}")
+    return plain[0] if plain else pairs
+
+
 def run(args: argparse.Namespace) -> int:
     from xraymunit import config
     from xraymunit.config import ConfigError
@@ -84,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     if args.no_progress:
         overrides.append("progress=false")
     cfg = config.load(EvaluateConfig, args.config, overrides)
-    metrics = evaluate(args.cohort, args.synthetic, args.out, cfg, resume=not args.fresh)
+    metrics = evaluate(args.cohort, parse_synthetic(args.synthetic), args.out, cfg, resume=not args.fresh)
     out = Path(args.out)
     print(f"report: {out / 'summary.md'}  (metrics: {out / 'metrics.json'})")
     for line in headline(metrics):

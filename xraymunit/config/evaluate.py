@@ -163,6 +163,10 @@ class EvaluateConfig:
     seeds: int = 3
     seed_base: int = 0
     real_abnormal: tuple[Union[int, str], ...] = ("all",)
+    # Which K real abnormals a low-data level keeps: per_seed = each seed its own nested subset
+    # (seeds also vary the data); shared = every seed the subset of seed_base (seeds vary only
+    # initial weights and sampling), so one generator per level trained on those K matches all seeds.
+    real_abnormal_subset: Literal["per_seed", "shared"] = "per_seed"
     normal_label: str = "normal"
     abnormal_label: str = "abnormal"
     device: str = "cpu"
@@ -180,6 +184,8 @@ class EvaluateConfig:
         self.real_abnormal = tuple(parse_level(v) for v in self.real_abnormal)
         require(len(set(self.real_abnormal)) == len(self.real_abnormal), "real_abnormal",
                 "must not repeat a level")
+        require(self.real_abnormal_subset in ("per_seed", "shared"), "real_abnormal_subset",
+                "must be per_seed or shared")
         require(self.normal_label != self.abnormal_label, "abnormal_label",
                 "must differ from normal_label")
         require(self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps",

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from xraymunit.config import ConfigError, require
+from xraymunit.config.judge import JudgeConfig
 
 
 @dataclass
@@ -112,6 +113,9 @@ class DataConfig:
     domain_b: str = "abnormal"
     split: str = "train"
     source_datasets: Optional[list[str]] = None
+    # Train domain B on only these manifest image_keys (a low-data level's K real abnormals);
+    # None = every domain-B image of the split. Unknown keys stop training before it starts.
+    domain_b_keys: Optional[list[str]] = None
     load_size: int = 256
     crop_size: int = 256
     num_workers: int = 2
@@ -119,6 +123,10 @@ class DataConfig:
 
     def validate(self) -> None:
         require(self.domain_a != self.domain_b, "domain_b", "must differ from domain_a")
+        require(self.domain_b_keys is None or len(self.domain_b_keys) >= 1, "domain_b_keys",
+                "must list at least one image_key, or be null (all domain-B images)")
+        require(self.domain_b_keys is None or len(set(self.domain_b_keys)) == len(self.domain_b_keys),
+                "domain_b_keys", "must not repeat an image_key")
         require(self.crop_size >= 8, "crop_size", "must be >= 8")
         require(self.load_size >= self.crop_size, "load_size", "must be >= crop_size")
         require(self.num_workers >= 0, "num_workers", "must be >= 0")
@@ -139,6 +147,8 @@ class LoopConfig:
     n_sample_styles: int = 4
     checkpoint_every: int = 1000
     keep_every: int = 10_000
+    shortcut_test: bool = True  # before training: can a trivial model tell the domains apart? (xraymunit/confounds.py)
+    quality_every: int = 1000
 
     def validate(self) -> None:
         require(self.steps >= 1, "steps", "must be >= 1")
@@ -146,8 +156,30 @@ class LoopConfig:
         for key in ("log_every", "image_every", "checkpoint_every", "keep_every", "n_sample_images",
                     "n_sample_styles"):
             require(getattr(self, key) >= 1, key, "must be >= 1")
+        require(self.quality_every >= 0, "quality_every", "must be >= 0 (0: no quality tracking)")
         require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
                 "device", "must be auto, cpu, cuda or cuda:N")
+
+
+@dataclass
+class MonitorConfig:
+    """Quality tracked during training (xraymunit/monitor.py), every train.quality_every steps."""
+
+    n_inputs: int = 64
+    n_styles: int = 4
+    n_reference: int = 64
+    max_pairs: int = 256
+    lowpass_sigma: float = 0.02
+    best_by: Literal["score", "success", "fd"] = "score"
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+
+    def validate(self) -> None:
+        require(self.n_inputs >= 2, "n_inputs", "must be >= 2")
+        require(self.n_styles >= 2, "n_styles", "must be >= 2 (diversity needs two styles per input)")
+        require(self.n_reference >= 2, "n_reference", "must be >= 2")
+        require(self.max_pairs >= 1, "max_pairs", "must be >= 1")
+        require(0 < self.lowpass_sigma < 0.5, "lowpass_sigma", "must be in (0, 0.5) (a fraction of the side)")
+        self.judge.validate()
 
 
 @dataclass
@@ -159,6 +191,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
+    quality: MonitorConfig = field(default_factory=MonitorConfig)
 
     def validate(self) -> None:
         crop, m = self.data.crop_size, self.model
@@ -175,7 +208,9 @@ class TrainConfig:
 
 # Keys that may change when a run is resumed; anything else must match the saved run.
 RESUMABLE_KEYS = {"train.steps", "train.device", "train.log_every", "train.image_every",
-                  "train.checkpoint_every", "train.keep_every", "train.compile", "data.num_workers"}
+                  "train.checkpoint_every", "train.keep_every", "train.compile", "data.num_workers",
+                  "train.quality_every", "train.shortcut_test"}
+RESUMABLE_SECTIONS = ("quality",)  # what is measured, not what is trained
 
 
 def resume_conflicts(saved: dict, new: dict, prefix: str = "") -> list[str]:
@@ -186,10 +221,10 @@ def resume_conflicts(saved: dict, new: dict, prefix: str = "") -> list[str]:
         a, b = saved.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             keys += resume_conflicts(a, b, path + ".")
-        elif a != b and path not in RESUMABLE_KEYS:
+        elif a != b and path not in RESUMABLE_KEYS and not path.startswith(RESUMABLE_SECTIONS):
             keys.append(path)
     return keys
 
 
 __all__ = ["TrainConfig", "ModelConfig", "LossConfig", "PerceptualConfig", "OptimConfig", "DataConfig",
-           "AugmentConfig", "LoopConfig", "ConfigError", "resume_conflicts", "RESUMABLE_KEYS"]
+           "AugmentConfig", "LoopConfig", "MonitorConfig", "ConfigError", "resume_conflicts", "RESUMABLE_KEYS"]

@@ -57,10 +57,15 @@ def resize(stack: np.ndarray, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode=mode, **kwargs).clamp_(0.0, 1.0)
 
 
+def split_rows(cohort: Cohort, split: str, normal: str, abnormal: str) -> pd.DataFrame:
+    """Manifest rows of one split labelled normal or abnormal, sorted by image_key (no pixels)."""
+    rows = cohort.select(split=split)
+    return rows[rows["label"].isin([normal, abnormal])].sort_values("image_key").reset_index(drop=True)
+
+
 def real_split(cohort: Cohort, split: str, size: int, normal: str, abnormal: str) -> ImageSet:
     """All ingested images of one split labelled normal or abnormal, sorted by image_key."""
-    rows = cohort.select(split=split)
-    rows = rows[rows["label"].isin([normal, abnormal])].sort_values("image_key").reset_index(drop=True)
+    rows = split_rows(cohort, split, normal, abnormal)
     sources = rows["source_dataset"] if "source_dataset" in rows else pd.Series([None] * len(rows))
     return ImageSet(
         images=resize(cohort.stack(rows["cache_index"].to_numpy()), size),
@@ -167,6 +172,21 @@ def low_data_order(n: int, seed: int) -> np.ndarray:
     in larger ones and arms differ only in what they add.
     """
     return np.random.default_rng([seed, 0x5EED]).permutation(n)
+
+
+def low_data_keys(cohort: Cohort, level: int | str, seed: int, normal_label: str = "normal",
+                  abnormal_label: str = "abnormal") -> list[str]:
+    """image_keys of the K real abnormal *train* images that low-data level K keeps for `seed`.
+
+    The one rule shared by `evaluate` (the classifier arms of a level) and the pipeline's
+    per-level generators (`data.domain_b_keys`): the train split's abnormal images sorted by
+    image_key, taken in `low_data_order(n, seed)`, first K, returned sorted. `level` is K or
+    'all'; K >= the number available means all of them. Nested: level K ⊂ level K' for K < K'.
+    """
+    rows = split_rows(cohort, "train", normal_label, abnormal_label)
+    abnormal = rows.loc[rows["label"] == abnormal_label, "image_key"].to_numpy(dtype=object)
+    n = len(abnormal) if level == "all" else min(int(level), len(abnormal))
+    return sorted(str(k) for k in abnormal[low_data_order(len(abnormal), seed)[:n]])
 
 
 class ClassicalAugment:

@@ -89,6 +89,8 @@ def _plot_roc(path: Path, metrics: dict, runs, test) -> None:
     grid = np.linspace(0, 1, 201)
     for ax, level in zip(axes[0], levels):
         for arm in metrics["arms"]:
+            if arm not in metrics["results"][level]["arms"]:
+                continue  # no synthetic folder for this level
             curves = []
             for r in runs:
                 if r["level"] == level and r["arm"] == arm:
@@ -115,7 +117,8 @@ def _plot_levels(path: Path, metrics: dict) -> None:
     xs = np.array([lv["n_real_abnormal"] for lv in levels], float)
     for ax, name in zip(axes[0], names):
         for k, arm in enumerate(metrics["arms"]):
-            vals = [metrics["results"][lv["name"]]["arms"][arm][name] for lv in levels]
+            vals = [metrics["results"][lv["name"]]["arms"].get(arm, {}).get(name)
+                    or {"value": None, "ci_low": None, "ci_high": None} for lv in levels]
             y = np.array([v["value"] if v["value"] is not None else np.nan for v in vals])
             lo = np.array([v["ci_low"] if v["ci_low"] is not None else np.nan for v in vals])
             hi = np.array([v["ci_high"] if v["ci_high"] is not None else np.nan for v in vals])
@@ -234,10 +237,16 @@ def summary(metrics: dict) -> str:
         L.append("")
         L.append(f"### Real abnormal training images: {lv['name']} (n = {lv['n_real_abnormal']})")
         L.append("")
+        gen = (metrics.get("generators") or {}).get("levels", {}).get(lv["name"])
+        if gen:
+            L.append(f"Synthetic images (arms 3/4): {_generator(gen)}.")
+            L.append("")
         L.append(f"| arm | train normal / abnormal / synthetic | AUROC [{ci}% CI] | sens @ spec {spec:.2f} | "
                  f"balanced acc. | ΔAUROC vs (1) | ΔAUROC vs (2) |")
         L.append("|---|---|---|---|---|---|---|")
         for arm in metrics["arms"]:
+            if arm not in res["arms"]:
+                continue  # no synthetic folder for this level (see the notes)
             a = res["arms"][arm]
             tc = a["train_counts"]
             c1 = res["comparisons"].get(f"{arm} vs real", {}).get("auroc")
@@ -245,7 +254,8 @@ def summary(metrics: dict) -> str:
             L.append(f"| {ARM_LABEL[arm]} | {tc['real_normal']} / {tc['real_abnormal']} / {tc['synthetic_abnormal']} | "
                      f"{_ci(a['auroc'])} | {_ci(a['sensitivity_at_specificity'])} | {_ci(a['balanced_accuracy'])} | "
                      f"{_delta(c1) if c1 else '—'} | {_delta(c2) if c2 else '—'} |")
-        src = {arm: res["arms"][arm].get("per_source") for arm in metrics["arms"] if res["arms"][arm].get("per_source")}
+        src = {arm: res["arms"][arm].get("per_source") for arm in metrics["arms"]
+               if arm in res["arms"] and res["arms"][arm].get("per_source")}
         if src:
             L.append("")
             L.append("Per source dataset (AUROC):")
@@ -258,6 +268,10 @@ def summary(metrics: dict) -> str:
                 L.append(f"| {ARM_LABEL[arm]} | " + " | ".join(cells) + " |")
     L.append("")
     L += _quality_section(metrics)
+    if metrics.get("shortcut_test"):
+        from xraymunit.confounds import summary_lines
+
+        L += summary_lines(metrics["shortcut_test"])
     L.append("## Caveats")
     L.append("")
     L += [f"- {c}" for c in caveats(metrics)]
@@ -267,6 +281,14 @@ def summary(metrics: dict) -> str:
              + ", evaluate_config.yaml.")
     L.append("")
     return "\n".join(L)
+
+
+def _generator(gen: dict) -> str:
+    """'generator <sha> (step N), folder F' — the checkpoint behind a level's synthetic images."""
+    shas = ", ".join(f"`{h[:12]}`" for h in gen.get("checkpoint_sha256") or []) or "unknown checkpoint"
+    steps = gen.get("checkpoint_step") or []
+    step = f" (step {', '.join(map(str, steps))})" if steps else ""
+    return f"generator {shas}{step}, folder `{gen['synthetic']}`"
 
 
 def _fd(d: dict) -> str:
@@ -292,6 +314,10 @@ def _quality_section(metrics: dict) -> list[str]:
     L.append(f"On {q['n_synthetic']} synthetic images of {q['n_inputs']} inputs; reference real images from "
              f"{', '.join(q['reference_splits'])} ({q['reference']['n_real_normal']} normal, "
              f"{q['reference']['n_real_abnormal']} abnormal). Feature network: {q['feature_network']}.")
+    if (q.get("synthetic_set") or {}).get("level") is not None:
+        L.append("")
+        L.append(f"One generator per level: these numbers assess level {q['synthetic_set']['level']}'s synthetic "
+                 f"set (the largest level with one), `{q['synthetic_set']['folder']}`.")
     L.append("")
     L.append("| measure | synthetic | yardstick |")
     L.append("|---|---|---|")
@@ -322,11 +348,32 @@ def caveats(metrics: dict) -> list[str]:
         ex = "; ".join(f"{k}: {v}" for k, v in sel["excluded_by_reason"].items()) or "none"
         out.append(f"Synthetic images: {sel['used_for_training']} of {sel['total']} used for training; "
                    f"excluded — {ex}. Images derived from val/test patients are never trained on.")
-    if any(lv["name"] != "all" for lv in metrics["levels"]):
-        out.append("Low-data levels keep K real abnormal training images, but the MUNIT generator itself was "
-                   "trained on *all* train-split abnormal images (and reference styles may come from them): "
-                   "arms 3/4 at small K indirectly see more abnormal data than arms 1/2. Strict low-data claims "
-                   "need a generator trained on the same K images. The val split is used in full at every level.")
+    gens = metrics.get("generators") or {}
+    low = any(lv["name"] != "all" for lv in metrics["levels"])
+    if gens.get("mode") == "per_level":
+        for name, g in gens["levels"].items():
+            s = (g or {}).get("selection")
+            if s:
+                ex = "; ".join(f"{k}: {v}" for k, v in s["excluded_by_reason"].items()) or "none"
+                out.append(f"Level {name} synthetic images: {s['used_for_training']} of {s['total']} used for "
+                           f"training; excluded — {ex}.")
+        out.append("One generator per low-data level: arms 3/4 of level K train only on the synthetic images of "
+                   "that level's folder (its generator is named under each level). That a level's generator saw "
+                   "only the level's K real abnormal images is how it was trained, not something this report "
+                   "can check: the pipeline's `generators: per_level` trains it on exactly those image keys "
+                   "(`data.domain_b_keys`) and its checkpoint records their hash (extra.images_b_keys_sha, "
+                   "the same hash as real_abnormal_keys_sha of the runs in metrics.json).")
+    elif gens.get("mode") == "single" and low:
+        out.append("**Warning:** low-data levels keep K real abnormal training images, but the MUNIT generator "
+                   "itself was trained on *all* train-split abnormal images (and reference styles may come from "
+                   "them): arms 3/4 at small K indirectly see more abnormal data than arms 1/2. Strict low-data "
+                   "claims need a generator trained on the same K images (pipeline `generators: per_level`).")
+    if low:
+        if cfg.get("real_abnormal_subset") == "shared":
+            out.append(f"Low-data subsets are shared: every seed keeps the same K real abnormal images (those of "
+                       f"seed {cfg['seed_base']}), so seeds vary only initial weights and batch sampling; the "
+                       "CIs do not include the variation between different K-image subsets.")
+        out.append("The val split is used in full at every level.")
     t = metrics["data"]["test"]
     if min(t["n_normal"], t["n_abnormal"]) < 50:
         out.append(f"The test split is small ({t['n_normal']} normal, {t['n_abnormal']} abnormal): CIs are wide "

@@ -1,0 +1,292 @@
+"""Quality tracked during training: does the model carry the finding, is it diverse, realistic,
+and does it keep the patient? Measured by the cohort's judge on fixed **val** images.
+
+Every `train.quality_every` steps (and at the end) a fixed, seeded set of val images of
+domain A is translated with fixed styles; the judge and a few image measures compare the
+translations with real val images. Every number sits next to a yardstick from real images,
+so a user sees in `quality.csv` / `quality.png` / TensorBoard when more training stops paying.
+
+`score` (the `quality.best_by: score` criterion of `checkpoints/best.pt`) is the mean of three
+terms in [0, 1] — finding: a2b success / success on real val abnormals (capped at 1);
+realism: 1 − FD(translations, real B) / FD(inputs, real B), clipped to [0, 1]; diversity:
+LPIPS-style distance between styles of one input / the same between real B pairs (capped
+at 1) — and it is 0 when the translations keep the input's anatomy no better than an
+unrelated patient does (low-pass SSIM at or below that yardstick).
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xraymunit.config.train import TrainConfig
+from xraymunit.data.datasets import stable_seed
+from xraymunit.evaluation import quality as Q
+from xraymunit.io import atomic
+from xraymunit.io.cohort import Cohort
+from xraymunit.judge import Judge
+
+log = logging.getLogger(__name__)
+
+COLUMNS = [
+    "step", "seconds", "images_seen", "monitor_seconds", "judge_val_auroc",
+    "a2b_success", "a2b_success_real_abnormal", "a2b_success_real_normal",
+    "b2a_success", "b2a_success_real_normal", "b2a_success_real_abnormal",
+    "a2b_fd", "a2b_fd_inputs", "a2b_kid", "a2b_kid_inputs",
+    "a2b_diversity_lpips", "a2b_diversity_ms_ssim", "real_b_pairs_lpips", "real_b_pairs_ms_ssim",
+    "a2b_content_ssim", "content_ssim_unrelated",
+    "score",
+]
+"""quality.csv, in order. *_success: share judged abnormal (a2b) / normal (b2a); fd/kid in judge
+features; diversity_ms_ssim is 1 − MS-SSIM; content_ssim is low-pass SSIM input ↔ translation."""
+
+
+def val_rows(cohort: Cohort, cfg: TrainConfig, label: str, split: str = "val"):
+    rows = cohort.select(split=split, label=label)
+    if cfg.data.source_datasets and "source_dataset" in rows:
+        rows = rows[rows["source_dataset"].isin(cfg.data.source_datasets)]
+    return rows.sort_values("image_key")
+
+
+def _pick(rows, n: int, seed: int, what: str):
+    rng = np.random.default_rng([seed, stable_seed(0, what) % (2**31)])
+    return rows.iloc[np.sort(rng.permutation(len(rows))[:n])]
+
+
+def _load(cohort: Cohort, rows, size: int) -> torch.Tensor:
+    """Cache images → (n, 1, size, size) in [0, 1] (area-shrunk like the training loader)."""
+    x = torch.from_numpy(cohort.stack(rows["cache_index"].to_numpy()))[:, None].float()
+    if x.shape[-1] != size:
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="area")
+    return x.clamp(0, 1)
+
+
+def _pairs_of_groups(groups: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    pairs = [(i, j) for g in np.unique(groups) for i, j in itertools.combinations(np.flatnonzero(groups == g), 2)]
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    if len(pairs) > limit:
+        pairs = pairs[np.sort(np.random.default_rng([seed, 0x51]).permutation(len(pairs))[:limit])]
+    return pairs
+
+
+def _unrelated_pairs(patients: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    pairs = [(i, j) for i, j in itertools.combinations(range(len(patients)), 2) if patients[i] != patients[j]]
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    if len(pairs) > limit:
+        pairs = pairs[np.sort(np.random.default_rng([seed, 0x52]).permutation(len(pairs))[:limit])]
+    return pairs
+
+
+class QualityMonitor:
+    """Fixed val inputs, fixed styles, yardsticks computed once; `measure(gens)` gives one csv row."""
+
+    def __init__(self, cohort: Cohort, cfg: TrainConfig, judge: Judge, device: torch.device, out: Path,
+                 start_step: int = 0):
+        q, self.cfg, self.judge, self.device = cfg.quality, cfg, judge, device
+        self.size, seed = cfg.data.crop_size, cfg.train.seed
+        a = val_rows(cohort, cfg, cfg.data.domain_a)
+        b = val_rows(cohort, cfg, cfg.data.domain_b)
+        if len(a) < 2 or len(b) < 2:
+            raise ValueError(f"quality monitoring needs >= 2 val images of each domain (has {len(a)} "
+                             f"'{cfg.data.domain_a}', {len(b)} '{cfg.data.domain_b}')")
+        a, b = _pick(a, q.n_inputs, seed, "monitor-a"), _pick(b, q.n_reference, seed, "monitor-b")
+        self.real_a, self.real_b = _load(cohort, a, self.size), _load(cohort, b, self.size)
+        self.patients_a = a["patient_key"].to_numpy(dtype=object)
+        self.patients_b = b["patient_key"].to_numpy(dtype=object)
+        gen = torch.Generator().manual_seed(stable_seed(seed, "monitor-styles"))
+        dim = cfg.model.style_dim
+        self.styles_b = torch.randn(len(a), q.n_styles, dim, generator=gen)
+        self.styles_a = torch.randn(len(b), q.n_styles, dim, generator=gen)
+        self.groups = np.repeat(np.arange(len(a)), q.n_styles)
+        self.style_pairs = _pairs_of_groups(self.groups, q.max_pairs, seed)
+        self.sigma = q.lowpass_sigma * self.size
+        self._yardsticks()
+        self.csv_path, self.png_path = out / "quality.csv", out / "quality.png"
+        self.rows = self._read_rows(start_step)
+        finite = [r for r in self.rows if math.isfinite(r["score"])]
+        self.best_score = max((r["score"] for r in finite), default=-math.inf)
+        self._plot_at, self._plot_cost, self._plotted = -math.inf, 0.0, 0
+
+    # ---- yardsticks from real images (once)
+    def _yardsticks(self) -> None:
+        j, t = self.judge, self.judge.threshold
+        sa, sb = j.scores(self.real_a), j.scores(self.real_b)
+        self.fa, self.fb = j.embed(self.real_a), j.embed(self.real_b)
+        unrel_b = _unrelated_pairs(self.patients_b, self.cfg.quality.max_pairs, self.cfg.train.seed)
+        unrel_a = _unrelated_pairs(self.patients_a, self.cfg.quality.max_pairs, self.cfg.train.seed)
+        lp_a = Q.lowpass(self.real_a, self.sigma)
+        self.fixed = {
+            "judge_val_auroc": j.val_auroc,
+            "a2b_success_real_abnormal": float(np.mean(sb > t)), "a2b_success_real_normal": float(np.mean(sa > t)),
+            "b2a_success_real_normal": float(np.mean(sa <= t)), "b2a_success_real_abnormal": float(np.mean(sb <= t)),
+            "a2b_fd_inputs": Q.frechet_distance(self.fa, self.fb),
+            "a2b_kid_inputs": self._kid(self.fa, self.fb),
+            "real_b_pairs_lpips": self._lpips(self.real_b, unrel_b),
+            "real_b_pairs_ms_ssim": self._one_minus_ms_ssim(self.real_b, unrel_b),
+            "content_ssim_unrelated": float(np.mean(Q.ssim(lp_a[unrel_a[:, 0]], lp_a[unrel_a[:, 1]])))
+            if len(unrel_a) else math.nan,
+        }
+
+    def _kid(self, x: np.ndarray, y: np.ndarray) -> float:
+        return Q.kernel_distance(x, y, subset_size=min(100, len(x), len(y)), subsets=20, seed=0)[0]
+
+    def _lpips(self, images: torch.Tensor, pairs: np.ndarray, batch: int = 64) -> float:
+        if len(pairs) == 0:
+            return math.nan
+        out = []
+        for i in range(0, len(pairs), batch):
+            p = torch.as_tensor(pairs[i:i + batch])
+            out.append(Q.lpips_style(self.judge.feature_maps(images[p[:, 0]]), self.judge.feature_maps(images[p[:, 1]])))
+        return float(np.concatenate(out).mean())
+
+    def _one_minus_ms_ssim(self, images: torch.Tensor, pairs: np.ndarray) -> float:
+        if len(pairs) == 0:
+            return math.nan
+        p = torch.as_tensor(pairs)
+        return float(np.mean(1.0 - Q.ms_ssim(images[p[:, 0]], images[p[:, 1]])))
+
+    # ---- one measurement
+    @torch.no_grad()
+    def translate(self, gens, x: torch.Tensor, enc, dec, styles: torch.Tensor, batch: int = 16) -> torch.Tensor:
+        """Each input with its fixed styles → (n·k, 1, s, s) in [0, 1], in fp32."""
+        out, k = [], styles.shape[1]
+        for i in range(0, len(x), batch):
+            xi = (x[i:i + batch] * 2 - 1).to(self.device)
+            content, _ = enc.encode(xi)
+            s = styles[i:i + batch].reshape(-1, styles.shape[-1]).to(self.device)
+            y = dec.decode(content.repeat_interleave(k, 0), s)
+            out.append(((y.float().cpu() + 1) / 2).clamp(0, 1))
+        return torch.cat(out)
+
+    def measure(self, gens, step: int, seconds: float, images_seen: int) -> dict:
+        t0 = time.perf_counter()
+        was_training = gens.training
+        gens.eval()
+        try:
+            ab = self.translate(gens, self.real_a, gens.gen_a, gens.gen_b, self.styles_b)
+            ba = self.translate(gens, self.real_b, gens.gen_b, gens.gen_a, self.styles_a)
+        finally:
+            gens.train(was_training)
+        j, t = self.judge, self.judge.threshold
+        f_ab = j.embed(ab)
+        src = self.real_a[torch.as_tensor(self.groups)]
+        row = {
+            "step": step, "seconds": round(seconds, 2), "images_seen": images_seen, **self.fixed,
+            "a2b_success": float(np.mean(j.scores(ab) > t)),
+            "b2a_success": float(np.mean(j.scores(ba) <= t)),
+            "a2b_fd": Q.frechet_distance(f_ab, self.fb),
+            "a2b_kid": self._kid(f_ab, self.fb),
+            "a2b_diversity_lpips": self._lpips(ab, self.style_pairs),
+            "a2b_diversity_ms_ssim": self._one_minus_ms_ssim(ab, self.style_pairs),
+            "a2b_content_ssim": float(np.mean(Q.ssim(Q.lowpass(src, self.sigma), Q.lowpass(ab, self.sigma)))),
+        }
+        row["score"] = quality_score(row)
+        row["monitor_seconds"] = round(time.perf_counter() - t0, 3)
+        self.rows.append(row)
+        self._write()
+        return row
+
+    def finish(self) -> None:
+        """Draw quality.png with every row (at the end of training, whatever the throttle skipped)."""
+        if self.rows and self._plotted != len(self.rows):
+            self._plot()
+
+    def is_best(self, row: dict) -> bool:
+        """True when this row beats every earlier one by the configured criterion."""
+        by = self.cfg.quality.best_by
+        value = {"score": row["score"], "success": row["a2b_success"], "fd": -row["a2b_fd"]}[by]
+        earlier = [{"score": r["score"], "success": r["a2b_success"], "fd": -r["a2b_fd"]}[by] for r in self.rows[:-1]]
+        return math.isfinite(value) and all(value > e for e in earlier if math.isfinite(e))
+
+    # ---- files
+    def _read_rows(self, start_step: int) -> list[dict]:
+        """On resume keep the rows up to the checkpoint (the steps after it are re-trained)."""
+        if not self.csv_path.is_file() or start_step == 0:
+            return []
+        with open(self.csv_path, newline="") as fh:
+            rows = [{k: float(v) if v not in ("", None) else math.nan for k, v in r.items()}
+                    for r in csv.DictReader(fh)]
+        return [r for r in rows if r.get("step", math.inf) <= start_step]
+
+    def _write(self) -> None:
+        with atomic.atomic_path(self.csv_path) as tmp, open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            for r in self.rows:
+                w.writerow({k: _cell(r.get(k)) for k in COLUMNS})
+        # the figure costs ~1 s, more than a measurement: redrawn only when that is < 2% of the time since
+        if time.perf_counter() - self._plot_at >= PLOT_BUDGET * self._plot_cost:
+            self._plot()
+
+    def _plot(self) -> None:
+        t0 = time.perf_counter()
+        plot(self.rows, self.png_path)
+        self._plot_at, self._plot_cost, self._plotted = time.perf_counter(), time.perf_counter() - t0, len(self.rows)
+
+
+PLOT_BUDGET = 50  # redraw quality.png only when the last drawing took < 1/50 of the time since
+
+
+def _cell(v):
+    if isinstance(v, float):
+        return "" if not math.isfinite(v) else f"{v:.6g}"
+    return v
+
+
+def quality_score(row: dict) -> float:
+    """The documented best.pt criterion (module docstring): mean of finding, realism, diversity."""
+    if not row["a2b_content_ssim"] > row["content_ssim_unrelated"]:
+        return 0.0
+    finding = min(row["a2b_success"] / max(row["a2b_success_real_abnormal"], 1e-6), 1.0)
+    realism = float(np.clip(1.0 - row["a2b_fd"] / max(row["a2b_fd_inputs"], 1e-12), 0.0, 1.0))
+    diversity = min(row["a2b_diversity_lpips"] / max(row["real_b_pairs_lpips"], 1e-12), 1.0)
+    terms = [finding, realism, diversity]
+    return float(np.mean(terms)) if all(math.isfinite(x) for x in terms) else math.nan
+
+
+PANELS = [  # (title, column, yardsticks: (column, label))
+    ("translation success a2b\n(share judged abnormal)", "a2b_success",
+     [("a2b_success_real_abnormal", "real abnormal"), ("a2b_success_real_normal", "real normal")]),
+    ("realism: FD to real B\n(judge features, lower = better)", "a2b_fd", [("a2b_fd_inputs", "untranslated inputs")]),
+    ("diversity: LPIPS-style\nbetween styles of one input", "a2b_diversity_lpips", [("real_b_pairs_lpips", "real B pairs")]),
+    ("diversity: 1 − MS-SSIM\nbetween styles of one input", "a2b_diversity_ms_ssim", [("real_b_pairs_ms_ssim", "real B pairs")]),
+    ("content kept: low-pass SSIM\ninput ↔ translation", "a2b_content_ssim", [("content_ssim_unrelated", "two patients")]),
+    ("translation success b2a\n(share judged normal)", "b2a_success",
+     [("b2a_success_real_normal", "real normal"), ("b2a_success_real_abnormal", "real abnormal")]),
+    ("best.pt score", "score", []),
+]
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Each measure vs step (top row) and vs wall-clock minutes (bottom row), yardsticks dashed."""
+    if not rows:
+        return
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3.0 * len(PANELS), 6.4))
+    fig.subplots_adjust(left=0.04, right=0.99, top=0.84, bottom=0.09, wspace=0.35, hspace=0.35)
+    axes = fig.subplots(2, len(PANELS), squeeze=False)
+    steps = [r["step"] for r in rows]
+    minutes = [r["seconds"] / 60.0 for r in rows]
+    for c, (title, col, yards) in enumerate(PANELS):
+        for r, (xs, xlabel) in enumerate(((steps, "step"), (minutes, "wall-clock minutes"))):
+            ax = axes[r, c]
+            ax.plot(xs, [row.get(col, math.nan) for row in rows], "o-", ms=3, color="C0", label="model")
+            for k, (ycol, label) in enumerate(yards):
+                ax.axhline(rows[-1].get(ycol, math.nan), ls="--", color=f"C{k + 1}", lw=1, label=label)
+            ax.set_xlabel(xlabel, fontsize=8)
+            ax.tick_params(labelsize=7)
+            if r == 0:
+                ax.set_title(title, fontsize=8)
+                ax.legend(fontsize=6, loc="best")
+    fig.suptitle(f"quality on fixed val images (judge val AUROC {rows[-1].get('judge_val_auroc', math.nan):.2f})",
+                 fontsize=9)
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
