@@ -69,6 +69,7 @@ class SynthesizeStage:
     seed: int = 0
     format: str = "png"
     batch_size: int | Literal["auto"] = "auto"
+    checkpoint: Literal["best", "last"] = "best"
 
     def validate(self) -> None:  # before hours of ingest and training, not after
         config.require(self.batch_size == "auto" or self.batch_size >= 1, "batch_size", "must be auto or >= 1")
@@ -184,6 +185,11 @@ def _synthesize_stage(state: State, key: str, synth: Path, s: SynthesizeStage, c
     """Synthesize (resume, or skip when up to date) from ckpt into synth; returns its manifest's sha256."""
     from xraymunit.synthesize import synthesize
 
+    chosen = ckpt.with_name(f"{s.checkpoint}.pt")
+    if not chosen.is_file():  # best.pt exists only when quality tracking ran
+        log.info("[3/4] %s: no %s, using %s", key, chosen.name, ckpt.name)
+        chosen = ckpt
+    ckpt = chosen
     fp = _sha({"params": config.to_dict(s), "checkpoint": _file_sha(ckpt), "cohort": cohort_fp})
     if state.up_to_date(key, fp, synth / "manifest.parquet"):
         log.info("[3/4] %s: up to date (%s)", key, synth)
@@ -192,7 +198,8 @@ def _synthesize_stage(state: State, key: str, synth: Path, s: SynthesizeStage, c
             _set_aside(synth)
         state.mark(key, fp, "running")
         t = time.perf_counter()
-        log.info("[3/4] %s %d styles per %s image (%s) → %s", key, s.n_styles, s.split, s.direction, synth)
+        log.info("[3/4] %s %d styles per %s image (%s) from %s → %s", key, s.n_styles, s.split, s.direction,
+                 ckpt.name, synth)
         formats = ("png", "dicom") if s.format == "both" else (s.format,)
         result = synthesize(ckpt, cohort, synth, n_styles=s.n_styles, split=s.split, direction=s.direction,
                             seed=s.seed, formats=formats, batch_size=None if s.batch_size == "auto" else s.batch_size,
@@ -243,6 +250,7 @@ def run(cfg: PipelineConfig, progress: bool = True) -> Path:
     if cfg.generators == "per_level":
         eval_cfg, synth_for, levels = _per_level_generators(cfg, out, state, cohort, cohort_fp, train_cfg, progress)
         synth_fp = {name: _file_sha(path / "manifest.parquet") for name, path in synth_for.items()}
+        runs = {name: out / f"train_{name}" for name in synth_for}
     else:
         # ---- 2. train
         ckpt = _train_stage(state, "train", out / "train", train_cfg, cfg.train.config, cohort, cohort_fp, progress)
@@ -251,7 +259,7 @@ def run(cfg: PipelineConfig, progress: bool = True) -> Path:
         synth = out / "synth"
         synth_fp = _synthesize_stage(state, "synthesize", synth, cfg.synthesize, ckpt, cohort, cohort_fp,
                                      cfg.device, progress)
-        synth_for, levels = synth, None
+        synth_for, levels, runs = synth, None, out / "train"
         eval_cfg = config.load(EvaluateConfig, _repo_path(cfg.evaluate.config), cfg.evaluate.set)
 
     # ---- 4. evaluate
@@ -264,7 +272,7 @@ def run(cfg: PipelineConfig, progress: bool = True) -> Path:
         t = time.perf_counter()
         log.info("[4/4] evaluate → %s", report)
         evaluate(cohort, synth_for, report, eval_cfg, device=None if cfg.device == "auto" else cfg.device,
-                 progress=progress)
+                 progress=progress, training_run=runs)
         info = {} if levels is None else {"levels": levels}
         state.mark("evaluate", fp, "done", seconds=round(time.perf_counter() - t, 1), **info)
         log.info("[4/4] evaluate done in %.1fs", time.perf_counter() - t)
@@ -302,9 +310,9 @@ def _per_level_generators(cfg: PipelineConfig, out: Path, state: State, cohort: 
     levels, notes = plan_levels(eval_cfg.real_abnormal, len(available))
     for note in notes:
         log.info("per-level generators: %s", note)
-    log.info("per-level generators for levels %s (real_abnormal_subset: shared — every seed keeps the %d "
-             "real abnormals of seed %d that each level's generator trains on)", [lv.name for lv in levels],
-             len(available), eval_cfg.seed_base)
+    log.info("per-level generators for levels %s of %d train abnormals (real_abnormal_subset: shared — every "
+             "seed keeps the K real abnormals of seed %d that level K's generator trains on)",
+             [lv.name for lv in levels], len(available), eval_cfg.seed_base)
     synth_for = {}
     for lv in levels:
         keys = low_data_keys(co, lv.n_abnormal, eval_cfg.seed_base, *labels)

@@ -102,7 +102,10 @@ def test_arms_share_seeds_budget_and_real_subset(study):
 
 def test_quality_metrics_and_memorisation(study):
     q = study["metrics"]["quality"]
-    assert "real-only classifier" in q["feature_network"]
+    assert "the cohort's judge" in q["feature_network"] and q["judge"]["val_auroc"]["value"] is not None
+    ja = q["judged_abnormal"]  # translation success next to its real-image yardsticks
+    assert 0 <= ja["synthetic"] <= 1 and ja["n_synthetic"] > 0 and ja["yardstick_real_abnormal"] is not None
+    assert "translation success: share judged abnormal" in (study["out"] / "summary.md").read_text()
     r = q["realism"]
     assert r["synthetic_vs_real_abnormal"]["frechet"] >= 0
     assert r["yardstick_real_normal_vs_real_abnormal"]["frechet"] >= 0

@@ -177,7 +177,8 @@ def test_a_level_without_a_folder_skips_arms_3_4_there(cohort, two_generators, t
     assert set(m["results"]["3"]["arms"]) == {"real"} and "synthetic vs real" in m["results"]["all"]["comparisons"]
     assert any(n.startswith("level 3: no synthetic folder") for n in m["notes"])
     summary = (tmp_path / "summary.md").read_text()
-    assert summary.count("| (3) real + synthetic |") == 1
+    level_3 = summary.split("### Real abnormal training images: 3")[1].split("### Real abnormal training images: all")[0]
+    assert "| (1) real only |" in level_3 and "(3) real + synthetic" not in level_3
 
 
 def test_a_single_generator_keeps_the_caveat_as_a_warning(cohort, two_generators, tmp_path):

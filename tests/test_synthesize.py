@@ -86,6 +86,24 @@ def test_bf16_outputs_stay_close_to_fp32(trained, tmp_path):
         assert diff.mean() < 0.01 and diff.max() < 0.1
 
 
+@pytest.mark.parametrize("tap_sum", [None, False], ids=["cpu-path", "gpu-path-forced"])
+def test_bf16_pngs_keep_fp32_resolution(trained, tmp_path, monkeypatch, tap_sum):
+    """The last conv + tanh run in fp32 under --precision bf16 (on a GPU too: its direct-conv path
+    is forced here), so a 16-bit PNG is not a bf16 image (steps of 1/256 wherever |y| >= 0.5)."""
+    from xraymunit.models.blocks import OutputConvBlock
+
+    monkeypatch.setattr(OutputConvBlock, "tap_sum", tap_sum)
+    cohort, ckpt = trained
+    res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=2, limit=1, precision="bf16", show_progress=False)
+    for path in res.manifest["png_path"]:
+        img = _png(tmp_path / "s" / path)
+        y = torch.from_numpy(img.astype(np.float64) / 65535 * 2 - 1).float()  # the network's output, ±1e-5
+        big = y.abs() >= 0.5
+        on_grid = (y - y.to(torch.bfloat16).float()).abs() < 2e-5  # within PNG rounding of a bf16 value
+        assert np.unique(img).size > 0.6 * img.size
+        assert big.sum() < 100 or on_grid[big].float().mean() < 0.5
+
+
 def test_batch_size_changes_speed_not_images(trained, tmp_path):
     cohort, ckpt = trained
     one = synthesize(ckpt, cohort, tmp_path / "one", n_styles=5, limit=2, batch_size=1, precision="fp32",

@@ -80,6 +80,22 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
     return state
 
 
+def resolve(spec: str | Path) -> Path:
+    """The checkpoint file that `spec` names: a file; a run folder (its `checkpoints/best.pt` when
+    quality tracking saved one, else `checkpoints/last.pt`); or `RUN/best`, `RUN/last`."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        best = path / "checkpoints" / "best.pt"
+        return best if best.is_file() else path / "checkpoints" / "last.pt"
+    if path.name in ("best", "last"):
+        named = path.parent / "checkpoints" / f"{path.name}.pt"
+        if named.is_file() or (path.parent / "checkpoints").is_dir():
+            return named
+    return path  # load() says it is missing
+
+
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     """Content hash of a checkpoint, recorded as provenance of everything made from it."""
     digest = hashlib.sha256()

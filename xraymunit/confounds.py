@@ -329,8 +329,8 @@ def shortcut_test(cohort: Cohort, domain_a: str = "normal", domain_b: str = "abn
     y_va = (val["label"] == domain_b).to_numpy()
     W = M.bootstrap_weights(y_va, val["patient_key"].astype(str).to_numpy(), n_boot, seed)
 
-    def evaluate(X_tr, X_va, y_va_=y_va, W_=W, n_eff_=n_eff):
-        s = _scores(X_tr, y_tr, X_va)
+    def assess(X_tr, y_tr_, X_va, y_va_, W_, n_eff_) -> dict:
+        s = _scores(X_tr, y_tr_, X_va)
         if s is None:
             return {"auroc": None, "ci_low": None, "ci_high": None, "warn": False, "status": "constant in train"}
         out = auroc_ci(y_va_, s, W_, n_eff_, ci)
@@ -338,9 +338,10 @@ def shortcut_test(cohort: Cohort, domain_a: str = "normal", domain_b: str = "abn
 
     # (a) header metadata
     blocks = _metadata_blocks(train, val)
-    factors = {name: evaluate(tr, va) for name, (tr, va) in blocks.items()}
+    factors = {name: assess(tr, y_tr, va, y_va, W, n_eff) for name, (tr, va) in blocks.items()}
     if blocks:
-        joint = evaluate(np.hstack([b[0] for b in blocks.values()]), np.hstack([b[1] for b in blocks.values()]))
+        joint = assess(np.hstack([b[0] for b in blocks.values()]), y_tr,
+                       np.hstack([b[1] for b in blocks.values()]), y_va, W, n_eff)
     else:
         joint = {"auroc": None, "ci_low": None, "ci_high": None, "warn": False, "status": "no metadata columns"}
     meta = {**joint, "factors": factors}
@@ -351,16 +352,17 @@ def shortcut_test(cohort: Cohort, domain_a: str = "normal", domain_b: str = "abn
     # (b) thumbnail, (c) histogram: on a seeded sample of at most max_images per domain and split
     tr_s = _sample(train, domain_a, domain_b, max_images, seed)
     va_s = _sample(val, domain_a, domain_b, max_images, seed + 1)
-    y_tr = (tr_s["label"] == domain_b).to_numpy()
+    y_ts = (tr_s["label"] == domain_b).to_numpy()
     y_vs = (va_s["label"] == domain_b).to_numpy()
     W_s = W if len(va_s) == len(val) else M.bootstrap_weights(y_vs, va_s["patient_key"].astype(str).to_numpy(),
                                                                 n_boot, seed)
+    n_eff_s = min(va_s.loc[va_s["label"] == d, "patient_key"].nunique() for d in doms)
     f_tr = image_features(cohort, tr_s["cache_index"].to_numpy())
     f_va = image_features(cohort, va_s["cache_index"].to_numpy())
-    image_factors = {name: evaluate(f_tr[name], f_va[name], y_vs, W_s) for name in IMAGE_STATS}
+    image_factors = {name: assess(f_tr[name], y_ts, f_va[name], y_vs, W_s, n_eff_s) for name in IMAGE_STATS}
     result["image_factors"] = image_factors
     for name in ("thumbnail", "histogram"):
-        test = evaluate(f_tr[name], f_va[name], y_vs, W_s)
+        test = assess(f_tr[name], y_ts, f_va[name], y_vs, W_s, n_eff_s)
         test["factor"] = _top(image_factors)
         result["tests"][name] = test
 
@@ -393,8 +395,10 @@ def _message(name: str, t: dict, a: str, b: str, threshold: float, ci: float) ->
     if not t["warn"]:
         return f"{label}: no shortcut shown, {_fmt(t, ci)}; lower bound not above {threshold:.2f}"
     factor = t.get("factor") or name
+    caveat = ("" if name == "metadata" else " (unless the finding itself changes global intensity, e.g. large "
+              "effusions: compare domain_profile)")
     return (f"{label} alone tells '{b}' from '{a}': {_fmt(t, ci)} > {threshold:.2f}; strongest factor: {factor}. "
-            f"MUNIT would learn {factor} as the '{b}' style. Remedy: {remedy(factor)}")
+            f"MUNIT would learn {factor} as the '{b}' style{caveat}. Remedy: {remedy(factor)}")
 
 
 def remedy(factor: str) -> str:

@@ -26,11 +26,12 @@ from xraymunit import config as config_mod
 from xraymunit.config.evaluate import EvaluateConfig, parse_level
 from xraymunit.errors import XraymunitError
 from xraymunit.evaluation import metrics as M
-from xraymunit.evaluation.classifier import TrainPool, build_classifier, predict, train_classifier
+from xraymunit.evaluation.classifier import TrainPool, predict, train_classifier
 from xraymunit.evaluation.datasets import (ClassicalAugment, ImageSet, low_data_keys, real_split,
                                            select_synthetic, synthetic_images)
 from xraymunit.evaluation.runcache import RunCache, digest, fingerprint
 from xraymunit.io.cohort import Cohort, SyntheticSet
+from xraymunit.judge import load_or_train as load_judge
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def evaluate(
     device: str | None = None,
     progress: bool | None = None,
     resume: bool = True,
+    training_run: str | Path | Mapping[str, str | Path] | None = None,
 ) -> dict:
     """Run the classifier study and the quality metrics; write the report into `out`.
 
@@ -108,6 +110,8 @@ def evaluate(
         progress: overrides config.progress (tqdm bars on stderr).
         resume: reuse finished runs found in out/runs/ whose fingerprint (config, seed,
             image keys) matches; False retrains everything.
+        training_run: the MUNIT run folder(s) behind the synthetic images (one, or {level: folder});
+            their quality tracking (quality.csv, quality.png) is summarised in the report.
 
     Returns:
         The metrics dict also written to out/metrics.json.
@@ -210,21 +214,18 @@ def evaluate(
         raise EvaluateError("no arm left to run (all configured arms need synthetic images)")
     if cfg.real_abnormal_subset == "shared":
         log.info("real_abnormal_subset: shared — every seed keeps seed %d's K real abnormal images", cfg.seed_base)
-    feature_level = levels[-1]
 
     timings = {"load_s": round(time.time() - t0, 1)}
     t_phase = time.time()
     # ---------------------------------------------------------------- training runs
     quality_rows = _quality_rows(syn.manifest, co, cfg) if syn is not None and cfg.quality.enabled else None
-    need_features = quality_rows is not None and len(quality_rows) > 0
     cache = RunCache(out / "runs", enabled=resume)
     base_fp = {"classifier": config_mod.to_dict(cc), "device": torch.device(dev).type,
                "cache": _file_stamp(co.root / "cache" / "images.npy"),  # re-ingest → retrain
                "train_normal": digest(train.keys[nor_idx]), "val": digest(val.keys), "test": digest(test.keys)}
-    runs, feature_model, resumed = [], None, 0
+    runs, resumed = [], 0
     n_runs = len(seeds) * sum(len(level_arms[lv.name]) for lv in levels)
-    extra = need_features and "real" not in arms
-    bar = tqdm(total=(n_runs + extra) * cc.steps, desc="evaluate: training", unit="step", disable=not show)
+    bar = tqdm(total=n_runs * cc.steps, desc="evaluate: training", unit="step", disable=not show)
 
     position = {k: i for i, k in enumerate(train.keys)}
     kept: dict[tuple[int, int], np.ndarray] = {}
@@ -237,7 +238,7 @@ def evaluate(
             kept[level.n_abnormal, subset_seed] = np.sort(np.array([position[k] for k in keys], np.int64))
         return kept[level.n_abnormal, subset_seed]
 
-    def run_one(level: Level, seed: int, arm: str, want_model: bool):
+    def run_one(level: Level, seed: int, arm: str) -> dict:
         nonlocal resumed
         keep = real_abnormal_rows(level, seed)
         synth_train, synth_fp = synth_trains.get(level.name), synth_fps.get(level.name)
@@ -246,16 +247,11 @@ def evaluate(
                           "synthetic": synth_fp if "synthetic" in arm else None})
         bar.set_postfix_str(f"{level.name}/{arm}/seed{seed}")
         run = cache.load(level.name, arm, seed, fp)
-        model = None
-        if run is not None and want_model:
-            model = build_classifier(cc, seed).to(dev)
-            if not cache.load_model(level.name, arm, seed, fp, model):
-                run, model = None, None
         if run is not None:
             resumed += 1
             run["threshold"] = _threshold(val.labels, run["_val_scores"], cfg)
             bar.update(cc.steps)
-            return run, model
+            return run
         pool = TrainPool(normal=train.images[torch.as_tensor(nor_idx)], abnormal=train.images[torch.as_tensor(keep)],
                          synthetic=synth_train.images if "synthetic" in arm else None,
                          synthetic_mix=cfg.synthetic.mix, balanced=cc.balanced_batches)
@@ -263,20 +259,12 @@ def evaluate(
         res = train_classifier(pool, val, cc, seed, dev, augment=aug, progress=bar)
         run = _score(res, level, arm, seed, pool, val, test, dev, cfg, train.keys[keep])
         cache.save(run, fp)
-        if want_model:
-            cache.save_model(level.name, arm, seed, fp, res.model)
-        return run, (res.model if want_model else None)
+        return run
 
     for level in levels:
         for seed in seeds:
             for arm in level_arms[level.name]:
-                want = need_features and arm == "real" and level is feature_level and seed == seeds[0]
-                run, model = run_one(level, seed, arm, want)
-                runs.append(run)
-                if want:
-                    feature_model = model
-    if need_features and feature_model is None:  # no real-only arm asked for: train one for the feature space
-        _, feature_model = run_one(feature_level, seeds[0], "real", True)
+                runs.append(run_one(level, seed, arm))
     bar.close()
     if resumed:
         notes.append(f"{resumed} training run(s) reused from {out / 'runs'} (same fingerprint); "
@@ -298,17 +286,26 @@ def evaluate(
         if len(rows) == 0:
             notes.append("quality metrics skipped: no synthetic image with a PNG and a source in the cohort")
         else:
-            ref = [real_split(co, s, size, cfg.normal_label, cfg.abnormal_label) for s in cfg.quality.reference_splits]
-            ref_all = _concat(ref)
+            judge = load_judge(co, cfg.quality.judge, device=dev, progress=show)
+            jsize = judge.image_size
+            ref_all = _concat([real_split(co, s, jsize, cfg.normal_label, cfg.abnormal_label)
+                               for s in cfg.quality.reference_splits])
+            train_j = real_split(co, "train", jsize, cfg.normal_label, cfg.abnormal_label)
             with tqdm(total=5, desc="evaluate: quality metrics", unit="phase", disable=not show) as qbar:
-                quality, grid = assess(feature_model, co, syn, rows, ref_all.subset(ref_all.where(0)),
-                                       ref_all.subset(ref_all.where(1)), train, cfg.quality, size, dev,
+                quality, grid = assess(judge.model, co, syn, rows, ref_all.subset(ref_all.where(0)),
+                                       ref_all.subset(ref_all.where(1)), train_j, cfg.quality, jsize, dev,
                                        seed=cfg.seed_base, bar=qbar)
+            quality["judged_abnormal"] = _judged_abnormal(judge, co, syn, rows, ref_all, cfg.quality, cfg.seed_base)
+            quality["judge"] = {k: judge.info[k] for k in ("fingerprint", "val_auroc", "test_auroc", "threshold",
+                                                           "n_train", "weak")}
+            quality["judge"]["describe"] = judge.describe()
             quality["feature_network"] = (
-                f"the real-only classifier (arm 'real', level {feature_level.name}, seed {seeds[0]}) trained on "
-                f"this cohort's train split: {cc.arch} with one input channel at {size}px; FID/KID use its "
-                f"penultimate layer (global-average-pooled last dense block), the LPIPS-style distance "
-                f"its stem and dense-block outputs")
+                f"the cohort's judge (xraymunit/judge.py; {judge.describe()}): {judge.info['config']['classifier']['arch']} "
+                f"with one input channel at {jsize}px, trained on this cohort's real train split only; FID/KID use "
+                f"its penultimate layer (global-average-pooled last dense block), the LPIPS-style distance its "
+                f"stem and dense-block outputs")
+            if judge.weak:
+                notes.append(f"**Warning:** the judge is weak ({judge.describe()}): every quality number is unreliable")
             quality["reference_splits"] = list(cfg.quality.reference_splits)
             quality["synthetic_set"] = {"folder": str(syn.root), "level": with_syn[-1].name if per_level else None}
     elif syn is None:
@@ -334,6 +331,7 @@ def evaluate(
         "quality": quality,
         "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs],
         "notes": notes,
+        "training_quality": _training_quality(training_run),
         "resumed_runs": resumed,
         "elapsed_s": None,
     }
@@ -388,10 +386,12 @@ def _generators(syn_of: dict, selections: dict, per_level: bool, any_synthetic: 
             levels[name] = None
             continue
         m = s.manifest
+        sha = m["checkpoint_sha256"].dropna().unique() if "checkpoint_sha256" in m else []
+        step = m["checkpoint_step"].dropna().unique() if "checkpoint_step" in m else []
         levels[name] = {
             "synthetic": str(s.root),
-            "checkpoint_sha256": sorted(map(str, m["checkpoint_sha256"].dropna().unique())) if "checkpoint_sha256" in m else [],
-            "checkpoint_step": sorted(int(v) for v in m["checkpoint_step"].dropna().unique()) if "checkpoint_step" in m else [],
+            "checkpoint_sha256": sorted(map(str, sha)),
+            "checkpoint_step": sorted(int(v) for v in step),
             "selection": None if selections.get(name) is None else selections[name].counts(),
         }
     return {"mode": "per_level" if per_level else "single" if any_synthetic else None, "levels": levels}
@@ -489,6 +489,34 @@ def _quality_rows(manifest: pd.DataFrame, co: Cohort, cfg: EvaluateConfig) -> pd
     ok = (m["intended_label"] == cfg.synthetic.intended_label) & m["png_path"].map(lambda p: isinstance(p, str) and bool(p))
     ok &= m["source_image_key"].isin(keys)
     return m[ok].reset_index(drop=True)
+
+
+def _judged_abnormal(judge, co: Cohort, syn: SyntheticSet, rows: pd.DataFrame, ref: ImageSet, qcfg,
+                     seed: int) -> dict:
+    """Translation success: the share of synthetic images the judge calls abnormal (at its val-chosen
+    threshold), next to the same share for the real reference abnormal and normal images."""
+    from xraymunit.evaluation.quality_study import pick_rows
+
+    picked = pick_rows(rows, qcfg, seed)
+    images = synthetic_images(syn, picked, judge.image_size).images
+    t = judge.threshold
+    real = judge.scores(ref.images)
+    return {"synthetic": float(np.mean(judge.scores(images) > t)) if len(images) else None,
+            "n_synthetic": int(len(images)),
+            "yardstick_real_abnormal": float(np.mean(real[ref.labels == 1] > t)) if (ref.labels == 1).any() else None,
+            "yardstick_real_normal": float(np.mean(real[ref.labels == 0] > t)) if (ref.labels == 0).any() else None,
+            "threshold": t, "note": "share judged abnormal at the judge's val-chosen (Youden) threshold"}
+
+
+def _training_quality(training_run) -> dict | None:
+    """The generator runs' quality tracking (quality.csv), by level when there is one run per level."""
+    from xraymunit.monitor import summarise_run
+
+    if training_run is None:
+        return None
+    runs = dict(training_run) if isinstance(training_run, Mapping) else {"all": training_run}
+    found = {str(k): summarise_run(v) for k, v in runs.items() if v is not None}
+    return {k: v for k, v in found.items() if v is not None} or None
 
 
 def _concat(sets: list[ImageSet]) -> ImageSet:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from xraymunit import __version__, config
-from xraymunit.config.judge import WEAK_JUDGE_AUROC, JudgeConfig
+from xraymunit.config.evaluate import JudgeConfig
 from xraymunit.errors import XraymunitError
 from xraymunit.evaluation import metrics as M
 from xraymunit.evaluation.classifier import Classifier, TrainPool, build_classifier, predict, train_classifier
@@ -34,6 +34,9 @@ from xraymunit.io import atomic
 from xraymunit.io.cohort import Cohort
 
 log = logging.getLogger(__name__)
+
+WEAK_JUDGE_AUROC = 0.7
+"""Below this val AUROC every judged number is flagged: the judge barely tells the domains apart."""
 
 FORMAT = "xraymunit.judge"
 FORMAT_VERSION = 1

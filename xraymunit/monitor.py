@@ -290,3 +290,28 @@ def plot(rows: list[dict], path: Path) -> None:
                  fontsize=9)
     with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
+
+
+def read_quality_csv(path: str | Path) -> list[dict]:
+    """quality.csv rows as dicts of floats (empty cells → NaN)."""
+    with open(path, newline="") as fh:
+        return [{k: float(v) if v not in ("", None) else math.nan for k, v in r.items()} for r in csv.DictReader(fh)]
+
+
+def summarise_run(run_dir: str | Path, best_by: str = "score") -> dict | None:
+    """What a training run's quality tracking found: first, best and last measurement (None if untracked)."""
+    run_dir = Path(run_dir)
+    path = run_dir / "quality.csv"
+    if not path.is_file():
+        return None
+    rows = read_quality_csv(path)
+    if not rows:
+        return None
+    key = {"score": "score", "success": "a2b_success", "fd": "a2b_fd"}[best_by]
+    sign = -1.0 if best_by == "fd" else 1.0
+    finite = [r for r in rows if math.isfinite(r.get(key, math.nan))]
+    best = max(finite, key=lambda r: sign * r[key]) if finite else None
+    return {"run": str(run_dir), "n_measurements": len(rows), "best_by": best_by,
+            "first": rows[0], "best": best, "last": rows[-1],
+            "monitor_share": sum(r.get("monitor_seconds", 0.0) for r in rows) / max(rows[-1]["seconds"], 1e-9),
+            "plot": str(run_dir / "quality.png") if (run_dir / "quality.png").is_file() else None}

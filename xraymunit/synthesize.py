@@ -34,6 +34,7 @@ from xraymunit.errors import XraymunitError
 from xraymunit.io import atomic, export
 from xraymunit.io.cohort import MANIFEST, Cohort
 from xraymunit.models import MunitGenerators
+from xraymunit.models.blocks import cast_for_rendering
 from xraymunit.train import amp_dtype
 
 log = logging.getLogger(__name__)
@@ -204,7 +205,8 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
     """Translate every `split` image of the source domain into N images of the target domain.
 
     Args:
-        checkpoint_path: a `xraymunit train` checkpoint (networks rebuilt from its config).
+        checkpoint_path: a `xraymunit train` checkpoint (networks rebuilt from its config), a run
+            folder (its best.pt when quality tracking saved one, else last.pt), or RUN/best, RUN/last.
         cohort: the cohort folder the sources come from.
         out: output folder (created; rerunning with the same arguments resumes).
         n_styles: random style codes per source image (the N(0, I) prior).
@@ -220,7 +222,8 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
         device: "auto", "cpu", "cuda" or "cuda:N".
         precision: "auto" (bf16 on CUDA and on CPUs with native bf16, else fp32), "bf16" or
             "fp32". bf16: content encoding under autocast, rendering with the decoder cast to
-            bf16. Part of the run's identity: outputs differ in the last bits.
+            bf16 except its last conv + tanh, which run in fp32 on every device (outputs keep
+            fp32 resolution). Part of the run's identity: outputs differ in the last bits.
         compile: `torch.compile` the style rendering first (~1 min of compiling at 256², then
             1.0-1.1× faster on a 2-core CPU, one image at a time: for thousands of images;
             needs a C++ compiler on CPU).
@@ -233,6 +236,7 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
     import time
 
     t0 = time.perf_counter()
+    checkpoint_path = checkpoint.resolve(checkpoint_path)
     formats = tuple(dict.fromkeys(formats))
     if direction not in DIRECTIONS:
         raise SynthesisError(f"--direction must be one of {DIRECTIONS}, got {direction!r}")
@@ -292,11 +296,12 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
         "size": size, "formats": list(formats), "precision": "bf16" if use_bf16 else "fp32",
     }
     _claim_folder(out, run)
-    # bf16: the decoder's weights are cast once, and content and styles enter as bf16. The images
-    # equal the autocast ones (autocast casts the same operands, but on every call: ~15 % of a
-    # CPU render's time went to those casts).
+    # bf16: the decoder's weights are cast once, and content and styles enter as bf16 (autocast
+    # would cast the same operands, but on every call: ~15 % of a CPU render's time went to those
+    # casts). The last conv + tanh keep fp32 weights and run in fp32 on every device
+    # (OutputConvBlock), so the images are float32 with fp32 resolution, not on the bf16 grid.
     render_dtype = torch.bfloat16 if use_bf16 else torch.float32
-    decoder.to(render_dtype)
+    cast_for_rendering(decoder, render_dtype)
     render = _compiled(decoder.render) if compile else decoder.render
 
     def styles_for(source_key: str) -> tuple[np.ndarray, list[dict]]:

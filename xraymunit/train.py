@@ -197,19 +197,23 @@ class MunitStep:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp)
 
-    def __call__(self, x_a: torch.Tensor, x_b: torch.Tensor, s_a: torch.Tensor,
-                 s_b: torch.Tensor) -> dict[str, torch.Tensor]:
+    def __call__(self, x_a: torch.Tensor, x_b: torch.Tensor, s_a: torch.Tensor, s_b: torch.Tensor,
+                 real_a: torch.Tensor | None = None, real_b: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """x_a, x_b: the generators' inputs; real_a, real_b: the discriminators' real samples (the
+        same images without photometric augmentation, `UnpairedDomains`; None: x_a, x_b)."""
         w, n = self.weights, x_a.shape[0]
+        real_a = x_a if real_a is None else real_a
+        real_b = x_b if real_b is None else real_b
         if self.channels_last:
-            x_a = x_a.contiguous(memory_format=torch.channels_last)
-            x_b = x_b.contiguous(memory_format=torch.channels_last)
+            x_a, x_b, real_a, real_b = (x.contiguous(memory_format=torch.channels_last)
+                                        for x in (x_a, x_b, real_a, real_b))
         with self._autocast():
             t = self.gens(x_a, x_b, s_a, s_b, with_cycle=w.cycle > 0)
 
         # discriminators: real vs detached translations, real and fake in one batch per domain
         self.dis_module.requires_grad_(True)
         with self._autocast():
-            outs_a, outs_b = self.dis(torch.cat([x_a, t.x_ba.detach()]), torch.cat([x_b, t.x_ab.detach()]))
+            outs_a, outs_b = self.dis(torch.cat([real_a, t.x_ba.detach()]), torch.cat([real_b, t.x_ab.detach()]))
             d_a = lsgan_discriminator([o[:n] for o in outs_a], [o[n:] for o in outs_a])
             d_b = lsgan_discriminator([o[:n] for o in outs_b], [o[n:] for o in outs_b])
             d_total = w.gan * (d_a + d_b)
@@ -525,8 +529,10 @@ def train(cohort: str | Path, out: str | Path, cfg: TrainConfig | None = None, *
         for step, batch in enumerate(loader, start=start_step + 1):
             x_a = batch["a"].to(device, non_blocking=True)
             x_b = batch["b"].to(device, non_blocking=True)
+            real_a = batch["a_real"].to(device, non_blocking=True)  # no photometric augmentation
+            real_b = batch["b_real"].to(device, non_blocking=True)
             s_a, s_b = style_codes(cfg.train.seed, step, dist.rank, x_a.shape[0], cfg.model.style_dim, device)
-            losses = step_fn(x_a, x_b, s_a, s_b)
+            losses = step_fn(x_a, x_b, s_a, s_b, real_a, real_b)
             gen_sched.step()
             dis_sched.step()
             bad |= ~torch.isfinite(losses["gen/total"]) | ~torch.isfinite(losses["dis/total"])

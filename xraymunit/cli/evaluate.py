@@ -61,6 +61,9 @@ def register(subparsers) -> None:
                         "applied after --config, before --real-abnormal/--seeds/--device)")
     p.add_argument("--device", default=None, metavar="DEV",
                    help="cpu, cuda or cuda:N (overrides the config's device)")
+    p.add_argument("--training-run", metavar="[LEVEL=]RUN_DIR", action="append", default=None,
+                   help="the MUNIT run folder behind the synthetic images (repeat as LEVEL=RUN_DIR, like "
+                        "--synthetic): its quality tracking (quality.csv, quality.png) goes into the report")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--fresh", action="store_true",
                    help="retrain every run; by default finished runs kept in OUT/runs/ are reused when "
@@ -68,8 +71,8 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def parse_synthetic(values: list[str] | None) -> str | dict[str, str] | None:
-    """--synthetic values: None, one plain DIR, or LEVEL=DIR pairs → {level name: DIR}."""
+def parse_synthetic(values: list[str] | None, option: str = "--synthetic") -> str | dict[str, str] | None:
+    """--synthetic (or --training-run) values: None, one plain DIR, or LEVEL=DIR pairs → {level name: DIR}."""
     from xraymunit.config import ConfigError
     from xraymunit.config.evaluate import parse_level
 
@@ -84,10 +87,10 @@ def parse_synthetic(values: list[str] | None) -> str | dict[str, str] | None:
         parsed = parse_level(level)
         name = "all" if parsed == "all" else str(parsed)
         if name in pairs:
-            raise ConfigError(f"--synthetic names level {name} twice")
+            raise ConfigError(f"{option} names level {name} twice")
         pairs[name] = folder
     if plain and (pairs or len(plain) > 1):
-        raise ConfigError("--synthetic takes either one DIR (one generator for every level) or LEVEL=DIR "
+        raise ConfigError(f"{option} takes either one DIR (one generator for every level) or LEVEL=DIR "
                           f"for each level (one generator per level), not {values}")
     return plain[0] if plain else pairs
 
@@ -112,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
     if args.no_progress:
         overrides.append("progress=false")
     cfg = config.load(EvaluateConfig, args.config, overrides)
-    metrics = evaluate(args.cohort, parse_synthetic(args.synthetic), args.out, cfg, resume=not args.fresh)
+    metrics = evaluate(args.cohort, parse_synthetic(args.synthetic), args.out, cfg, resume=not args.fresh,
+                       training_run=parse_synthetic(args.training_run, "--training-run"))
     out = Path(args.out)
     print(f"report: {out / 'summary.md'}  (metrics: {out / 'metrics.json'})")
     for line in headline(metrics):

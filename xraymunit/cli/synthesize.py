@@ -15,7 +15,8 @@ DESCRIPTION = (
 def register(subparsers) -> None:
     p = subparsers.add_parser("synthesize", help="generate many synthetic images per source image",
                               description=DESCRIPTION)
-    p.add_argument("--checkpoint", required=True, help="a checkpoint from `xraymunit train` (e.g. runs/x/checkpoints/last.pt)")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint from `xraymunit train`: a file (e.g. runs/x/checkpoints/last.pt), "
+                        "RUN/best (the best by quality tracking), RUN/last, or a run folder (best if saved, else last)")
     p.add_argument("--cohort", required=True, help="the cohort folder the source images come from")
     p.add_argument("--out", required=True, help="output folder (images/, manifest.parquet, synthesis.json)")
     p.add_argument("--n-styles", type=int, default=20,

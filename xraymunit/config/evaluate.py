@@ -7,7 +7,7 @@ training starts. configs/evaluate.yaml explains every key.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal, Optional, Union
 
 from xraymunit.config import ConfigError, require
 
@@ -110,6 +110,26 @@ class StatsConfig:
 
 
 @dataclass
+class JudgeConfig:
+    """The judge (xraymunit/judge.py): one normal-vs-abnormal classifier per cohort, trained on its
+    real train split, selected on val; the measuring instrument of quality, never a training input."""
+
+    classifier: ClassifierConfig = field(default_factory=lambda: ClassifierConfig(steps=600, eval_every=50))
+    normal_label: str = "normal"
+    abnormal_label: str = "abnormal"
+    source_datasets: Optional[list[str]] = None
+    seed: int = 0
+    bootstrap: int = 1000
+    ci: float = 0.95
+
+    def validate(self) -> None:
+        self.classifier.validate()
+        require(self.normal_label != self.abnormal_label, "abnormal_label", "must differ from normal_label")
+        require(self.bootstrap >= 0, "bootstrap", "must be >= 0")
+        require(0.5 < self.ci < 1.0, "ci", "must be in (0.5, 1)")
+
+
+@dataclass
 class QualityConfig:
     """Image-quality metrics of the synthetic set (diversity, realism, content, memorisation)."""
 
@@ -128,6 +148,7 @@ class QualityConfig:
     memorisation_size: int = 64
     grid_sources: int = 4
     grid_styles: int = 6
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
 
     def validate(self) -> None:
         require(self.max_sources >= 1, "max_sources", "must be >= 1")
@@ -148,6 +169,7 @@ class QualityConfig:
         require(self.memorisation_size >= 8, "memorisation_size", "must be >= 8")
         require(self.grid_sources >= 1 and self.grid_styles >= 1, "grid_sources",
                 "and grid_styles must be >= 1")
+        self.judge.validate()
 
 
 @dataclass

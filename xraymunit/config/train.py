@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from xraymunit.config import ConfigError, require
-from xraymunit.config.judge import JudgeConfig
+from xraymunit.config.evaluate import JudgeConfig
 
 
 @dataclass
@@ -98,6 +98,12 @@ class AugmentConfig:
     gamma: tuple[float, float] = (0.8, 1.25)
     noise_std: float = 0.0
     hflip: bool = False
+    # What the affine fills in outside the image: border (repeat the edge pixels), zeros or reflection.
+    # Zeros put black corners into the discriminator's reals, which the generator then learns to draw.
+    padding: Literal["border", "zeros", "reflection"] = "border"
+    # The discriminator's real images get the geometry of the generator's input but not its
+    # photometric changes (gamma, noise), so they are not learnt as part of the target domain.
+    photometric_for_discriminator: bool = False
 
     def validate(self) -> None:
         require(0 <= self.prob <= 1, "prob", "must be in [0, 1]")

@@ -16,7 +16,7 @@ import torch
 from monai.data import MetaTensor
 from torch.utils.data import Dataset, Sampler
 
-from xraymunit.data.augment import training_transforms
+from xraymunit.data.augment import training_stages
 
 
 def stable_seed(*parts: object) -> int:
@@ -45,14 +45,22 @@ class DomainPicker:
 
 
 class UnpairedDomains(Dataset):
-    """Item `sample_id` → {"a": (1, crop, crop), "b": (1, crop, crop)} in [-1, 1], independently drawn.
+    """Item `sample_id` → {"a", "b", "a_real", "b_real"}, each (1, crop, crop) in [-1, 1]; A and B
+    independently drawn.
+
+    "a"/"b" are the generators' inputs (geometric then photometric augmentation); "a_real"/"b_real"
+    the discriminators' real samples: the same image with the same geometry, without the
+    photometric changes (gamma, noise), so those are not learnt as part of the target domain.
+    Where no photometric transform changed the image, or with `photometric_for_discriminator`,
+    the real sample is the generator's input itself (the same tensor).
 
     Args:
         images: the cohort cache (N, S, S) uint16 (a memmap is fine: rows are read on demand).
         indices_a, indices_b: cache rows of domain A and domain B images.
         load_size, crop_size: resize side, then random-crop side.
         seed: run seed; with sample_id it fixes the picks and augmentations.
-        augment: keyword arguments of `training_transforms` (enabled, prob, rotate_deg, ...).
+        augment: keyword arguments of `training_stages` (enabled, prob, rotate_deg, padding, ...),
+            plus `photometric_for_discriminator` (default False).
     """
 
     def __init__(self, images: np.ndarray, indices_a, indices_b, load_size: int, crop_size: int,
@@ -61,26 +69,42 @@ class UnpairedDomains(Dataset):
         self.seed = seed
         self.pick_a = DomainPicker(np.asarray(indices_a), seed, "a")
         self.pick_b = DomainPicker(np.asarray(indices_b), seed, "b")
-        self.transform = training_transforms(("image",), load_size, crop_size,
-                                             cache_size=int(images.shape[-1]), **(augment or {}))
+        augment = dict(augment or {})
+        self.photometric_for_discriminator = bool(augment.pop("photometric_for_discriminator", False))
+        self.geometric, self.photometric = training_stages(("image",), load_size, crop_size,
+                                                           cache_size=int(images.shape[-1]), **augment)
 
     def __len__(self) -> int:  # sample ids are unbounded; the sampler decides how many
         return 2**62
 
-    def _load(self, cache_index: int, sample_id: int, domain: str) -> torch.Tensor:
+    def _load(self, cache_index: int, sample_id: int, domain: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(generator input, discriminator real) of one domain's image for `sample_id`."""
         image = torch.from_numpy(np.asarray(self.images[cache_index], dtype=np.float32) / 65535.0)[None]
-        self.transform.set_random_state(seed=stable_seed(self.seed, "aug", domain, sample_id) % (2**32))
-        image = self.transform({"image": image})["image"]
-        if isinstance(image, MetaTensor):
-            image = image.as_tensor()
-        image = image.to(torch.float32).contiguous()
-        return image.clamp_(0.0, 1.0).mul_(2.0).sub_(1.0)
+        self.geometric.set_random_state(seed=stable_seed(self.seed, "aug", domain, sample_id) % (2**32))
+        posed = _as_tensor(self.geometric({"image": image})["image"])
+        real = _to_model_range(posed)  # a new tensor: `posed` stays as it was
+        if not self.photometric.transforms:
+            return real, real
+        self.photometric.set_random_state(seed=stable_seed(self.seed, "photo", domain, sample_id) % (2**32))
+        changed = _as_tensor(self.photometric({"image": posed})["image"])
+        if changed.data_ptr() == posed.data_ptr():  # no photometric transform fired
+            return real, real
+        fake_input = _to_model_range(changed)
+        return fake_input, (fake_input if self.photometric_for_discriminator else real)
 
     def __getitem__(self, sample_id: int) -> dict[str, torch.Tensor]:
-        return {
-            "a": self._load(self.pick_a(sample_id), sample_id, "a"),
-            "b": self._load(self.pick_b(sample_id), sample_id, "b"),
-        }
+        a, a_real = self._load(self.pick_a(sample_id), sample_id, "a")
+        b, b_real = self._load(self.pick_b(sample_id), sample_id, "b")
+        return {"a": a, "b": b, "a_real": a_real, "b_real": b_real}
+
+
+def _as_tensor(image) -> torch.Tensor:
+    return image.as_tensor() if isinstance(image, MetaTensor) else image
+
+
+def _to_model_range(image: torch.Tensor) -> torch.Tensor:
+    """[0, 1] → a new contiguous float32 tensor in [-1, 1] (clamped)."""
+    return image.to(torch.float32).clamp(0.0, 1.0).mul_(2.0).sub_(1.0).contiguous()
 
 
 class DistributedStepSampler(Sampler[int]):

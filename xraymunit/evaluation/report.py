@@ -32,6 +32,11 @@ def write(out: Path, metrics: dict, runs: list[dict], test, val, grid: dict | No
     if grid and grid.get("inputs"):
         plots["grid"] = "styles_grid.png"
         _plot_grid(out / plots["grid"], grid)
+    for level, tq in (metrics.get("training_quality") or {}).items():
+        if tq.get("plot"):
+            name = "training_quality.png" if level == "all" else f"training_quality_{level}.png"
+            atomic.write_bytes(out / name, Path(tq["plot"]).read_bytes())
+            plots[f"training_quality_{level}"] = name
     metrics["files"] = {"predictions": "predictions.csv", "config": "evaluate_config.yaml",
                         "summary": "summary.md", "plots": plots}
     atomic.write_json(out / "metrics.json", _clean(metrics))
@@ -268,6 +273,7 @@ def summary(metrics: dict) -> str:
                 L.append(f"| {ARM_LABEL[arm]} | " + " | ".join(cells) + " |")
     L.append("")
     L += _quality_section(metrics)
+    L += _training_quality_section(metrics)
     if metrics.get("shortcut_test"):
         from xraymunit.confounds import summary_lines
 
@@ -305,6 +311,32 @@ def _mci(d: dict) -> str:
     return f"{_num(d['mean'])} [{_num(d['ci_low'])}, {_num(d['ci_high'])}]"
 
 
+def _training_quality_section(metrics: dict) -> list[str]:
+    tq = metrics.get("training_quality")
+    if not tq:
+        return []
+    L = ["## Quality during training", "",
+         "Measured by the cohort's judge on fixed val images while the generator trained "
+         "(`quality.csv` in the run folder; best.pt criterion: xraymunit/monitor.py).", "",
+         "| run | measurement | step | minutes | judged abnormal a2b (real abn. / real normal) | FD to real B "
+         "(inputs) | diversity LPIPS-style (real B pairs) | content SSIM (two patients) | score |",
+         "|---|---|---|---|---|---|---|---|---|"]
+    for level, t in tq.items():
+        for which in ("first", "best", "last"):
+            r = t.get(which)
+            if not r:
+                continue
+            L.append(f"| {level} | {which} | {int(r['step'])} | {r['seconds'] / 60:.1f} | {_num(r['a2b_success'])} "
+                     f"({_num(r['a2b_success_real_abnormal'])} / {_num(r['a2b_success_real_normal'])}) | "
+                     f"{_num(r['a2b_fd'])} ({_num(r['a2b_fd_inputs'])}) | {_num(r['a2b_diversity_lpips'])} "
+                     f"({_num(r['real_b_pairs_lpips'])}) | {_num(r['a2b_content_ssim'])} "
+                     f"({_num(r['content_ssim_unrelated'])}) | {_num(r['score'])} |")
+    files = [f"`{n}`" for k, n in (metrics.get("files", {}).get("plots") or {}).items() if k.startswith("training_quality")]
+    L += ["", f"Curves: {', '.join(files)} (each measure vs step and vs wall-clock time, yardsticks dashed)."
+          if files else "", ""]
+    return L
+
+
 def _quality_section(metrics: dict) -> list[str]:
     q = metrics.get("quality")
     L = ["## Synthetic image quality", ""]
@@ -318,9 +350,16 @@ def _quality_section(metrics: dict) -> list[str]:
         L.append("")
         L.append(f"One generator per level: these numbers assess level {q['synthetic_set']['level']}'s synthetic "
                  f"set (the largest level with one), `{q['synthetic_set']['folder']}`.")
+    if q.get("judge"):
+        L.append("")
+        L.append(f"Judge: {q['judge']['describe']}.")
     L.append("")
     L.append("| measure | synthetic | yardstick |")
     L.append("|---|---|---|")
+    ja = q.get("judged_abnormal")
+    if ja and ja.get("synthetic") is not None:
+        L.append(f"| translation success: share judged abnormal (↑) | {_num(ja['synthetic'])} of {ja['n_synthetic']} | "
+                 f"real abnormal {_num(ja['yardstick_real_abnormal'])}; real normal {_num(ja['yardstick_real_normal'])} |")
     s, y = r["synthetic_vs_real_abnormal"], r["yardstick_real_normal_vs_real_abnormal"]
     i = r["inputs_vs_real_abnormal"]
     L.append(f"| Fréchet distance to real abnormal (↓) | {_fd(s)} | real normal ↔ abnormal {_fd(y)}; "

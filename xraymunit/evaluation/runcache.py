@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from xraymunit.io import atomic
 
@@ -29,7 +28,7 @@ def fingerprint(parts: dict) -> str:
 
 
 class RunCache:
-    """OUT/runs/<level>__<arm>__seed<k>.npz (+ .pt for the feature network's run)."""
+    """OUT/runs/<level>__<arm>__seed<k>.npz: a finished run's val/test scores and its record."""
 
     def __init__(self, root: Path, enabled: bool = True):
         self.root, self.enabled = Path(root), enabled
@@ -59,24 +58,6 @@ class RunCache:
         np.savez(buf, val=run["_val_scores"], test=run["_test_scores"],
                  meta=np.array(json.dumps(meta, default=_plain)))
         atomic.write_bytes(self._path(run["level"], run["arm"], run["seed"], ".npz"), buf.getvalue())
-
-    def save_model(self, level: str, arm: str, seed: int, fp: str, model: torch.nn.Module) -> None:
-        buf = io.BytesIO()
-        torch.save({"fingerprint": fp, "state_dict": model.state_dict()}, buf)
-        atomic.write_bytes(self._path(level, arm, seed, ".pt"), buf.getvalue())
-
-    def load_model(self, level: str, arm: str, seed: int, fp: str, model: torch.nn.Module) -> bool:
-        path = self._path(level, arm, seed, ".pt")
-        if not self.enabled or not path.is_file():
-            return False
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 - unreadable → retrain
-            return False
-        if blob.get("fingerprint") != fp:
-            return False
-        model.load_state_dict(blob["state_dict"])
-        return True
 
 
 def _plain(v):

@@ -300,22 +300,57 @@ def tap_sum_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
 
 
 class OutputConvBlock(ConvBlock):
-    """A stride-1 ConvBlock with few output channels (a decoder's last layer).
+    """A stride-1 ConvBlock with few output channels (a decoder's last layer), always in fp32.
 
-    Same parameters as ConvBlock; on a CPU without autograd (synthesis, sample grids) the conv
-    runs as `tap_sum_conv2d`. Training keeps the direct conv (its backward is the cheap one
-    there), GPUs too (the 16-channel blocking is oneDNN's).
+    Same parameters as ConvBlock. The conv and its activation (tanh) run in fp32 on every
+    device and under any autocast, with the weights in fp32 even when the rest of the network
+    was cast to bf16: in bf16 a tanh output lies on a grid of 1/256 wherever |y| >= 0.5, so a
+    16-bit PNG of it would hold ~9 bits in lung and bone. The layer is ~1.4 % of a decoder's
+    multiply-adds.
+
+    On a CPU without autograd (synthesis, sample grids) the conv runs as `tap_sum_conv2d`.
+    Training keeps the direct conv (its backward is the cheap one there), GPUs too (the
+    16-channel blocking is oneDNN's). `tap_sum` overrides that choice (class or instance
+    attribute): None picks as above, False always takes the direct conv (the GPU path, e.g. to
+    test it on a CPU), True takes the tap sums wherever the layer's shape allows.
     """
+
+    tap_sum: bool | None = None
+
+    def uses_tap_sum(self, x: torch.Tensor) -> bool:
+        """Whether forward(x) computes the conv as tap sums (see the class docstring)."""
+        conv = self.conv
+        k = conv.kernel_size[0]
+        if (self.tap_sum is False or conv.padding_mode not in _TAP_SUM_PADDING or conv.stride != (1, 1)
+                or conv.kernel_size != (k, k) or conv.padding != (conv.padding[0],) * 2
+                or conv.dilation != (1, 1) or conv.groups != 1 or conv.out_channels * k * k > 64):
+            return False
+        return self.tap_sum is True or (not torch.is_grad_enabled() and x.device.type == "cpu")
 
     def forward(self, x: torch.Tensor, adain_params: torch.Tensor | None = None) -> torch.Tensor:
         conv = self.conv
-        k = conv.kernel_size[0]
-        mode = {"reflect": "reflect", "replicate": "replicate", "zeros": "constant"}.get(conv.padding_mode)
-        if (torch.is_grad_enabled() or x.device.type != "cpu" or mode is None
-                or conv.stride != (1, 1) or conv.kernel_size != (k, k) or conv.padding != (conv.padding[0],) * 2
-                or conv.dilation != (1, 1) or conv.groups != 1 or conv.out_channels * k * k > 64):
-            return super().forward(x, adain_params)
-        p = conv.padding[0]
-        if p:
-            x = F.pad(x, (p,) * 4, mode=mode)
-        return self.norm_and_activate(tap_sum_conv2d(x, conv.weight, conv.bias), adain_params)
+        dtype = torch.promote_types(torch.promote_types(x.dtype, conv.weight.dtype), torch.float32)
+        with torch.autocast(x.device.type, enabled=False):  # fp32 at least (fp64 stays fp64)
+            x = x.to(dtype)
+            weight = conv.weight.to(dtype)
+            bias = conv.bias.to(dtype) if conv.bias is not None else None
+            if not self.uses_tap_sum(x):
+                return self.norm_and_activate(conv._conv_forward(x, weight, bias), adain_params)
+            p = conv.padding[0]
+            if p:
+                x = F.pad(x, (p,) * 4, mode=_TAP_SUM_PADDING[conv.padding_mode])
+            return self.norm_and_activate(tap_sum_conv2d(x, weight, bias), adain_params)
+
+
+_TAP_SUM_PADDING = {"reflect": "reflect", "replicate": "replicate", "zeros": "constant"}
+
+
+def cast_for_rendering(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """`module.to(dtype)`, except its `OutputConvBlock`s, which keep their fp32 weights (they
+    run in fp32 anyway; a bf16 copy of their weights would only round them). In place."""
+    outputs = [m for m in module.modules() if isinstance(m, OutputConvBlock)]
+    saved = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in outputs]
+    module.to(dtype)
+    for m, state in zip(outputs, saved):
+        m.float().load_state_dict(state)
+    return module

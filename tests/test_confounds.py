@@ -1,0 +1,165 @@
+"""The shortcut test catches a planted confound, stays quiet on balanced cohorts, and runs in train and evaluate.
+
+Cohorts are the evaluate helpers' phantoms (tests/helpers/evaluate_data.py) with the labels
+redrawn at random per patient, so the lesions they carry no longer go with a label; each
+test then plants one confound (brighter abnormals, a view that equals the label).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+from fixtures.ingest_fixtures import built, ingested  # noqa: F401 (fixtures)
+from helpers.evaluate_data import write_cohort
+
+from xraymunit import confounds
+from xraymunit.io.cohort import Cohort
+
+
+def cohort_with(root, seed: int = 0, brighten: float = 0.0, view_is_label: bool = False,
+                source_is_label: bool = False, n_patients: int = 120) -> Cohort:
+    """~50/35/15% train/val/test phantoms, random labels per patient, plus the confound asked for."""
+    write_cohort(root, n_patients=n_patients, size=32, seed=seed, split_fractions=(0.5, 0.35))
+    m = pd.read_parquet(root / "manifest.parquet")
+    rng = np.random.default_rng([seed, 7])
+    patients = m["patient_key"].unique()
+    label_of = dict(zip(patients, rng.choice(["normal", "abnormal"], len(patients))))
+    ok = m["status"] == "ok"
+    m.loc[ok, "label"] = m.loc[ok, "patient_key"].map(label_of)
+    abnormal = ok & (m["label"] == "abnormal")
+    if view_is_label:
+        m.loc[ok, "view_position"] = np.where(abnormal[ok], "AP", "PA")
+    if source_is_label:
+        m.loc[ok, "source_dataset"] = np.where(abnormal[ok], "hospital_b", "hospital_a")
+    m.to_parquet(root / "manifest.parquet", index=False)
+    if brighten:
+        images = np.load(root / "cache" / "images.npy")
+        idx = m.loc[abnormal, "cache_index"].to_numpy()
+        x = images[idx].astype(np.float64) / 65535 + brighten
+        images[idx] = np.round(np.clip(x, 0, 1) * 65535).astype(np.uint16)
+        np.save(root / "cache" / "images.npy", images)
+    return Cohort.open(root)
+
+
+def test_planted_brightness_is_caught_by_the_image_tests(tmp_path):
+    result = confounds.shortcut_test(cohort_with(tmp_path, brighten=0.15))
+    t = result["tests"]
+    assert result["decision"] and result["note"] is None
+    assert t["thumbnail"]["warn"] and t["histogram"]["warn"] and result["warn"]
+    assert t["histogram"]["ci_low"] > confounds.WARN_AUROC
+    assert t["histogram"]["factor"].startswith("intensity_")
+    assert not t["metadata"]["warn"]  # the headers do not know about the brightness
+    lines = confounds.warnings(result)
+    assert len(lines) == 2 and all("--window percentile" in line for line in lines)
+    json.dumps(result)  # JSON-ready as it is
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_balanced_cohorts_never_warn(tmp_path, seed):
+    result = confounds.shortcut_test(cohort_with(tmp_path, seed=seed), seed=seed)
+    assert result["decision"] and not result["warn"]
+    assert confounds.warnings(result) == []
+    lows = [t["ci_low"] for t in result["tests"].values() if t["ci_low"] is not None]
+    assert lows and max(lows) < confounds.WARN_AUROC
+    assert all(t["ci_low"] <= t["auroc"] <= t["ci_high"] for t in result["tests"].values() if t["auroc"] is not None)
+
+
+@pytest.mark.parametrize("kind, factor, remedy", [
+    ("view_is_label", "view_position", "matched sampling"),
+    ("source_is_label", "source_dataset", "data.source_datasets"),
+])
+def test_a_metadata_confound_is_named(tmp_path, kind, factor, remedy):
+    result = confounds.shortcut_test(cohort_with(tmp_path, **{kind: True}))
+    meta = result["tests"]["metadata"]
+    assert meta["warn"] and meta["factor"] == factor and meta["factors"][factor]["warn"]
+    assert not result["tests"]["thumbnail"]["warn"] and not result["tests"]["histogram"]["warn"]
+    (line,) = confounds.warnings(result)
+    assert factor in line and remedy in line
+
+
+def test_a_small_val_set_cannot_warn_even_when_perfectly_separated(tmp_path):
+    """6 val patients per domain: even AUROC 1.0 keeps the lower bound below the threshold."""
+    result = confounds.shortcut_test(cohort_with(tmp_path, view_is_label=True, n_patients=40))
+    assert min(result["n_val_patients"].values()) < result["min_val_patients_to_warn"] == 9
+    assert result["tests"]["metadata"]["auroc"] == 1.0 and not result["warn"]
+    assert "too few" in result["note"]
+
+
+def test_no_decision_when_val_lacks_a_domain(tmp_path):
+    co = cohort_with(tmp_path)
+    m = co.manifest
+    m.loc[(m["split"] == "val") & (m["label"] == "abnormal"), "split"] = "test"
+    m.to_parquet(tmp_path / "manifest.parquet", index=False)
+    result = confounds.shortcut_test(Cohort.open(tmp_path))
+    assert not result["decision"] and not result["warn"] and result["tests"] == {}
+    assert "val has no 'abnormal' image" in result["note"]
+
+
+def test_domain_profile_has_every_factor(tmp_path):
+    co = cohort_with(tmp_path, brighten=0.15, view_is_label=True)
+    profile = confounds.domain_profile(co, max_images=20)
+    assert list(profile.columns) == ["normal", "abnormal"]
+    factors = set(profile.index.get_level_values("factor"))
+    assert {"source_dataset", "manufacturer", "window_source", "view_position", "photometric", "bits_stored",
+            "original_rows", "original_columns", "black_border_fraction", "intensity"} <= factors
+    assert profile.loc[("view_position", "AP"), "abnormal"] == 1.0
+    assert profile.loc[("view_position", "AP"), "normal"] == 0.0
+    assert profile.loc[("image_sample", "count")].max() <= 20
+    p50 = profile.loc[("intensity", "p50")]
+    assert p50["abnormal"] > p50["normal"] + 0.1  # the planted brightness shows
+    assert set(profile.loc["intensity"].index) == {"mean", "p01", "p05", "p50", "p95", "p99"}
+    train_only = confounds.domain_profile(co, split="train", max_images=5)
+    assert train_only.loc[("images", "count")].sum() == (co.ok()["split"] == "train").sum()
+
+
+def test_report_helpers(tmp_path):
+    result = confounds.shortcut_test(cohort_with(tmp_path, brighten=0.15))
+    path = confounds.write_shortcut_report(result, tmp_path / "out" / "shortcut_test.json")
+    assert json.loads(path.read_text())["tests"]["histogram"]["warn"] is True
+    table = confounds.shortcut_table(result)
+    assert {"header metadata", "8x8 thumbnail", "16-bin intensity histogram"} <= set(table["test"])
+    assert "view_position" in set(table["features"])
+    md = "\n".join(confounds.summary_lines(result))
+    assert md.startswith("## Shortcut test") and "SHORTCUT WARNING" in md and "| **yes** |" in md
+
+
+def test_logistic_regression_separates_a_separable_problem():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = X[:, 0] + 0.1 * rng.normal(size=200) > 0
+    theta = confounds.fit_logistic(X, y)
+    assert theta[1] > 1 and abs(theta[2]) < 0.5 * theta[1]
+    from xraymunit.evaluation.metrics import auroc
+
+    assert auroc(y, X @ theta[1:] + theta[0]) > 0.95
+
+
+def test_a_real_ingest_without_both_domains_in_val_is_handled(ingested):  # noqa: F811
+    co = Cohort.open(ingested[0])
+    result = confounds.shortcut_test(co)
+    json.dumps(result)
+    assert not result["warn"]
+    confounds.domain_profile(co)  # no error on a cohort of a few real images
+
+
+def test_train_writes_the_shortcut_test_and_logs_the_warning(tmp_path, caplog):
+    from helpers.training import tiny_train_config
+
+    from xraymunit.train import train
+
+    co = cohort_with(tmp_path / "cohort", view_is_label=True)
+    cfg = tiny_train_config("train.steps=1", "loss.perceptual=0", "train.quality_every=0")
+    with caplog.at_level(logging.WARNING, logger="xraymunit.train"):
+        train(co.root, tmp_path / "run", cfg, show_progress=False)
+    result = json.loads((tmp_path / "run" / "shortcut_test.json").read_text())
+    assert result["tests"]["metadata"]["factor"] == "view_position" and result["warn"]
+    assert any("SHORTCUT WARNING" in r.message and "view_position" in r.message for r in caplog.records)
+    off = tiny_train_config("train.steps=1", "loss.perceptual=0", "train.quality_every=0",
+                            "train.shortcut_test=false")
+    train(co.root, tmp_path / "run_off", off, show_progress=False)
+    assert not (tmp_path / "run_off" / "shortcut_test.json").exists()
+
