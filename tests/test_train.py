@@ -63,6 +63,20 @@ def test_generator_update_leaves_discriminator_gradients_untouched_and_vice_vers
     assert all(p.requires_grad for p in dis.parameters())  # D is unfrozen again after the step
 
 
+def test_discriminator_update_reads_the_real_samples_not_the_generator_inputs():
+    step, gens, dis, *_ = _tiny_step(cycle=0.0, perceptual=0.0)
+    seen = []
+    dis.register_forward_pre_hook(lambda _m, args: seen.append([a.detach().clone() for a in args]))
+    x_a, x_b = torch.rand(2, 1, 64, 64) * 2 - 1, torch.rand(2, 1, 64, 64) * 2 - 1
+    real_a, real_b = x_a.flip(-2), x_b.flip(-2)  # e.g. without the photometric augmentation
+    s = torch.randn(2, 8)
+    step(x_a, x_b, s, -s, real_a, real_b)
+    d_step = seen[0]  # the discriminator update: reals, then detached translations
+    assert torch.equal(d_step[0][:2], real_a) and torch.equal(d_step[1][:2], real_b)
+    step(x_a, x_b, s, -s)  # without reals: the generator inputs are the reals
+    assert torch.equal(seen[2][0][:2], x_a) and torch.equal(seen[2][1][:2], x_b)
+
+
 def test_step_returns_every_weighted_term():
     step, *_ = _tiny_step(cycle=1.0, perceptual=1.0)
     x = torch.rand(1, 1, 64, 64) * 2 - 1

@@ -1,0 +1,110 @@
+"""Quality tracked during training: quality.csv has every column, best.pt follows the criterion,
+resume keeps the rows, and synthesize reads RUN/best."""
+
+import csv
+import math
+
+import pytest
+import torch
+from helpers.evaluate_data import write_cohort
+from helpers.training import tiny_train_config
+
+from xraymunit import checkpoint, monitor
+from xraymunit.io.cohort import Cohort
+from xraymunit.train import build_networks, train
+
+QUICK = ["quality.judge.classifier.image_size=32", "quality.judge.classifier.steps=30",
+         "quality.judge.classifier.eval_every=10", "quality.judge.bootstrap=50",
+         "quality.n_inputs=6", "quality.n_reference=6"]
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    return write_cohort(tmp_path_factory.mktemp("monitor-cohort"), n_patients=40, size=64)
+
+
+@pytest.fixture(scope="module")
+def run(cohort, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "run"
+    cfg = tiny_train_config("train.steps=6", "train.quality_every=3", *QUICK)
+    train(cohort, out, cfg, show_progress=False)
+    return out, cfg
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_quality_csv_has_every_column_and_yardsticks(run):
+    out, _ = run
+    rows = _rows(out / "quality.csv")
+    assert [int(r["step"]) for r in rows] == [3, 6]
+    assert list(rows[0]) == monitor.COLUMNS
+    for r in rows:
+        for key in monitor.COLUMNS:
+            assert r[key] != "", key  # every number measured, yardsticks included
+        assert int(r["images_seen"]) == int(r["step"]) * 2  # batch 2, one process
+        assert 0 <= float(r["a2b_success"]) <= 1 and float(r["a2b_fd"]) >= 0
+    assert float(rows[1]["seconds"]) > float(rows[0]["seconds"]) > 0
+    assert (out / "quality.png").stat().st_size > 10_000
+
+
+def test_best_checkpoint_is_the_best_row(run):
+    out, cfg = run
+    rows = _rows(out / "quality.csv")
+    best = checkpoint.load(out / "checkpoints" / "best.pt")
+    scores = [float(r["score"]) for r in rows]
+    assert best["step"] == int(rows[scores.index(max(scores))]["step"])
+    assert best["extra"]["quality"]["score"] == pytest.approx(max(scores), abs=1e-5)
+    assert checkpoint.resolve(out / "best") == out / "checkpoints" / "best.pt"
+    assert checkpoint.resolve(out / "last") == out / "checkpoints" / "last.pt"
+    assert checkpoint.resolve(out) == out / "checkpoints" / "best.pt"
+
+
+def test_synthesize_takes_run_best(run, cohort, tmp_path):
+    from xraymunit.synthesize import synthesize
+
+    out, _ = run
+    res = synthesize(out / "best", cohort, tmp_path / "s", n_styles=1, limit=1, show_progress=False)
+    assert res.manifest["checkpoint_sha256"].iloc[0] == checkpoint.file_sha256(out / "checkpoints" / "best.pt")
+
+
+def test_resume_keeps_earlier_rows_and_continues(cohort, tmp_path):
+    out = tmp_path / "run"
+    train(cohort, out, tiny_train_config("train.steps=4", "train.quality_every=2", "train.checkpoint_every=2",
+                                         *QUICK), show_progress=False)
+    train(cohort, out, tiny_train_config("train.steps=6", "train.quality_every=2", "train.checkpoint_every=2",
+                                         *QUICK), resume=True, show_progress=False)
+    rows = _rows(out / "quality.csv")
+    assert [int(r["step"]) for r in rows] == [2, 4, 6]
+    assert float(rows[2]["seconds"]) > float(rows[1]["seconds"])  # wall-clock continues across the resume
+
+
+def test_off_when_quality_every_is_0(cohort, tmp_path):
+    out = tmp_path / "run"
+    train(cohort, out, tiny_train_config("train.steps=2", "train.quality_every=0"), show_progress=False)
+    assert not (out / "quality.csv").exists() and not (out / "checkpoints" / "best.pt").exists()
+
+
+def test_score_criterion():
+    row = {"a2b_success": 0.5, "a2b_success_real_abnormal": 0.8, "a2b_fd": 2.0, "a2b_fd_inputs": 4.0,
+           "a2b_diversity_lpips": 0.3, "real_b_pairs_lpips": 0.6, "a2b_content_ssim": 0.8,
+           "content_ssim_unrelated": 0.5}
+    assert monitor.quality_score(row) == pytest.approx((0.5 / 0.8 + 0.5 + 0.5) / 3)
+    assert monitor.quality_score({**row, "a2b_content_ssim": 0.4}) == 0.0  # anatomy lost: never best
+
+
+def test_translations_measured_in_fp32_and_deterministic(cohort):
+    cfg = tiny_train_config(*QUICK)
+    from xraymunit import judge as J
+
+    co = Cohort.open(cohort)
+    j = J.load_or_train(co, cfg.quality.judge)
+    gens, _ = build_networks(cfg)
+    m = monitor.QualityMonitor(co, cfg, j, torch.device("cpu"), co.root)
+    a = m.measure(gens, 1, 1.0, 2)
+    b = m.measure(gens, 2, 2.0, 4)
+    for key in ("a2b_success", "a2b_fd", "a2b_diversity_lpips", "a2b_content_ssim"):
+        assert a[key] == pytest.approx(b[key], rel=1e-6) and math.isfinite(a[key])  # fixed inputs and styles
+    assert gens.training  # measuring leaves the networks in the mode it found them
