@@ -51,3 +51,33 @@ def test_weighted_total_is_the_one_sum():
     assert weighted_total(terms, w).item() == pytest.approx(21.0)
     with pytest.raises(ValueError):
         weighted_total({"cycle_a": torch.tensor(1.0)}, LossWeights(cycle=0.0))
+
+
+def test_mode_seeking_term_rewards_styles_that_change_the_image():
+    from xraymunit.losses import mode_seeking
+
+    s1, s2 = torch.zeros(2, 8), torch.ones(2, 8)
+    x = torch.zeros(2, 1, 8, 8)
+    near, far = mode_seeking(x, x + 0.01, s1, s2), mode_seeking(x, x + 0.5, s1, s2)
+    assert far < near  # more different translations of one content → lower loss
+    y = (x + 0.1).requires_grad_()
+    mode_seeking(x, y, s1, s2).backward()
+    assert y.grad.abs().sum() > 0
+
+
+def test_diversity_term_trains_with_second_styles():
+    from xraymunit.losses import LossWeights
+    from xraymunit.models import MunitDiscriminators, MunitGenerators
+    from xraymunit.train import MunitStep
+
+    torch.manual_seed(0)
+    gens = MunitGenerators(dim=8, n_res=1, mlp_dim=16)
+    dis = MunitDiscriminators(dim=8, n_layers=3, n_scales=2)
+    step = MunitStep(gens, dis, torch.optim.Adam(gens.parameters(), 1e-3), torch.optim.Adam(dis.parameters(), 1e-3),
+                     LossWeights(diversity=1.0), None, torch.device("cpu"))
+    x = torch.rand(2, 1, 32, 32) * 2 - 1
+    s = [torch.randn(2, 8) for _ in range(4)]
+    losses = step(x, x.flip(0), s[0], s[1], s_a2=s[2], s_b2=s[3])
+    assert torch.isfinite(losses["gen/diversity_a"]) and torch.isfinite(losses["gen/diversity_b"])
+    with pytest.raises(ValueError, match="second styles"):
+        step(x, x.flip(0), s[0], s[1])

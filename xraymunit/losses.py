@@ -57,6 +57,17 @@ class PerceptualLoss(nn.Module):
         return instance_normalized_distance(self.net(translation), target)
 
 
+def mode_seeking(x1: torch.Tensor, x2: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor,
+                 eps: float = 1e-5) -> torch.Tensor:
+    """Mode-seeking term (Mao et al. 2019, MSGAN), per sample: the inverse of the distance between two
+    translations of one content over the distance between their style codes. Minimising it pushes
+    different styles to give different images — what MUNIT's style reconstruction alone can leave
+    weak (styles that barely change the image)."""
+    d_img = torch.mean(torch.abs(x1.float() - x2.float()), dim=tuple(range(1, x1.dim())))
+    d_style = torch.mean(torch.abs(s1.float() - s2.float()), dim=1)
+    return torch.mean(1.0 / (d_img / d_style + eps))
+
+
 def weighted_total(terms: dict[str, torch.Tensor], weights: LossWeights) -> torch.Tensor:
     """Sum the generator terms with their weights (terms named `<weight>_a` / `<weight>_b`)."""
     total = None
@@ -72,7 +83,8 @@ def weighted_total(terms: dict[str, torch.Tensor], weights: LossWeights) -> torc
 
 def generator_terms(t: Translation, s_a: torch.Tensor, s_b: torch.Tensor, x_a: torch.Tensor,
                     x_b: torch.Tensor, dis_outs_ba: list[torch.Tensor], dis_outs_ab: list[torch.Tensor],
-                    weights: LossWeights, perceptual: PerceptualLoss | None) -> dict[str, torch.Tensor]:
+                    weights: LossWeights, perceptual: PerceptualLoss | None, s_a2: torch.Tensor | None = None,
+                    s_b2: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Every generator loss term, per direction, unweighted.
 
     dis_outs_ba: dis_a's scores of x_ba; dis_outs_ab: dis_b's scores of x_ab.
@@ -92,6 +104,11 @@ def generator_terms(t: Translation, s_a: torch.Tensor, s_b: torch.Tensor, x_a: t
             raise ValueError("the cycle loss is on but the forward ran without with_cycle=True")
         terms["cycle_a"] = recon_l1(t.x_aba, x_a)
         terms["cycle_b"] = recon_l1(t.x_bab, x_b)
+    if weights.diversity > 0:
+        if t.x_ab2 is None or t.x_ba2 is None or s_a2 is None or s_b2 is None:
+            raise ValueError("the diversity term is on but the forward ran without second styles")
+        terms["diversity_a"] = mode_seeking(t.x_ba, t.x_ba2, s_a, s_a2)
+        terms["diversity_b"] = mode_seeking(t.x_ab, t.x_ab2, s_b, s_b2)
     if weights.perceptual > 0:
         if perceptual is None:
             raise ValueError("the perceptual loss is on but no perceptual network was given")

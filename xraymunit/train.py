@@ -198,9 +198,11 @@ class MunitStep:
         return torch.autocast(self.device.type, dtype=self.amp)
 
     def __call__(self, x_a: torch.Tensor, x_b: torch.Tensor, s_a: torch.Tensor, s_b: torch.Tensor,
-                 real_a: torch.Tensor | None = None, real_b: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                 real_a: torch.Tensor | None = None, real_b: torch.Tensor | None = None,
+                 s_a2: torch.Tensor | None = None, s_b2: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """x_a, x_b: the generators' inputs; real_a, real_b: the discriminators' real samples (the
-        same images without photometric augmentation, `UnpairedDomains`; None: x_a, x_b)."""
+        same images without photometric augmentation, `UnpairedDomains`; None: x_a, x_b);
+        s_a2, s_b2: second random styles, needed when the diversity term is on."""
         w, n = self.weights, x_a.shape[0]
         real_a = x_a if real_a is None else real_a
         real_b = x_b if real_b is None else real_b
@@ -208,7 +210,8 @@ class MunitStep:
             x_a, x_b, real_a, real_b = (x.contiguous(memory_format=torch.channels_last)
                                         for x in (x_a, x_b, real_a, real_b))
         with self._autocast():
-            t = self.gens(x_a, x_b, s_a, s_b, with_cycle=w.cycle > 0)
+            t = self.gens(x_a, x_b, s_a, s_b, with_cycle=w.cycle > 0,
+                          **({"s_a2": s_a2, "s_b2": s_b2} if w.diversity > 0 else {}))
 
         # discriminators: real vs detached translations, real and fake in one batch per domain
         self.dis_module.requires_grad_(True)
@@ -225,7 +228,7 @@ class MunitStep:
         self.dis_module.requires_grad_(False)
         with self._autocast():
             outs_ba, outs_ab = self.dis_module(t.x_ba, t.x_ab)
-            terms = generator_terms(t, s_a, s_b, x_a, x_b, outs_ba, outs_ab, w, self.perceptual)
+            terms = generator_terms(t, s_a, s_b, x_a, x_b, outs_ba, outs_ab, w, self.perceptual, s_a2, s_b2)
             g_total = weighted_total(terms, w)
         self.gen_opt.zero_grad(set_to_none=True)
         g_total.backward()
@@ -244,9 +247,10 @@ def _unwrap(module: nn.Module) -> nn.Module:
 
 
 def style_codes(seed: int, step: int, rank: int, batch: int, style_dim: int,
-                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The random style codes of one step: N(0, I), a pure function of (seed, step, rank)."""
-    gen = torch.Generator().manual_seed(stable_seed(seed, "style", step, rank))
+                device: torch.device, which: str = "style") -> tuple[torch.Tensor, torch.Tensor]:
+    """The random style codes of one step: N(0, I), a pure function of (seed, step, rank, which);
+    which="style2" gives the second styles of the diversity term, independent of the first."""
+    gen = torch.Generator().manual_seed(stable_seed(seed, which, step, rank))
     codes = torch.randn(2, batch, style_dim, generator=gen)
     return codes[0].to(device), codes[1].to(device)
 
@@ -532,7 +536,9 @@ def train(cohort: str | Path, out: str | Path, cfg: TrainConfig | None = None, *
             real_a = batch["a_real"].to(device, non_blocking=True)  # no photometric augmentation
             real_b = batch["b_real"].to(device, non_blocking=True)
             s_a, s_b = style_codes(cfg.train.seed, step, dist.rank, x_a.shape[0], cfg.model.style_dim, device)
-            losses = step_fn(x_a, x_b, s_a, s_b, real_a, real_b)
+            s_a2, s_b2 = (style_codes(cfg.train.seed, step, dist.rank, x_a.shape[0], cfg.model.style_dim, device,
+                                      "style2") if cfg.loss.diversity > 0 else (None, None))
+            losses = step_fn(x_a, x_b, s_a, s_b, real_a, real_b, s_a2, s_b2)
             gen_sched.step()
             dis_sched.step()
             bad |= ~torch.isfinite(losses["gen/total"]) | ~torch.isfinite(losses["dis/total"])

@@ -54,9 +54,10 @@ class LossConfig:
     content_recon: float = 1.0
     cycle: float = 0.0
     perceptual: float = 0.0
+    diversity: float = 0.0
 
     def validate(self) -> None:
-        for key in ("gan", "image_recon", "style_recon", "content_recon", "cycle", "perceptual"):
+        for key in ("gan", "image_recon", "style_recon", "content_recon", "cycle", "perceptual", "diversity"):
             require(getattr(self, key) >= 0, key, "must be >= 0")
 
 

@@ -37,6 +37,8 @@ class Translation:
     s_b_recon: torch.Tensor
     x_aba: torch.Tensor | None  # style-augmented cycle (only if requested)
     x_bab: torch.Tensor | None
+    x_ab2: torch.Tensor | None = None  # a's content with a second random b style (diversity term only)
+    x_ba2: torch.Tensor | None = None
 
 
 class MunitGenerators(nn.Module):
@@ -52,21 +54,28 @@ class MunitGenerators(nn.Module):
         return self.gen_a.style_dim
 
     def forward(self, x_a: torch.Tensor, x_b: torch.Tensor, s_a: torch.Tensor, s_b: torch.Tensor,
-                with_cycle: bool = False) -> Translation:
+                with_cycle: bool = False, s_a2: torch.Tensor | None = None,
+                s_b2: torch.Tensor | None = None) -> Translation:
+        """s_a2, s_b2: second random styles for the diversity (mode-seeking) term, or None."""
         n = x_a.shape[0]
         c_a, s_a_prime = self.gen_a.encode(x_a)
         c_b, s_b_prime = self.gen_b.encode(x_b)
-        # decoder A renders a's reconstruction and b→a in one batch; decoder B likewise.
-        out_a = self.gen_a.decode(torch.cat([c_a, c_b]), torch.cat([s_a_prime, s_a]))
-        out_b = self.gen_b.decode(torch.cat([c_b, c_a]), torch.cat([s_b_prime, s_b]))
-        x_a_recon, x_ba = out_a[:n], out_a[n:]
-        x_b_recon, x_ab = out_b[:n], out_b[n:]
+        # decoder A renders a's reconstruction and b→a (and b→a with a second style) in one batch;
+        # decoder B likewise.
+        second = s_a2 is not None and s_b2 is not None
+        out_a = self.gen_a.decode(torch.cat([c_a, c_b] + ([c_b] if second else [])),
+                                  torch.cat([s_a_prime, s_a] + ([s_a2] if second else [])))
+        out_b = self.gen_b.decode(torch.cat([c_b, c_a] + ([c_a] if second else [])),
+                                  torch.cat([s_b_prime, s_b] + ([s_b2] if second else [])))
+        x_a_recon, x_ba = out_a[:n], out_a[n:2 * n]
+        x_b_recon, x_ab = out_b[:n], out_b[n:2 * n]
+        x_ba2, x_ab2 = (out_a[2 * n:], out_b[2 * n:]) if second else (None, None)
         c_b_recon, s_a_recon = self.gen_a.encode(x_ba)
         c_a_recon, s_b_recon = self.gen_b.encode(x_ab)
         x_aba = self.gen_a.decode(c_a_recon, s_a_prime) if with_cycle else None
         x_bab = self.gen_b.decode(c_b_recon, s_b_prime) if with_cycle else None
         return Translation(c_a, c_b, s_a_prime, s_b_prime, x_a_recon, x_b_recon, x_ab, x_ba,
-                           c_a_recon, c_b_recon, s_a_recon, s_b_recon, x_aba, x_bab)
+                           c_a_recon, c_b_recon, s_a_recon, s_b_recon, x_aba, x_bab, x_ab2, x_ba2)
 
 
 class MunitDiscriminators(nn.Module):
