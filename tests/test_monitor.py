@@ -108,3 +108,12 @@ def test_translations_measured_in_fp32_and_deterministic(cohort):
     for key in ("a2b_success", "a2b_fd", "a2b_diversity_lpips", "a2b_content_ssim"):
         assert a[key] == pytest.approx(b[key], rel=1e-6) and math.isfinite(a[key])  # fixed inputs and styles
     assert gens.training  # measuring leaves the networks in the mode it found them
+
+
+def test_time_limit_stops_with_a_checkpoint_and_a_final_measurement(cohort, tmp_path):
+    out = tmp_path / "run"
+    res = train(cohort, out, tiny_train_config("train.steps=1000", "train.log_every=2", "train.quality_every=500",
+                                               "train.time_limit_minutes=0.0001", *QUICK), show_progress=False)
+    assert res.steps == 2  # the first log step after the (tiny) budget
+    assert checkpoint.load(out / "checkpoints" / "last.pt")["step"] == 2
+    assert [int(r["step"]) for r in _rows(out / "quality.csv")] == [2]

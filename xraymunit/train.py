@@ -543,8 +543,12 @@ def train(cohort: str | Path, out: str | Path, cfg: TrainConfig | None = None, *
             dis_sched.step()
             bad |= ~torch.isfinite(losses["gen/total"]) | ~torch.isfinite(losses["dis/total"])
             window.append(losses)
-            is_log = step % cfg.train.log_every == 0 or step == total
-            is_ckpt = step % cfg.train.checkpoint_every == 0 or step == total
+            last = step == total
+            if cfg.train.time_limit_minutes and step % cfg.train.log_every == 0 and not last:
+                last = time_is_up(seconds_before + time.perf_counter() - t_start, cfg.train.time_limit_minutes,
+                                  dist, device)
+            is_log = step % cfg.train.log_every == 0 or last
+            is_ckpt = step % cfg.train.checkpoint_every == 0 or last
             if is_log or is_ckpt:
                 if bool(bad):  # the only host sync of the loop, once per log interval
                     raise TrainingError(
@@ -563,9 +567,9 @@ def train(cohort: str | Path, out: str | Path, cfg: TrainConfig | None = None, *
                 if bar is not None:
                     bar.set_postfix(g=f"{mean['gen/total']:.3f}", d=f"{mean['dis/total']:.3f}",
                                     img_s=f"{rate:.2f}")
-            if dist.is_main and (step % cfg.train.image_every == 0 or step == total):
+            if dist.is_main and (step % cfg.train.image_every == 0 or last):
                 run_log.images(step, snapshot_grids(gens, display_a, display_b, fixed_styles[0], fixed_styles[1]))
-            if monitor is not None and (step % cfg.train.quality_every == 0 or step == total):
+            if monitor is not None and (step % cfg.train.quality_every == 0 or last):
                 row = monitor.measure(gens, step, seconds_before + time.perf_counter() - t_start,
                                       step * images_per_step)
                 run_log.quality(step, row)
@@ -575,6 +579,11 @@ def train(cohort: str | Path, out: str | Path, cfg: TrainConfig | None = None, *
                 save_checkpoint(step)
             if bar is not None:
                 bar.update(1)
+            if last:
+                if step < total:
+                    log.info("train.time_limit_minutes (%g) reached at step %d of %d: stopped with a checkpoint; "
+                             "raise the limit and --resume to go on", cfg.train.time_limit_minutes, step, total)
+                break
     finally:
         if bar is not None:
             bar.close()
@@ -588,6 +597,16 @@ def train(cohort: str | Path, out: str | Path, cfg: TrainConfig | None = None, *
 
         torch_dist.barrier()  # nobody leaves before rank 0 has written the last checkpoint
     return TrainResult(out, last_path, step, done * images_per_step / max(elapsed, 1e-9), last_losses)
+
+
+def time_is_up(seconds: float, limit_minutes: float, dist: Dist, device: torch.device) -> bool:
+    """The wall-clock budget is spent (under DDP: on any rank, so that all ranks stop at the same step)."""
+    up = torch.tensor(float(seconds >= limit_minutes * 60.0), device=device)
+    if dist.enabled:
+        import torch.distributed as torch_dist
+
+        torch_dist.all_reduce(up, op=torch_dist.ReduceOp.MAX)
+    return bool(up)
 
 
 def _format_losses(losses: dict[str, torch.Tensor]) -> str:

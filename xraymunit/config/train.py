@@ -156,6 +156,7 @@ class LoopConfig:
     keep_every: int = 10_000
     shortcut_test: bool = True  # before training: can a trivial model tell the domains apart? (xraymunit/confounds.py)
     quality_every: int = 1000
+    time_limit_minutes: float = 0.0
 
     def validate(self) -> None:
         require(self.steps >= 1, "steps", "must be >= 1")
@@ -164,6 +165,7 @@ class LoopConfig:
                     "n_sample_styles"):
             require(getattr(self, key) >= 1, key, "must be >= 1")
         require(self.quality_every >= 0, "quality_every", "must be >= 0 (0: no quality tracking)")
+        require(self.time_limit_minutes >= 0, "time_limit_minutes", "must be >= 0 (0: no limit)")
         require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
                 "device", "must be auto, cpu, cuda or cuda:N")
 
@@ -216,7 +218,7 @@ class TrainConfig:
 # Keys that may change when a run is resumed; anything else must match the saved run.
 RESUMABLE_KEYS = {"train.steps", "train.device", "train.log_every", "train.image_every",
                   "train.checkpoint_every", "train.keep_every", "train.compile", "data.num_workers",
-                  "train.quality_every", "train.shortcut_test"}
+                  "train.quality_every", "train.shortcut_test", "train.time_limit_minutes"}
 RESUMABLE_SECTIONS = ("quality",)  # what is measured, not what is trained
 
 
