@@ -129,14 +129,29 @@ class State:
         entry = self.data.get(stage, {})
         return entry.get("fingerprint") == fingerprint and entry.get("status") == "done" and output.exists()
 
-    def stale(self, stage: str, fingerprint: str) -> bool:
+    def stale(self, stage: str, fingerprint: str, core: str | None = None) -> bool:
+        """Outputs exist from other settings. With `core` (the settings a resume may not change),
+        only a change of those counts: a longer training continues the run instead."""
         entry = self.data.get(stage)
+        if core is not None and entry and entry.get("core"):
+            return entry["core"] != core
         return bool(entry) and entry.get("fingerprint") != fingerprint
 
     def mark(self, stage: str, fingerprint: str, status: str, **info) -> None:
         self.data[stage] = {"fingerprint": fingerprint, "status": status, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
                             **info}
         atomic.write_json(self.path, self.data)
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} → {"a.b": 1}."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _set_aside(path: Path) -> None:
@@ -161,20 +176,26 @@ def _train_stage(state: State, key: str, run_dir: Path, train_cfg: TrainConfig, 
     """Train (resume, or skip when up to date) one MUNIT run into run_dir; returns its last checkpoint."""
     from xraymunit.train import train
 
-    fp = _sha({"config": config.to_dict(train_cfg), "cohort": cohort_fp})
+    from xraymunit.config.train import resume_conflicts
+
+    cfg_dict = config.to_dict(train_cfg)
+    fp = _sha({"config": cfg_dict, "cohort": cohort_fp})
+    # what a resume may not change (not: steps, time limit, logging, quality tracking)
+    core = _sha({"config": {k: v for k, v in _flat(cfg_dict).items() if resume_conflicts({k: v}, {k: object()})},
+                 "cohort": cohort_fp})
     ckpt = run_dir / "checkpoints" / "last.pt"
     if state.up_to_date(key, fp, ckpt):
         log.info("[2/4] %s: up to date (%s)", key, ckpt)
     else:
-        if state.stale(key, fp):
+        if state.stale(key, fp, core):
             _set_aside(run_dir)
         resume = ckpt.is_file()
-        state.mark(key, fp, "running")
+        state.mark(key, fp, "running", core=core)
         t = time.perf_counter()
         log.info("[2/4] %s %s (%d steps%s) → %s", key, what, train_cfg.train.steps,
                  ", resuming" if resume else "", run_dir)
         result = train(cohort, run_dir, train_cfg, resume=resume, show_progress=progress)
-        state.mark(key, fp, "done", seconds=round(time.perf_counter() - t, 1))
+        state.mark(key, fp, "done", core=core, seconds=round(time.perf_counter() - t, 1))
         log.info("[2/4] %s done in %.1fs (%.2f img/s); samples in %s", key, time.perf_counter() - t,
                  result.images_per_second, run_dir / "samples")
     return ckpt

@@ -164,7 +164,7 @@ def test_cuda_request_without_cuda_is_a_user_error(study, tmp_path):
         evaluate(study["cohort"], None, tmp_path, tiny(), device="cuda")
 
 
-@pytest.mark.parametrize("name", ["evaluate.yaml", "evaluate_tiny.yaml"])
+@pytest.mark.parametrize("name", ["evaluate.yaml", "evaluate_tiny.yaml", "evaluate_cpu.yaml"])
 def test_shipped_configs_load_set_every_key_and_comment_it(name):
     import yaml
 

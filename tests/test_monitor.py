@@ -9,7 +9,7 @@ import torch
 from helpers.evaluate_data import write_cohort
 from helpers.training import tiny_train_config
 
-from xraymunit import checkpoint, monitor
+from xraymunit import checkpoint, monitor, quality_log
 from xraymunit.io.cohort import Cohort
 from xraymunit.train import build_networks, train
 
@@ -40,9 +40,9 @@ def test_quality_csv_has_every_column_and_yardsticks(run):
     out, _ = run
     rows = _rows(out / "quality.csv")
     assert [int(r["step"]) for r in rows] == [3, 6]
-    assert list(rows[0]) == monitor.COLUMNS
+    assert list(rows[0]) == quality_log.COLUMNS
     for r in rows:
-        for key in monitor.COLUMNS:
+        for key in quality_log.COLUMNS:
             assert r[key] != "", key  # every number measured, yardsticks included
         assert int(r["images_seen"]) == int(r["step"]) * 2  # batch 2, one process
         assert 0 <= float(r["a2b_success"]) <= 1 and float(r["a2b_fd"]) >= 0
@@ -91,8 +91,8 @@ def test_score_criterion():
     row = {"a2b_success": 0.5, "a2b_success_real_abnormal": 0.8, "a2b_fd": 2.0, "a2b_fd_inputs": 4.0,
            "a2b_diversity_lpips": 0.3, "real_b_pairs_lpips": 0.6, "a2b_content_ssim": 0.8,
            "content_ssim_unrelated": 0.5}
-    assert monitor.quality_score(row) == pytest.approx((0.5 / 0.8 + 0.5 + 0.5) / 3)
-    assert monitor.quality_score({**row, "a2b_content_ssim": 0.4}) == 0.0  # anatomy lost: never best
+    assert quality_log.quality_score(row) == pytest.approx((0.5 / 0.8 + 0.5 + 0.5) / 3)
+    assert quality_log.quality_score({**row, "a2b_content_ssim": 0.4}) == 0.0  # anatomy lost: never best
 
 
 def test_translations_measured_in_fp32_and_deterministic(cohort):

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
+from xraymunit import checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +30,25 @@ def test_default_pipeline_produces_every_stage_output(default_run):
     state = json.loads((out / "pipeline_state.json").read_text())
     assert [state[s]["status"] for s in ("ingest", "train", "synthesize", "evaluate")] == ["done"] * 4
     assert "pipeline finished" in (out / "pipeline.log").read_text()
+
+
+def test_default_report_shows_training_quality_and_the_shortcut_test(default_run):
+    out = default_run
+    summary = (out / "report" / "summary.md").read_text()
+    assert "## Quality during training" in summary and "## Shortcut test" in summary
+    assert (out / "report" / "training_quality.png").stat().st_size > 10_000
+    metrics = json.loads((out / "report" / "metrics.json").read_text())
+    tq = metrics["training_quality"]["all"]
+    assert tq["n_measurements"] == 5  # steps 100..500 of the tiny config
+    assert metrics["shortcut_test"]["tests"]
+    # the judge that tracked training is the one evaluate measured with (trained once, reused)
+    judges = list((out / "cohort" / "judge").glob("*/judge.json"))
+    assert len(judges) == 1
+    assert metrics["quality"]["judge"]["fingerprint"] == judges[0].parent.name
+    # synthesis used best.pt (the pipeline default) and says so in the synthetic manifest
+    synth = pd.read_parquet(out / "synth" / "manifest.parquet")
+    best = checkpoint.load(out / "train" / "checkpoints" / "best.pt")
+    assert set(synth["checkpoint_step"]) == {best["step"]}
 
 
 def test_rerun_skips_up_to_date_stages(default_run, capsys):
@@ -78,3 +98,12 @@ def test_crash_then_rerun_resumes_and_changed_settings_set_old_outputs_aside(tmp
     assert (tmp_path / "synth.previous" / "manifest.parquet").is_file()  # old outputs kept aside
     n_old = len(pd.read_parquet(tmp_path / "synth.previous" / "manifest.parquet"))
     assert len(pd.read_parquet(tmp_path / "synth" / "manifest.parquet")) == n_old // 2 * 3
+    # a longer training (more steps, or a larger time budget) continues the run; other settings set it aside
+    longer = [a.replace("train.steps=4", "train.steps=6") for a in changed]
+    assert normal_to_abnormal.main(longer) == 0
+    assert checkpoint.load(tmp_path / "train" / "checkpoints" / "last.pt")["step"] == 6
+    assert not (tmp_path / "train.previous").exists()
+    assert "(6 steps, resuming)" in (tmp_path / "pipeline.log").read_text()
+    other = [a.replace("train.steps=6", "train.steps=6, loss.cycle=1.0") for a in longer]
+    assert normal_to_abnormal.main(other) == 0
+    assert (tmp_path / "train.previous" / "checkpoints" / "last.pt").is_file()

@@ -510,7 +510,7 @@ def _judged_abnormal(judge, co: Cohort, syn: SyntheticSet, rows: pd.DataFrame, r
 
 def _training_quality(training_run) -> dict | None:
     """The generator runs' quality tracking (quality.csv), by level when there is one run per level."""
-    from xraymunit.monitor import summarise_run
+    from xraymunit.quality_log import summarise_run
 
     if training_run is None:
         return None

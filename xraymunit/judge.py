@@ -29,7 +29,7 @@ from xraymunit.config.evaluate import JudgeConfig
 from xraymunit.errors import XraymunitError
 from xraymunit.evaluation import metrics as M
 from xraymunit.evaluation.classifier import Classifier, TrainPool, build_classifier, predict, train_classifier
-from xraymunit.evaluation.datasets import ImageSet, real_split, resize
+from xraymunit.evaluation.datasets import ImageSet, real_split
 from xraymunit.io import atomic
 from xraymunit.io.cohort import Cohort
 

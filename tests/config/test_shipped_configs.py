@@ -26,6 +26,7 @@ def _pipeline_config_class():
     ("munit_cxr_256.yaml", TrainConfig),
     ("munit_cxr_128_fast.yaml", TrainConfig),
     ("munit_tiny_cpu.yaml", TrainConfig),
+    ("munit_cxr_128_cpu.yaml", TrainConfig),
     ("pipeline_default.yaml", None),
 ])
 def test_config_is_complete_and_commented(name, cls):
@@ -55,3 +56,13 @@ def test_pipeline_synthesis_batch_size_is_auto_or_positive():
     assert config.load(cls, path, ["synthesize.batch_size=4"]).synthesize.batch_size == 4
     with pytest.raises(config.ConfigError, match="batch_size"):
         config.load(cls, path, ["synthesize.batch_size=0"])
+
+
+def test_the_cpu_study_configs_share_one_judge():
+    """The CPU recipe's quality tracking and the CPU evaluation ask for the same judge (trained once)."""
+    from xraymunit.config.evaluate import EvaluateConfig
+
+    train = config.load(TrainConfig, CONFIGS / "munit_cxr_128_cpu.yaml")
+    assert train.quality.judge == config.load(EvaluateConfig, CONFIGS / "evaluate_cpu.yaml").quality.judge
+    tiny = config.load(TrainConfig, CONFIGS / "munit_tiny_cpu.yaml")
+    assert tiny.quality.judge == config.load(EvaluateConfig, CONFIGS / "evaluate_tiny.yaml").quality.judge

@@ -19,6 +19,7 @@ from xraymunit.analysis.intensity import image_intensity, intensity_by_label, sa
 from xraymunit.analysis.report import classifier_table, load_metrics, quality_table
 from xraymunit.analysis.review import ReviewExport, export_review_sheet, review_results
 from xraymunit.analysis.run import Run, open_run, run_folder
+from xraymunit.analysis.training import judges, training_quality, training_quality_figure, training_runs
 from xraymunit.analysis.synthetic import filter_synthetic, pick_sources, synthetic_summary, with_sources
 from xraymunit.confounds import domain_profile, shortcut_table, shortcut_test
 from xraymunit.confounds import warnings as shortcut_warnings
@@ -32,4 +33,5 @@ __all__ = [
     "load_metrics", "quality_table", "classifier_table",
     "ReviewExport", "export_review_sheet", "review_results",
     "domain_profile", "shortcut_test", "shortcut_table", "shortcut_warnings",
+    "judges", "training_runs", "training_quality", "training_quality_figure",
 ]
