@@ -25,8 +25,10 @@ mkdir -p "$OUT" "$RES"
 for name in "${NAMES[@]}"; do
   sets=(); for kv in ${PILOT[$name]}; do sets+=(--set "$kv"); done
   resume=(); [ -f "$OUT/$name/checkpoints/last.pt" ] && resume=(--resume)
-  echo "[pilot] $name: ${PILOT[$name]:-(recipe)} for $MIN min"
+  echo "[pilot] $name: ${PILOT[$name]:-(recipe)} for $MIN min; $(uptime)"
   "$PY" -m xraymunit train "${BASE[@]}" "${sets[@]}" --out "$OUT/$name" "${resume[@]}"
   mkdir -p "$RES/$name"
   cp "$OUT/$name/quality.csv" "$OUT/$name/config.yaml" "$RES/$name/"
+  echo "${PILOT[$name]}" > "$RES/$name/overrides.txt"
+  echo "[pilot] $name done; $(uptime)"
 done

@@ -61,6 +61,8 @@ def main(argv=None) -> int:
     p.add_argument("--work", default=str(REPO / "runs" / "cxr_study"))
     p.add_argument("--results", default=str(REPO / "results" / "cxr_nih_lowdata"))
     p.add_argument("--only", nargs="*", default=list(SUBSETS), choices=list(SUBSETS))
+    p.add_argument("--window", default="auto", choices=["auto", "percentile"],
+                   help="ingest's intensity window; percentile cohorts are named cohort_<name>_percentile")
     args = p.parse_args(argv)
     data, work, results = Path(args.data), Path(args.work), Path(args.results)
     work.mkdir(parents=True, exist_ok=True)
@@ -69,17 +71,19 @@ def main(argv=None) -> int:
     summary = {}
     for name in args.only:
         folder, csv = build_input(data, work, name, SUBSETS[name])
-        cohort = work / f"cohort_{name}"
-        res = ingest(folder, cohort, labels=csv, size=256, workers=2, salt_file=salt, progress=False)
+        tag = name if args.window == "auto" else f"{name}_{args.window}"
+        cohort = work / f"cohort_{tag}"
+        res = ingest(folder, cohort, labels=csv, size=256, workers=2, salt_file=salt, window=args.window,
+                     progress=False)
         print(f"[{name}] ingest: {res.files} files, {dict(res.by_status)}")
         co = Cohort.open(cohort)
         result = confounds.shortcut_test(co)
-        confounds.write_shortcut_report(result, results / "shortcut" / f"{name}.json")
-        confounds.domain_profile(co).to_csv(results / "shortcut" / f"{name}_profile.csv")
-        summary[name] = {t: {k: result["tests"][t].get(k) for k in ("auroc", "ci_low", "ci_high", "warn", "factor")}
+        confounds.write_shortcut_report(result, results / "shortcut" / f"{tag}.json")
+        confounds.domain_profile(co).to_csv(results / "shortcut" / f"{tag}_profile.csv")
+        summary[tag] = {t: {k: result["tests"][t].get(k) for k in ("auroc", "ci_low", "ci_high", "warn", "factor")}
                          for t in result.get("tests", {})}
         for line in confounds.warnings(result):
-            print(f"[{name}] {line}")
+            print(f"[{tag}] {line}")
     print(json.dumps(summary, indent=1))
     return 0
 

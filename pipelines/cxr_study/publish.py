@@ -1,0 +1,222 @@
+"""Issue-12 study, last step: gather what the study's runs measured into results/<name>/ —
+metrics.json (every number), summary.md (rendered from metrics.json only, so the two cannot
+drift apart; tests/test_results.py checks it) and small PNGs.
+
+    python pipelines/cxr_study/publish.py [--work runs/cxr_study] [--results results/cxr_nih_lowdata]
+
+Reads: RESULTS/shortcut/*.json (prepare.py), the NIH cohort's judge, RESULTS/pilots/*/quality.csv
+(pilots.sh), and — once the study ran — WORK/nih_per_level/report/metrics.json and the
+per-level training runs. Missing parts are reported as not run yet. The hand-written reading of
+the numbers lives in RESULTS/interpretation.md and is embedded verbatim.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PILOT_COLUMNS = ["step", "seconds", "images_seen", "a2b_success", "a2b_success_real_abnormal",
+                 "a2b_success_real_normal", "a2b_fd", "a2b_fd_inputs", "a2b_diversity_lpips", "real_b_pairs_lpips",
+                 "a2b_diversity_ms_ssim", "real_b_pairs_ms_ssim", "a2b_content_ssim", "content_ssim_unrelated",
+                 "score", "monitor_seconds"]
+
+
+# --------------------------------------------------------------------------- gather
+
+
+def _read_csv(path: Path) -> list[dict]:
+    import csv
+
+    with open(path, newline="") as fh:
+        return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in csv.DictReader(fh)]
+
+
+def _machine() -> dict:
+    flags = []
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = sorted(f for f in line.split(":", 1)[1].split()
+                               if f.startswith(("avx512_bf16", "amx", "avx512f", "avx2")))
+    except OSError:
+        pass
+    import os
+
+    return {"cpu": cpu, "cpu_flags": flags, "cores": os.cpu_count(), "python": platform.python_version()}
+
+
+def gather(work: Path, results: Path) -> dict:
+    out: dict = {"format": "xraymunit.results", "format_version": 1, "name": results.name, "machine": _machine()}
+    try:
+        out["code_revision"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                              text=True, cwd=REPO).stdout.strip()
+    except OSError:
+        out["code_revision"] = None
+    out["shortcut"] = {}
+    for path in sorted((results / "shortcut").glob("*.json")):
+        r = json.loads(path.read_text())
+        out["shortcut"][path.stem] = {
+            "n_val": r.get("n_val"), "n_val_patients": r.get("n_val_patients"), "note": r.get("note"),
+            "tests": {name: {k: t.get(k) for k in ("auroc", "ci_low", "ci_high", "warn", "factor")}
+                      for name, t in r.get("tests", {}).items()}}
+    judges = sorted((work / "cohort_nih" / "judge").glob("*/judge.json"))
+    if judges:
+        j = json.loads(judges[-1].read_text())
+        out["judge"] = {k: j[k] for k in ("val_auroc", "test_auroc", "threshold", "n_train", "n_val", "n_test",
+                                          "best_step", "seconds", "weak")}
+        out["judge"]["classifier"] = j["config"]["classifier"]
+    out["pilots"] = {}
+    for folder in sorted((results / "pilots").glob("*/")):
+        rows = _read_csv(folder / "quality.csv") if (folder / "quality.csv").is_file() else []
+        if not rows:
+            continue
+        best = max(rows, key=lambda r: r["score"] if r["score"] is not None else -1)
+        out["pilots"][folder.name] = {
+            "overrides": (folder / "overrides.txt").read_text().strip() if (folder / "overrides.txt").is_file() else "",
+            "last": {k: rows[-1].get(k) for k in PILOT_COLUMNS}, "best": {k: best.get(k) for k in PILOT_COLUMNS},
+            "n_measurements": len(rows),
+            "monitor_share": sum(r["monitor_seconds"] or 0 for r in rows) / max(rows[-1]["seconds"] or 1, 1e-9)}
+    study = work / "nih_per_level" / "report" / "metrics.json"
+    out["study"] = _study(json.loads(study.read_text()), work / "nih_per_level") if study.is_file() else None
+    interp = results / "interpretation.md"
+    out["interpretation"] = interp.read_text().strip() if interp.is_file() else ""
+    return out
+
+
+def _study(m: dict, root: Path) -> dict:
+    levels = {}
+    for name, lv in m["results"].items():
+        comp = lv["comparisons"]
+        levels[name] = {
+            "n_real_abnormal": lv["n_real_abnormal"],
+            "auroc": {arm: {k: a["auroc"][k] for k in ("value", "ci_low", "ci_high")} for arm, a in lv["arms"].items()},
+            "delta": {key: {k: comp[key]["auroc"][k] for k in ("delta", "ci_low", "ci_high", "p_bootstrap")}
+                      for key in ("synthetic vs real", "classical+synthetic vs classical") if key in comp},
+        }
+        run = root / f"train_{name}" / "quality.csv"
+        if run.is_file():
+            rows = _read_csv(run)
+            levels[name]["generator"] = {"minutes": rows[-1]["seconds"] / 60, "steps": rows[-1]["step"],
+                                         "last": {k: rows[-1].get(k) for k in PILOT_COLUMNS}}
+    q = m.get("quality") or {}
+    return {"levels": levels, "seeds": m["seeds"], "data": m["data"], "elapsed_s": m.get("elapsed_s"),
+            "judged_abnormal": q.get("judged_abnormal"),
+            "diversity": (q.get("diversity") or {}).get("synthetic_styles_of_same_input"),
+            "diversity_real": (q.get("diversity") or {}).get("yardstick_real_abnormal_pairs"),
+            "content": q.get("content_preservation"), "memorisation_flagged": (q.get("memorisation") or {}).get("n_flagged"),
+            "n_synthetic_assessed": q.get("n_synthetic"), "classifier": m["config"]["classifier"]}
+
+
+# --------------------------------------------------------------------------- render
+
+
+def f(v, digits: int = 2) -> str:
+    """One number as summary.md prints it (tests/test_results.py formats metrics.json the same way)."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    return f"{v:.{digits}f}"
+
+
+def _ci(d: dict, key: str = "auroc") -> str:
+    return f"{f(d[key])} [{f(d['ci_low'])}, {f(d['ci_high'])}]"
+
+
+def render(m: dict) -> str:
+    L = [f"# {m['name']}: does xraymunit help a classifier with few abnormal chest X-rays?", ""]
+    mc = m["machine"]
+    L += [f"Machine: {mc['cpu']} ({mc['cores']} cores; flags: {', '.join(mc['cpu_flags']) or 'n/a'}), no GPU. "
+          f"Code: `{m['code_revision']}`. Commands: `commands.sh`.", ""]
+    if m.get("interpretation"):
+        L += ["## What it means (and what it does not)", "", m["interpretation"], ""]
+    L += ["## Shortcut test (before any training)", "",
+          "AUROC on val (95% CI) of a trivial model telling abnormal from normal without the finding; "
+          "it warns when the CI's lower bound exceeds 0.70.", "",
+          "| cohort | header metadata | 8×8 thumbnail | 16-bin histogram | strongest image factor |", "|---|---|---|---|---|"]
+    for name, s in m["shortcut"].items():
+        t = s["tests"]
+        cell = lambda k: (_ci(t[k]) + (" **warn**" if t[k]["warn"] else "")) if k in t and t[k]["auroc"] is not None else "n/a"
+        factor = (t.get("histogram") or {}).get("factor") or "n/a"
+        L.append(f"| {name} | {cell('metadata')} | {cell('thumbnail')} | {cell('histogram')} | {factor} |")
+    L.append("")
+    if m.get("judge"):
+        j = m["judge"]
+        L += ["## The judge (NIH cohort)", "",
+              f"Small DenseNet at {j['classifier']['image_size']} px, {j['classifier']['steps']} steps on the real "
+              f"train split ({j['n_train']['abnormal']} abnormal / {j['n_train']['normal']} normal): val AUROC "
+              f"{_ci(j['val_auroc'], 'value')}, test AUROC {_ci(j['test_auroc'], 'value')}. Every quality number "
+              "below is measured by it.", ""]
+    if m["pilots"]:
+        L += ["## Pilots: quality vs wall-clock time", "",
+              "Each pilot trained on all NIH train images for the same wall-clock budget; numbers are the last "
+              "measurement on fixed val images (yardsticks in brackets).", "",
+              "| pilot | changes | minutes | steps | judged abnormal a2b (real abn. / real normal) | FD to real B "
+              "(inputs) | diversity LPIPS-style (real pairs) | 1 − MS-SSIM (real pairs) | content SSIM (two patients) "
+              "| score |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for name, p in m["pilots"].items():
+            r = p["last"]
+            L.append(f"| {name} | {p['overrides'] or 'the recipe'} | {f(r['seconds'] / 60, 1)} | {int(r['step'])} | "
+                     f"{f(r['a2b_success'])} ({f(r['a2b_success_real_abnormal'])} / {f(r['a2b_success_real_normal'])}) | "
+                     f"{f(r['a2b_fd'])} ({f(r['a2b_fd_inputs'])}) | {f(r['a2b_diversity_lpips'])} "
+                     f"({f(r['real_b_pairs_lpips'])}) | {f(r['a2b_diversity_ms_ssim'], 3)} "
+                     f"({f(r['real_b_pairs_ms_ssim'], 3)}) | {f(r['a2b_content_ssim'])} "
+                     f"({f(r['content_ssim_unrelated'])}) | {f(r['score'])} |")
+        L += ["", "Curves: `pilots/<name>/quality.png`; translations: `pilots/<name>/a2b.png`.", ""]
+    s = m.get("study")
+    L += ["## The low-data study (per-level generators)", ""]
+    if not s:
+        L += ["Not run yet.", ""]
+    else:
+        L += [f"Classifier: {s['classifier']['arch']} at {s['classifier']['image_size']} px, "
+              f"{s['classifier']['steps']} steps, seeds {s['seeds']}; test split "
+              f"{s['data']['test']['n_normal']} normal / {s['data']['test']['n_abnormal']} abnormal.", "",
+              "| K real abnormals | generator (min, steps) | real only | + synthetic | Δ (3 vs 1) [95% CI] | "
+              "+ classical | + classical + synthetic | Δ (4 vs 2) [95% CI] |", "|---|---|---|---|---|---|---|---|"]
+        for name, lv in s["levels"].items():
+            a, d, g = lv["auroc"], lv["delta"], lv.get("generator")
+            gen = f"{f(g['minutes'], 1)}, {int(g['steps'])}" if g else "n/a"
+            dd = lambda k: f"{f(d[k]['delta'])} [{f(d[k]['ci_low'])}, {f(d[k]['ci_high'])}]" if k in d else "n/a"
+            av = lambda k: _ci(a[k], "value") if k in a else "n/a"
+            L.append(f"| {name} | {gen} | {av('real')} | {av('synthetic')} | {dd('synthetic vs real')} | "
+                     f"{av('classical')} | {av('classical+synthetic')} | {dd('classical+synthetic vs classical')} |")
+        ja, dv, dr, c = s.get("judged_abnormal") or {}, s.get("diversity") or {}, s.get("diversity_real") or {}, s.get("content") or {}
+        L += ["", f"Quality of the largest level's synthetic images ({s.get('n_synthetic_assessed')} assessed): "
+              f"judged abnormal {f(ja.get('synthetic'))} (real abnormal {f(ja.get('yardstick_real_abnormal'))}, "
+              f"real normal {f(ja.get('yardstick_real_normal'))}); diversity LPIPS-style "
+              f"{f((dv.get('lpips_style') or {}).get('mean'))} (real pairs {f((dr.get('lpips_style') or {}).get('mean'))}); "
+              f"content kept {f((c.get('ssim_input_vs_translation') or {}).get('mean'))} (two patients "
+              f"{f((c.get('yardstick_ssim_unrelated_inputs') or {}).get('mean'))}); memorisation flags "
+              f"{s.get('memorisation_flagged')}.", ""]
+    return "\n".join(L).rstrip() + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", default=str(REPO / "runs" / "cxr_study"))
+    p.add_argument("--results", default=str(REPO / "results" / "cxr_nih_lowdata"))
+    args = p.parse_args(argv)
+    work, results = Path(args.work), Path(args.results)
+    m = gather(work, results)
+    for name in m["pilots"]:  # curves and translations of each pilot, small PNGs
+        run = work / "pilots" / name
+        if (run / "quality.png").is_file():
+            shutil.copy2(run / "quality.png", results / "pilots" / name / "quality.png")
+        grids = sorted((run / "samples").glob("a2b_*.png"))
+        if grids:
+            shutil.copy2(grids[-1], results / "pilots" / name / "a2b.png")
+    (results / "metrics.json").write_text(json.dumps(m, indent=1) + "\n")
+    (results / "summary.md").write_text(render(m))
+    print(results / "summary.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
