@@ -47,10 +47,11 @@ def test_output_block_under_autocast_equals_the_fp32_conv_with_its_gradients():
     g = torch.randn_like(ref)
     y.backward(g)
     ref.backward(g)
-    assert x.grad.dtype == torch.bfloat16 and torch.allclose(x.grad.float(), x32.grad.bfloat16().float())
+    assert x.grad.dtype == torch.bfloat16  # within one bf16 step of the fp32 gradient
+    assert torch.allclose(x.grad.float(), x32.grad, rtol=2 ** -7, atol=1e-6)
     assert block.conv.weight.grad.dtype == torch.float32
-    assert torch.allclose(block.conv.weight.grad, plain.conv.weight.grad, atol=1e-5)
-    assert torch.allclose(block.conv.bias.grad, plain.conv.bias.grad, atol=1e-5)
+    assert torch.allclose(block.conv.weight.grad, plain.conv.weight.grad, rtol=1e-5, atol=1e-4)
+    assert torch.allclose(block.conv.bias.grad, plain.conv.bias.grad, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("tap_sum", [None, False], ids=["cpu-tap-sums", "gpu-path-direct-conv"])

@@ -14,6 +14,7 @@ from typing import Iterator
 import numpy as np
 import torch
 from monai.data import MetaTensor
+from monai.transforms import Compose
 from torch.utils.data import Dataset, Sampler
 
 from xraymunit.data.augment import training_stages
@@ -71,8 +72,11 @@ class UnpairedDomains(Dataset):
         self.pick_b = DomainPicker(np.asarray(indices_b), seed, "b")
         augment = dict(augment or {})
         self.photometric_for_discriminator = bool(augment.pop("photometric_for_discriminator", False))
-        self.geometric, self.photometric = training_stages(("image",), load_size, crop_size,
-                                                           cache_size=int(images.shape[-1]), **augment)
+        geometric, photometric = training_stages(("image",), load_size, crop_size,
+                                                 cache_size=int(images.shape[-1]), **augment)
+        # one chain, seeded once per image and run in two parts: geometric, then photometric
+        self.transform = Compose([*geometric.transforms, *photometric.transforms])
+        self.n_geometric = len(geometric.transforms)
 
     def __len__(self) -> int:  # sample ids are unbounded; the sampler decides how many
         return 2**62
@@ -80,13 +84,12 @@ class UnpairedDomains(Dataset):
     def _load(self, cache_index: int, sample_id: int, domain: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(generator input, discriminator real) of one domain's image for `sample_id`."""
         image = torch.from_numpy(np.asarray(self.images[cache_index], dtype=np.float32) / 65535.0)[None]
-        self.geometric.set_random_state(seed=stable_seed(self.seed, "aug", domain, sample_id) % (2**32))
-        posed = _as_tensor(self.geometric({"image": image})["image"])
+        self.transform.set_random_state(seed=stable_seed(self.seed, "aug", domain, sample_id) % (2**32))
+        posed = _as_tensor(self.transform({"image": image}, end=self.n_geometric)["image"])
         real = _to_model_range(posed)  # a new tensor: `posed` stays as it was
-        if not self.photometric.transforms:
+        if self.n_geometric == len(self.transform.transforms):  # no photometric transform
             return real, real
-        self.photometric.set_random_state(seed=stable_seed(self.seed, "photo", domain, sample_id) % (2**32))
-        changed = _as_tensor(self.photometric({"image": posed})["image"])
+        changed = _as_tensor(self.transform({"image": posed}, start=self.n_geometric)["image"])
         if changed.data_ptr() == posed.data_ptr():  # no photometric transform fired
             return real, real
         fake_input = _to_model_range(changed)

@@ -330,11 +330,16 @@ class OutputConvBlock(ConvBlock):
     def forward(self, x: torch.Tensor, adain_params: torch.Tensor | None = None) -> torch.Tensor:
         conv = self.conv
         dtype = torch.promote_types(torch.promote_types(x.dtype, conv.weight.dtype), torch.float32)
+        upcast = torch.is_autocast_enabled(x.device.type) or x.dtype != dtype
         with torch.autocast(x.device.type, enabled=False):  # fp32 at least (fp64 stays fp64)
             x = x.to(dtype)
             weight = conv.weight.to(dtype)
             bias = conv.bias.to(dtype) if conv.bias is not None else None
             if not self.uses_tap_sum(x):
+                if upcast and x.device.type == "cpu":
+                    # oneDNN's fp32 conv to one channel runs 1.2-1.7× faster channels_last (forward +
+                    # backward, 64²-256²), near the bf16 conv's time. fp32 runs keep the plain conv.
+                    return self.norm_and_activate(_conv_channels_last(conv, x, weight, bias), adain_params)
                 return self.norm_and_activate(conv._conv_forward(x, weight, bias), adain_params)
             p = conv.padding[0]
             if p:
@@ -343,6 +348,17 @@ class OutputConvBlock(ConvBlock):
 
 
 _TAP_SUM_PADDING = {"reflect": "reflect", "replicate": "replicate", "zeros": "constant"}
+
+
+def _conv_channels_last(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor,
+                        bias: torch.Tensor | None) -> torch.Tensor:
+    """`conv._conv_forward(x, weight, bias)` with input and weight in channels_last layout."""
+    padding = conv.padding
+    if conv.padding_mode != "zeros":
+        x, padding = F.pad(x, conv._reversed_padding_repeated_twice, mode=conv.padding_mode), 0
+    return F.conv2d(x.contiguous(memory_format=torch.channels_last),
+                    weight.contiguous(memory_format=torch.channels_last), bias,
+                    conv.stride, padding, conv.dilation, conv.groups)
 
 
 def cast_for_rendering(module: nn.Module, dtype: torch.dtype) -> nn.Module:
