@@ -20,7 +20,7 @@ declare -A PILOT=(
   [p128_style]="loss.style_recon=10.0 loss.cycle=10.0"  # the paper's own knobs: stronger style recon + cycle
   [p128_perc]="loss.perceptual=1.0"               # perceptual ablation (random VGG relu2_2)
 )
-NAMES=("$@"); [ ${#NAMES[@]} -eq 0 ] && NAMES=(p128 p128_div p128_style p64)
+NAMES=("$@"); [ ${#NAMES[@]} -eq 0 ] && NAMES=(p128 p128_div p128_style)
 mkdir -p "$OUT" "$RES"
 for name in "${NAMES[@]}"; do
   sets=(); for kv in ${PILOT[$name]}; do sets+=(--set "$kv"); done

@@ -7,8 +7,8 @@ PY=.venv/bin/python
 $PY pipelines/cxr_study/prepare.py
 $PY pipelines/cxr_study/prepare.py --only nih --window percentile   # does percentile windowing remove it?
 $PY pipelines/cxr_study/view_check.py                              # is the NIH intensity shortcut the view?
-# 2. pilots of the CPU recipe, 8 minutes each on all NIH train images (the judge is trained on first use)
-bash pipelines/cxr_study/pilots.sh 8
+# 2. pilots of the CPU recipe, 7 minutes each on all NIH train images (the judge is trained on first use)
+bash pipelines/cxr_study/pilots.sh 7
 # 3. the low-data study: one generator per level (K = 5, 10, 25), synthesis, classifier arms 1-4, 3 seeds
 $PY pipelines/normal_to_abnormal.py --config pipelines/cxr_study/pipeline_nih.yaml
 # 4. gather metrics.json + summary.md (+ small PNGs)
