@@ -11,6 +11,7 @@ The columns and the `score` criterion of `checkpoints/best.pt`: xraymunit/qualit
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import logging
@@ -67,6 +68,7 @@ def _unrelated_pairs(patients: np.ndarray, limit: int, seed: int) -> np.ndarray:
     return pairs
 
 
+B2A_STYLES = 2  # b→a is measured by its success share only: two styles per input are enough
 PLOT_BUDGET = 50  # redraw quality.png only when the last drawing took < 1/50 of the time since
 
 
@@ -74,8 +76,9 @@ class QualityMonitor:
     """Fixed val inputs, fixed styles, yardsticks computed once; `measure(gens)` gives one csv row."""
 
     def __init__(self, cohort: Cohort, cfg: TrainConfig, judge: Judge, device: torch.device, out: Path,
-                 start_step: int = 0):
-        q, self.cfg, self.judge, self.device = cfg.quality, cfg, judge, device
+                 start_step: int = 0, amp: torch.dtype | None = None):
+        """amp: the training's autocast dtype, used for the translations too (the output layer stays fp32)."""
+        q, self.cfg, self.judge, self.device, self.amp = cfg.quality, cfg, judge, device, amp
         self.size, seed = cfg.data.crop_size, cfg.train.seed
         a = val_rows(cohort, cfg, cfg.data.domain_a)
         b = val_rows(cohort, cfg, cfg.data.domain_b)
@@ -89,7 +92,7 @@ class QualityMonitor:
         gen = torch.Generator().manual_seed(stable_seed(seed, "monitor-styles"))
         dim = cfg.model.style_dim
         self.styles_b = torch.randn(len(a), q.n_styles, dim, generator=gen)
-        self.styles_a = torch.randn(len(b), q.n_styles, dim, generator=gen)
+        self.styles_a = torch.randn(len(b), q.n_styles, dim, generator=gen)[:, :B2A_STYLES]
         self.groups = np.repeat(np.arange(len(a)), q.n_styles)
         self.style_pairs = _pairs_of_groups(self.groups, q.max_pairs, seed)
         self.sigma = q.lowpass_sigma * self.size
@@ -141,15 +144,21 @@ class QualityMonitor:
     # ---- one measurement
     @torch.no_grad()
     def translate(self, gens, x: torch.Tensor, enc, dec, styles: torch.Tensor, batch: int = 16) -> torch.Tensor:
-        """Each input with its fixed styles → (n·k, 1, s, s) in [0, 1], in fp32."""
+        """Each input with its fixed styles → (n·k, 1, s, s) in [0, 1] (fp32 outputs; under the training's
+        autocast, whose output layer runs in fp32)."""
         out, k = [], styles.shape[1]
-        for i in range(0, len(x), batch):
-            xi = (x[i:i + batch] * 2 - 1).to(self.device)
-            content, _ = enc.encode(xi)
-            s = styles[i:i + batch].reshape(-1, styles.shape[-1]).to(self.device)
-            y = dec.decode(content.repeat_interleave(k, 0), s)
-            out.append(((y.float().cpu() + 1) / 2).clamp(0, 1))
+        autocast = (torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None
+                    else contextlib.nullcontext())
+        with autocast:
+            for i in range(0, len(x), batch):
+                out.append(self._translate_batch(x[i:i + batch], enc, dec, styles[i:i + batch], k))
         return torch.cat(out)
+
+    def _translate_batch(self, x: torch.Tensor, enc, dec, styles: torch.Tensor, k: int) -> torch.Tensor:
+        xi = (x * 2 - 1).to(self.device)
+        content, _ = enc.encode(xi)
+        y = dec.decode(content.repeat_interleave(k, 0), styles.reshape(-1, styles.shape[-1]).to(self.device))
+        return ((y.float().cpu() + 1) / 2).clamp(0, 1)
 
     def measure(self, gens, step: int, seconds: float, images_seen: int) -> dict:
         t0 = time.perf_counter()
