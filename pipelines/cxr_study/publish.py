@@ -64,6 +64,9 @@ def gather(work: Path, results: Path) -> dict:
     out["shortcut"] = {}
     for path in sorted((results / "shortcut").glob("*.json")):
         r = json.loads(path.read_text())
+        if "by_view" in r:  # view_check.py
+            out["nih_by_view"] = r
+            continue
         out["shortcut"][path.stem] = {
             "n_val": r.get("n_val"), "n_val_patients": r.get("n_val_patients"), "note": r.get("note"),
             "tests": {name: {k: t.get(k) for k in ("auroc", "ci_low", "ci_high", "warn", "factor")}
@@ -147,6 +150,18 @@ def render(m: dict) -> str:
         factor = (t.get("histogram") or {}).get("factor") or "n/a"
         L.append(f"| {name} | {cell('metadata')} | {cell('thumbnail')} | {cell('histogram')} | {factor} |")
     L.append("")
+    bv = m.get("nih_by_view")
+    if bv:
+        mix = bv["view_mix"]
+        L += [f"NIH view mix: normal {mix['normal'].get('AP', 0)} AP / {mix['normal'].get('PA', 0)} PA, abnormal "
+              f"{mix['abnormal'].get('AP', 0)} AP / {mix['abnormal'].get('PA', 0)} PA. Within one view (`view_check.py`):", "",
+              "| NIH images | val normal / abnormal | histogram-only AUROC | median intensity, val normal / abnormal |",
+              "|---|---|---|---|"]
+        for view, r in bv["by_view"].items():
+            med = r["median_intensity"]
+            L.append(f"| {view} | {r['n_val']['normal']} / {r['n_val']['abnormal']} | {_ci(r['histogram'])} | "
+                     f"{f(med['normal'])} / {f(med['abnormal'])} |")
+        L.append("")
     if m.get("judge"):
         j = m["judge"]
         L += ["## The judge (NIH cohort)", "",
@@ -160,7 +175,7 @@ def render(m: dict) -> str:
               "measurement on fixed val images (yardsticks in brackets).", "",
               "| pilot | changes | minutes | steps | judged abnormal a2b (real abn. / real normal) | FD to real B "
               "(inputs) | diversity LPIPS-style (real pairs) | 1 − MS-SSIM (real pairs) | content SSIM (two patients) "
-              "| score |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "| score | best score (step) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for name, p in m["pilots"].items():
             r = p["last"]
             L.append(f"| {name} | {p['overrides'] or 'the recipe'} | {f(r['seconds'] / 60, 1)} | {int(r['step'])} | "
@@ -168,7 +183,8 @@ def render(m: dict) -> str:
                      f"{f(r['a2b_fd'])} ({f(r['a2b_fd_inputs'])}) | {f(r['a2b_diversity_lpips'])} "
                      f"({f(r['real_b_pairs_lpips'])}) | {f(r['a2b_diversity_ms_ssim'], 3)} "
                      f"({f(r['real_b_pairs_ms_ssim'], 3)}) | {f(r['a2b_content_ssim'])} "
-                     f"({f(r['content_ssim_unrelated'])}) | {f(r['score'])} |")
+                     f"({f(r['content_ssim_unrelated'])}) | {f(r['score'])} | {f(p['best']['score'])} "
+                     f"({int(p['best']['step'])}) |")
         L += ["", "Curves: `pilots/<name>/quality.png`; translations: `pilots/<name>/a2b.png`.", ""]
     s = m.get("study")
     L += ["## The low-data study (per-level generators)", ""]
