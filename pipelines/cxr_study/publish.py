@@ -71,6 +71,13 @@ def gather(work: Path, results: Path) -> dict:
             "n_val": r.get("n_val"), "n_val_patients": r.get("n_val_patients"), "note": r.get("note"),
             "tests": {name: {k: t.get(k) for k in ("auroc", "ci_low", "ci_high", "warn", "factor")}
                       for name, t in r.get("tests", {}).items()}}
+    study_tests = sorted((work / "nih_per_level").glob("train_*/shortcut_test.json"))
+    if study_tests:  # the same test on the study cohort (its own salt, hence its own patient split)
+        r = json.loads(study_tests[0].read_text())
+        out["shortcut"]["nih_study_split"] = {
+            "n_val": r.get("n_val"), "n_val_patients": r.get("n_val_patients"), "note": r.get("note"),
+            "tests": {name: {k: t.get(k) for k in ("auroc", "ci_low", "ci_high", "warn", "factor")}
+                      for name, t in r.get("tests", {}).items()}}
     judges = sorted((work / "cohort_nih" / "judge").glob("*/judge.json"))
     if judges:
         j = json.loads(judges[-1].read_text())
