@@ -352,7 +352,9 @@ def _quality_section(metrics: dict) -> list[str]:
                  f"set (the largest level with one), `{q['synthetic_set']['folder']}`.")
     if q.get("judge"):
         L.append("")
-        L.append(f"Judge: {q['judge']['describe']}.")
+        L.append(f"Judge: {q['judge']['describe']}. It was trained on every real train-split image, abnormal ones "
+                 "included: in a low-data study it has seen more abnormal images than the classifier arms of a "
+                 "level. It only measures; it never trains an arm.")
     L.append("")
     L.append("| measure | synthetic | yardstick |")
     L.append("|---|---|---|")
