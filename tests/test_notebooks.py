@@ -95,7 +95,9 @@ def test_cohort_analysis_runs_on_the_default_run(default_run, monkeypatch):
     assert f"cohort:    {default_run / 'cohort'}" in text
     assert "skipping this section" not in text  # synthetic and evaluation sections ran
     assert "Fréchet distance to real abnormal" in text and "LPIPS-style" in text
-    assert images(nb) == 4  # metadata, intensity histograms, montage of real images, synthetic grid
+    assert "judge val AUROC" in text or "val_auroc" in text  # the cohort's judge, next to its numbers
+    # metadata, intensity histograms, montage of real images, training quality curves, synthetic grid
+    assert images(nb) == 5
 
 
 @pytest.mark.slow
