@@ -117,3 +117,18 @@ def test_time_limit_stops_with_a_checkpoint_and_a_final_measurement(cohort, tmp_
     assert res.steps == 2  # the first log step after the (tiny) budget
     assert checkpoint.load(out / "checkpoints" / "last.pt")["step"] == 2
     assert [int(r["step"]) for r in _rows(out / "quality.csv")] == [2]
+
+
+def test_analysis_reads_the_quality_log_and_the_judges(run, cohort, tmp_path):
+    import shutil
+
+    from xraymunit import analysis as xa
+
+    out, _ = run
+    pipeline_like = tmp_path / "p"
+    shutil.copytree(out, pipeline_like / "train")
+    table = xa.training_quality(pipeline_like)
+    assert list(table["step"]) == [3, 6] and set(table["run"]) == {"train"}
+    assert len(xa.training_quality_figure(out).axes) == 2 * len(quality_log.PANELS)
+    judges = xa.judges(Cohort.open(cohort))
+    assert len(judges) >= 1 and judges["val_auroc"].between(0, 1).all()
