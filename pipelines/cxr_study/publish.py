@@ -123,7 +123,8 @@ def _study(m: dict, root: Path) -> dict:
             "diversity": (q.get("diversity") or {}).get("synthetic_styles_of_same_input"),
             "diversity_real": (q.get("diversity") or {}).get("yardstick_real_abnormal_pairs"),
             "content": q.get("content_preservation"), "memorisation_flagged": (q.get("memorisation") or {}).get("n_flagged"),
-            "n_synthetic_assessed": q.get("n_synthetic"), "classifier": m["config"]["classifier"]}
+            "n_synthetic_assessed": q.get("n_synthetic"), "classifier": m["config"]["classifier"],
+            "judge": {k: (q.get("judge") or {}).get(k) for k in ("val_auroc", "test_auroc")}}
 
 
 # --------------------------------------------------------------------------- render
@@ -211,13 +212,19 @@ def render(m: dict) -> str:
             L.append(f"| {name} | {gen} | {av('real')} | {av('synthetic')} | {dd('synthetic vs real')} | "
                      f"{av('classical')} | {av('classical+synthetic')} | {dd('classical+synthetic vs classical')} |")
         ja, dv, dr, c = s.get("judged_abnormal") or {}, s.get("diversity") or {}, s.get("diversity_real") or {}, s.get("content") or {}
-        L += ["", f"Quality of the largest level's synthetic images ({s.get('n_synthetic_assessed')} assessed): "
+        jv, jt = (s.get("judge") or {}).get("val_auroc"), (s.get("judge") or {}).get("test_auroc")
+        L += ["", f"Quality of the largest level's synthetic images ({s.get('n_synthetic_assessed')} assessed; the "
+              f"study cohort's judge: val AUROC {_ci(jv, 'value') if jv else 'n/a'}, test "
+              f"{_ci(jt, 'value') if jt else 'n/a'}): "
               f"judged abnormal {f(ja.get('synthetic'))} (real abnormal {f(ja.get('yardstick_real_abnormal'))}, "
               f"real normal {f(ja.get('yardstick_real_normal'))}); diversity LPIPS-style "
               f"{f((dv.get('lpips_style') or {}).get('mean'))} (real pairs {f((dr.get('lpips_style') or {}).get('mean'))}); "
               f"content kept {f((c.get('ssim_input_vs_translation') or {}).get('mean'))} (two patients "
               f"{f((c.get('yardstick_ssim_unrelated_inputs') or {}).get('mean'))}); memorisation flags "
-              f"{s.get('memorisation_flagged')}.", ""]
+              f"{s.get('memorisation_flagged')}.", "",
+              "Files: `study/a2b_K<K>.png` (each generator's last sample grid: input, reconstruction, four styles), "
+              "`study/quality_K<K>.png`, `study/styles_grid.png`, `study/roc.png`, `study/evaluate_summary.md` "
+              "(the full evaluate report).", ""]
     return "\n".join(L).rstrip() + "\n"
 
 
@@ -235,6 +242,19 @@ def main(argv=None) -> int:
         grids = sorted((run / "samples").glob("a2b_*.png"))
         if grids:
             shutil.copy2(grids[-1], results / "pilots" / name / "a2b.png")
+    study = work / "nih_per_level"
+    if m["study"]:  # per level: the generator's last sample grid and quality curves; the report's plots
+        (results / "study").mkdir(exist_ok=True)
+        for name in m["study"]["levels"]:
+            grids = sorted((study / f"train_{name}" / "samples").glob("a2b_*.png"))
+            if grids:
+                shutil.copy2(grids[-1], results / "study" / f"a2b_K{name}.png")
+            if (study / f"train_{name}" / "quality.png").is_file():
+                shutil.copy2(study / f"train_{name}" / "quality.png", results / "study" / f"quality_K{name}.png")
+        for plot in ("styles_grid.png", "roc.png", "metric_vs_real_abnormal.png"):
+            if (study / "report" / plot).is_file():
+                shutil.copy2(study / "report" / plot, results / "study" / plot)
+        shutil.copy2(study / "report" / "summary.md", results / "study" / "evaluate_summary.md")
     (results / "metrics.json").write_text(json.dumps(m, indent=1) + "\n")
     (results / "summary.md").write_text(render(m))
     print(results / "summary.md")
