@@ -17,6 +17,7 @@ declare -A PILOT=(
   [p64]="model.n_res=4 model.dis_scales=3 model.dis_layers=3 data.load_size=64 data.crop_size=64 train.quality_every=200"
   [p128]=""                                        # the recipe candidate as configured
   [p128_div]="loss.diversity=1.0"                  # + mode-seeking diversity term
+  [p128_div01]="loss.diversity=0.1"                # + the same term, ten times weaker
   [p128_style]="loss.style_recon=10.0 loss.cycle=10.0"  # the paper's own knobs: stronger style recon + cycle
   [p128_perc]="loss.perceptual=1.0"               # perceptual ablation (random VGG relu2_2)
 )

@@ -9,6 +9,7 @@ $PY pipelines/cxr_study/prepare.py --only nih --window percentile   # does perce
 $PY pipelines/cxr_study/view_check.py                              # is the NIH intensity shortcut the view?
 # 2. pilots of the CPU recipe, 7 minutes each on all NIH train images (the judge is trained on first use)
 bash pipelines/cxr_study/pilots.sh 7
+bash pipelines/cxr_study/pilots.sh 7 p128_div01                   # after the weight-1 pilot destroyed anatomy
 # 3. the low-data study: one generator per level (K = 5, 10, 25), synthesis, classifier arms 1-4, 3 seeds
 $PY pipelines/normal_to_abnormal.py --config pipelines/cxr_study/pipeline_nih.yaml
 # 4. gather metrics.json + summary.md (+ small PNGs)
