@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import itertools
 import logging
 import math
 import time
@@ -52,22 +51,6 @@ def _load(cohort: Cohort, rows, size: int) -> torch.Tensor:
     return x.clamp(0, 1)
 
 
-def _pairs_of_groups(groups: np.ndarray, limit: int, seed: int) -> np.ndarray:
-    pairs = [(i, j) for g in np.unique(groups) for i, j in itertools.combinations(np.flatnonzero(groups == g), 2)]
-    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-    if len(pairs) > limit:
-        pairs = pairs[np.sort(np.random.default_rng([seed, 0x51]).permutation(len(pairs))[:limit])]
-    return pairs
-
-
-def _unrelated_pairs(patients: np.ndarray, limit: int, seed: int) -> np.ndarray:
-    pairs = [(i, j) for i, j in itertools.combinations(range(len(patients)), 2) if patients[i] != patients[j]]
-    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-    if len(pairs) > limit:
-        pairs = pairs[np.sort(np.random.default_rng([seed, 0x52]).permutation(len(pairs))[:limit])]
-    return pairs
-
-
 B2A_STYLES = 2  # b→a is measured by its success share only: two styles per input are enough
 PLOT_BUDGET = 50  # redraw quality.png only when the last drawing took < 1/50 of the time since
 
@@ -94,13 +77,11 @@ class QualityMonitor:
         self.styles_b = torch.randn(len(a), q.n_styles, dim, generator=gen)
         self.styles_a = torch.randn(len(b), q.n_styles, dim, generator=gen)[:, :B2A_STYLES]
         self.groups = np.repeat(np.arange(len(a)), q.n_styles)
-        self.style_pairs = _pairs_of_groups(self.groups, q.max_pairs, seed)
+        self.style_pairs = Q.pairs_within_groups(self.groups, q.max_pairs, seed, 0x51)
         self.sigma = q.lowpass_sigma * self.size
         self._yardsticks()
         self.csv_path, self.png_path = out / "quality.csv", out / "quality.png"
         self.rows = self._read_rows(start_step)
-        finite = [r for r in self.rows if math.isfinite(r["score"])]
-        self.best_score = max((r["score"] for r in finite), default=-math.inf)
         self._plot_at, self._plot_cost, self._plotted = -math.inf, 0.0, 0
 
     # ---- yardsticks from real images (once)
@@ -108,8 +89,8 @@ class QualityMonitor:
         j, t = self.judge, self.judge.threshold
         sa, sb = j.scores(self.real_a), j.scores(self.real_b)
         self.fa, self.fb = j.embed(self.real_a), j.embed(self.real_b)
-        unrel_b = _unrelated_pairs(self.patients_b, self.cfg.quality.max_pairs, self.cfg.train.seed)
-        unrel_a = _unrelated_pairs(self.patients_a, self.cfg.quality.max_pairs, self.cfg.train.seed)
+        unrel_b = Q.distinct_patient_pairs(self.patients_b, self.cfg.quality.max_pairs, self.cfg.train.seed, 0x52)
+        unrel_a = Q.distinct_patient_pairs(self.patients_a, self.cfg.quality.max_pairs, self.cfg.train.seed, 0x52)
         lp_a = Q.lowpass(self.real_a, self.sigma)
         self.fixed = {
             "judge_val_auroc": j.val_auroc,

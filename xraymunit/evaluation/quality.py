@@ -8,6 +8,8 @@ with ImageNet Inception/AlexNet features.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 from scipy import ndimage
@@ -117,6 +119,28 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> np.ndarray:
 
     metric = SSIMMetric(spatial_dims=2, data_range=1.0, win_size=window, reduction="none")
     return metric(a.float(), b.float()).reshape(-1).double().numpy()
+
+
+# ---------------------------------------------------------------- which pairs to compare
+def _keep(pairs: list, limit: int, seed: int, salt: int) -> np.ndarray:
+    """At most `limit` of the pairs (a seeded choice, `salt` separating the callers), in order."""
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    if len(pairs) > limit:
+        pairs = pairs[np.sort(np.random.default_rng([seed, salt]).permutation(len(pairs))[:limit])]
+    return pairs
+
+
+def pairs_within_groups(groups: np.ndarray, limit: int, seed: int, salt: int) -> np.ndarray:
+    """Pairs (i, j) of items of the same group (e.g. two styles of one input), at most `limit`."""
+    groups = np.asarray(groups)
+    return _keep([(i, j) for g in np.unique(groups) for i, j in itertools.combinations(np.flatnonzero(groups == g), 2)],
+                 limit, seed, salt)
+
+
+def distinct_patient_pairs(patients: np.ndarray, limit: int, seed: int, salt: int) -> np.ndarray:
+    """Pairs (i, j) of images of different patients (the 'unrelated images' yardstick), at most `limit`."""
+    return _keep([(i, j) for i, j in itertools.combinations(range(len(patients)), 2) if patients[i] != patients[j]],
+                 limit, seed, salt)
 
 
 # ---------------------------------------------------------------- memorisation

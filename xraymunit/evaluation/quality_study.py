@@ -3,7 +3,6 @@ pairs them up, and puts every number next to its real-image yardstick."""
 
 from __future__ import annotations
 
-import itertools
 
 import numpy as np
 import pandas as pd
@@ -38,17 +37,6 @@ def _maps_distance(model: Classifier, a: torch.Tensor, b: torch.Tensor, device, 
             mb = model.feature_maps(b[i:i + batch].to(device))
             out.append(Q.lpips_style(ma, mb))
     return np.concatenate(out) if out else np.zeros(0)
-
-
-def _distinct_patient_pairs(patients: np.ndarray, n_pairs: int, seed: int) -> np.ndarray:
-    """Random pairs (i, j) of images from different patients (the 'unrelated images' yardstick)."""
-    rng = np.random.default_rng([seed, 0x9B])
-    n = len(patients)
-    pairs = [(i, j) for i, j in itertools.combinations(range(n), 2) if patients[i] != patients[j]]
-    if not pairs:
-        return np.zeros((0, 2), np.int64)
-    pick = rng.permutation(len(pairs))[:n_pairs]
-    return np.asarray(pairs, np.int64)[np.sort(pick)]
 
 
 def assess(
@@ -105,11 +93,8 @@ def assess(
 
     tick()
     # diversity: all pairs of styles of one input, vs pairs of unrelated real abnormal images
-    pairs = [(i, j) for g in np.unique(sidx) for i, j in itertools.combinations(np.flatnonzero(sidx == g), 2)]
-    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-    if len(pairs) > cfg.max_images:  # 20 styles → 190 pairs per input: keep a seeded subset
-        pairs = pairs[np.sort(np.random.default_rng([seed, 0x9C]).permutation(len(pairs))[: cfg.max_images])]
-    real_pairs = _distinct_patient_pairs(ref_abnormal.patients, max(len(pairs), 50), seed)
+    pairs = Q.pairs_within_groups(sidx, cfg.max_images, seed, 0x9C)  # 20 styles → 190 pairs per input: a subset
+    real_pairs = Q.distinct_patient_pairs(ref_abnormal.patients, max(len(pairs), 50), seed, 0x9B)
     k_ms = (cfg.ms_ssim_kernel, cfg.ms_ssim_scales)
     kernel, weights = Q.ms_ssim_setup(size, *k_ms)
 
@@ -135,7 +120,7 @@ def assess(
     sigma = cfg.lowpass_sigma * size
     lp_src, lp_syn = Q.lowpass(src_imgs, sigma), Q.lowpass(syn.images, sigma)
     ssim_kept = Q.ssim(lp_src[torch.as_tensor(sidx)], lp_syn, cfg.ssim_window) if len(sidx) else np.zeros(0)
-    unrel = _distinct_patient_pairs(src_patients, 200, seed)
+    unrel = Q.distinct_patient_pairs(src_patients, 200, seed, 0x9B)
     ssim_unrel = (Q.ssim(lp_src[torch.as_tensor(unrel[:, 0])], lp_src[torch.as_tensor(unrel[:, 1])], cfg.ssim_window)
                   if len(unrel) else np.zeros(0))
     content = {
