@@ -95,14 +95,28 @@ def gather(work: Path, results: Path) -> dict:
             "last": {k: rows[-1].get(k) for k in PILOT_COLUMNS}, "best": {k: best.get(k) for k in PILOT_COLUMNS},
             "n_measurements": len(rows),
             "monitor_share": sum(r["monitor_seconds"] or 0 for r in rows) / max(rows[-1]["seconds"] or 1, 1e-9)}
-    study = work / "nih_per_level" / "report" / "metrics.json"
-    out["study"] = _study(json.loads(study.read_text()), work / "nih_per_level") if study.is_file() else None
+    study = work / "nih_per_level"
+    out["study"] = _study(study / "report" / "metrics.json",
+                          lambda name: study / f"train_{name}" / "quality.csv")
+    # the same generators after their first sitting (10 minutes), kept before they were resumed
+    out["study_first_sitting"] = _study(work / "report_10min" / "metrics.json",
+                                        lambda name: work / f"quality_10min_{name}.csv")
+    ablation = work / "ablation_perceptual_25"
+    out["ablation_perceptual"] = _study(ablation / "report" / "metrics.json",
+                                        lambda name: ablation / "train" / "quality.csv")
+    out["intensity_control"] = {path.stem: json.loads(path.read_text())
+                                for path in sorted((results / "intensity_control").glob("*.json"))}
     interp = results / "interpretation.md"
     out["interpretation"] = interp.read_text().strip() if interp.is_file() else ""
     return out
 
 
-def _study(m: dict, root: Path) -> dict:
+def _study(path: Path, quality_csv) -> dict | None:
+    """One evaluate report's headline numbers, each level with its generator's last quality row
+    (`quality_csv(level name)` → that generator's quality.csv); None when it has not run."""
+    if not path.is_file():
+        return None
+    m = json.loads(path.read_text())
     levels = {}
     for name, lv in m["results"].items():
         comp = lv["comparisons"]
@@ -112,7 +126,7 @@ def _study(m: dict, root: Path) -> dict:
             "delta": {key: {k: comp[key]["auroc"][k] for k in ("delta", "ci_low", "ci_high", "p_bootstrap")}
                       for key in ("synthetic vs real", "classical+synthetic vs classical") if key in comp},
         }
-        run = root / f"train_{name}" / "quality.csv"
+        run = quality_csv(name)
         if run.is_file():
             rows = _read_csv(run)
             levels[name]["generator"] = {"minutes": rows[-1]["seconds"] / 60, "steps": rows[-1]["step"],
@@ -194,38 +208,84 @@ def render(m: dict) -> str:
                      f"({f(r['content_ssim_unrelated'])}) | {f(r['score'])} | {f(p['best']['score'])} "
                      f"({int(p['best']['step'])}) |")
         L += ["", "Curves: `pilots/<name>/quality.png`; translations: `pilots/<name>/a2b.png`.", ""]
-    s = m.get("study")
     L += ["## The low-data study (per-level generators)", ""]
+    L += _render_study(m.get("study"))
+    if m.get("study_first_sitting"):
+        L += ["### The same generators after their first sitting (10 minutes)", ""]
+        L += _render_study(m["study_first_sitting"], files=False)
+    if m.get("intensity_control"):
+        L += ["## Intensity control: is a translation judged abnormal for more than its intensities?", "",
+              "The same source normals given only the intensities of real abnormals — scikit-image histogram "
+              "matching to one of the generator's K training abnormals, picked at random per style "
+              "(`intensity_control.py`) — scored by the same judge as the generator's translations.", ""]
+        for name, r in m["intensity_control"].items():
+            L += [f"`{name}`: generator step {r['checkpoint_step']}, {r['n_sources']} source normals × "
+                  f"{r['styles_per_source']} styles, {r['n_references']} abnormal references.", "",
+                  "| images | n | judged abnormal | mean P(abnormal) | FD to real val abnormals | median intensity "
+                  "| content SSIM to source |", "|---|---|---|---|---|---|---|"]
+            for set_name, v in r["sets"].items():
+                L.append(f"| {set_name.replace('_', ' ')} | {v['n']} | {f(v['judged_abnormal'])} | "
+                         f"{f(v['mean_abnormal_probability'])} | {f(v['fd_to_val_abnormal'])} | "
+                         f"{f(v['median_intensity'], 3)} | {f(v.get('content_ssim_to_source'))} |")
+            L += ["", f"Grid: `intensity_control/{name}.png` (rows: sources; columns: source, translation, "
+                  "histogram-matched).", ""]
+    if m.get("ablation_perceptual"):
+        L += ["## Perceptual-loss ablation at equal budget (K = 25, 10 minutes)", "",
+              "The K = 25 generator trained again from the same seed on the same 25 real abnormals for the same "
+              "10 minutes with `loss.perceptual=1` (seeded random VGG16, relu2_2), against the perceptual-0 generator "
+              "of the first sitting. Same classifier arms and seeds.", ""]
+        L += _render_study(m["ablation_perceptual"], files=False)
+        L += ["Files: `ablation_perceptual/quality_K25.png`, `ablation_perceptual/a2b_K25.png`.", ""]
+    return "\n".join(L).rstrip() + "\n"
+
+
+def _render_study(s: dict | None, files: bool = True) -> list[str]:
+    """The headline table of one evaluate report (ΔAUROC with paired-bootstrap CIs per level), the
+    generators' last quality rows and the synthetic images' quality next to their yardsticks."""
     if not s:
-        L += ["Not run yet.", ""]
-    else:
-        L += [f"Classifier: {s['classifier']['arch']} at {s['classifier']['image_size']} px, "
-              f"{s['classifier']['steps']} steps, seeds {s['seeds']}; test split "
-              f"{s['data']['test']['n_normal']} normal / {s['data']['test']['n_abnormal']} abnormal.", "",
-              "| K real abnormals | generator (min, steps) | real only | + synthetic | Δ (3 vs 1) [95% CI] | "
-              "+ classical | + classical + synthetic | Δ (4 vs 2) [95% CI] |", "|---|---|---|---|---|---|---|---|"]
-        for name, lv in s["levels"].items():
-            a, d, g = lv["auroc"], lv["delta"], lv.get("generator")
-            gen = f"{f(g['minutes'], 1)}, {int(g['steps'])}" if g else "n/a"
-            dd = lambda k: f"{f(d[k]['delta'])} [{f(d[k]['ci_low'])}, {f(d[k]['ci_high'])}]" if k in d else "n/a"
-            av = lambda k: _ci(a[k], "value") if k in a else "n/a"
-            L.append(f"| {name} | {gen} | {av('real')} | {av('synthetic')} | {dd('synthetic vs real')} | "
-                     f"{av('classical')} | {av('classical+synthetic')} | {dd('classical+synthetic vs classical')} |")
-        ja, dv, dr, c = s.get("judged_abnormal") or {}, s.get("diversity") or {}, s.get("diversity_real") or {}, s.get("content") or {}
-        jv, jt = (s.get("judge") or {}).get("val_auroc"), (s.get("judge") or {}).get("test_auroc")
-        L += ["", f"Quality of the largest level's synthetic images ({s.get('n_synthetic_assessed')} assessed; the "
-              f"study cohort's judge: val AUROC {_ci(jv, 'value') if jv else 'n/a'}, test "
-              f"{_ci(jt, 'value') if jt else 'n/a'}): "
-              f"judged abnormal {f(ja.get('synthetic'))} (real abnormal {f(ja.get('yardstick_real_abnormal'))}, "
-              f"real normal {f(ja.get('yardstick_real_normal'))}); diversity LPIPS-style "
-              f"{f((dv.get('lpips_style') or {}).get('mean'))} (real pairs {f((dr.get('lpips_style') or {}).get('mean'))}); "
-              f"content kept {f((c.get('ssim_input_vs_translation') or {}).get('mean'))} (two patients "
-              f"{f((c.get('yardstick_ssim_unrelated_inputs') or {}).get('mean'))}); memorisation flags "
-              f"{s.get('memorisation_flagged')}.", "",
-              "Files: `study/a2b_K<K>.png` (each generator's last sample grid: input, reconstruction, four styles), "
+        return ["Not run yet.", ""]
+    L = [f"Classifier: {s['classifier']['arch']} at {s['classifier']['image_size']} px, "
+         f"{s['classifier']['steps']} steps, seeds {s['seeds']}; test split "
+         f"{s['data']['test']['n_normal']} normal / {s['data']['test']['n_abnormal']} abnormal.", "",
+         "| K real abnormals | generator (min, steps) | real only | + synthetic | Δ (3 vs 1) [95% CI] | "
+         "+ classical | + classical + synthetic | Δ (4 vs 2) [95% CI] |", "|---|---|---|---|---|---|---|---|"]
+    for name, lv in s["levels"].items():
+        a, d, g = lv["auroc"], lv["delta"], lv.get("generator")
+        gen = f"{f(g['minutes'], 1)}, {int(g['steps'])}" if g else "n/a"
+        dd = lambda k: f"{f(d[k]['delta'])} [{f(d[k]['ci_low'])}, {f(d[k]['ci_high'])}]" if k in d else "n/a"
+        av = lambda k: _ci(a[k], "value") if k in a else "n/a"
+        L.append(f"| {name} | {gen} | {av('real')} | {av('synthetic')} | {dd('synthetic vs real')} | "
+                 f"{av('classical')} | {av('classical+synthetic')} | {dd('classical+synthetic vs classical')} |")
+    L += ["", "Each generator's last quality measurement (fixed val inputs; yardsticks in brackets):", "",
+          "| K | judged abnormal a2b (real abn. / real normal) | FD to real B (inputs) | diversity LPIPS-style "
+          "(real pairs) | 1 − MS-SSIM (real pairs) | content SSIM (two patients) | score |",
+          "|---|---|---|---|---|---|---|"]
+    for name, lv in s["levels"].items():
+        r = (lv.get("generator") or {}).get("last")
+        if r:
+            L.append(f"| {name} | {f(r['a2b_success'])} ({f(r['a2b_success_real_abnormal'])} / "
+                     f"{f(r['a2b_success_real_normal'])}) | {f(r['a2b_fd'])} ({f(r['a2b_fd_inputs'])}) | "
+                     f"{f(r['a2b_diversity_lpips'])} ({f(r['real_b_pairs_lpips'])}) | "
+                     f"{f(r['a2b_diversity_ms_ssim'], 3)} ({f(r['real_b_pairs_ms_ssim'], 3)}) | "
+                     f"{f(r['a2b_content_ssim'])} ({f(r['content_ssim_unrelated'])}) | {f(r['score'])} |")
+    ja, dv, dr, c = s.get("judged_abnormal") or {}, s.get("diversity") or {}, s.get("diversity_real") or {}, s.get("content") or {}
+    jv, jt = (s.get("judge") or {}).get("val_auroc"), (s.get("judge") or {}).get("test_auroc")
+    L += ["", f"Quality of the synthetic images evaluate assessed ({s.get('n_synthetic_assessed')}; the "
+          f"study cohort's judge: val AUROC {_ci(jv, 'value') if jv else 'n/a'}, test "
+          f"{_ci(jt, 'value') if jt else 'n/a'}): "
+          f"judged abnormal {f(ja.get('synthetic'))} (real abnormal {f(ja.get('yardstick_real_abnormal'))}, "
+          f"real normal {f(ja.get('yardstick_real_normal'))}); diversity LPIPS-style "
+          f"{f((dv.get('lpips_style') or {}).get('mean'))} (real pairs {f((dr.get('lpips_style') or {}).get('mean'))}); "
+          f"content kept {f((c.get('ssim_input_vs_translation') or {}).get('mean'))} (two patients "
+          f"{f((c.get('yardstick_ssim_unrelated_inputs') or {}).get('mean'))}); memorisation flags "
+          f"{s.get('memorisation_flagged')}.", ""]
+    if files:
+        L += ["Files: `study/a2b_K<K>.png` (each generator's last sample grid: input, reconstruction, four styles), "
               "`study/quality_K<K>.png`, `study/styles_grid.png`, `study/roc.png`, `study/evaluate_summary.md` "
               "(the full evaluate report).", ""]
-    return "\n".join(L).rstrip() + "\n"
+    return L
+
+
 
 
 def main(argv=None) -> int:
@@ -255,6 +315,14 @@ def main(argv=None) -> int:
             if (study / "report" / plot).is_file():
                 shutil.copy2(study / "report" / plot, results / "study" / plot)
         shutil.copy2(study / "report" / "summary.md", results / "study" / "evaluate_summary.md")
+    ablation = work / "ablation_perceptual_25"
+    if m["ablation_perceptual"]:
+        (results / "ablation_perceptual").mkdir(exist_ok=True)
+        grids = sorted((ablation / "train" / "samples").glob("a2b_*.png"))
+        if grids:
+            shutil.copy2(grids[-1], results / "ablation_perceptual" / "a2b_K25.png")
+        if (ablation / "train" / "quality.png").is_file():
+            shutil.copy2(ablation / "train" / "quality.png", results / "ablation_perceptual" / "quality_K25.png")
     (results / "metrics.json").write_text(json.dumps(m, indent=1) + "\n")
     (results / "summary.md").write_text(render(m))
     print(results / "summary.md")

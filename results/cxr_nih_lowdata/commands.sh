@@ -10,7 +10,16 @@ $PY pipelines/cxr_study/view_check.py                              # is the NIH 
 # 2. pilots of the CPU recipe, 7 minutes each on all NIH train images (the judge is trained on first use)
 bash pipelines/cxr_study/pilots.sh 7
 bash pipelines/cxr_study/pilots.sh 7 p128_div01                   # after the weight-1 pilot destroyed anatomy
-# 3. the low-data study: one generator per level (K = 5, 10, 25), synthesis, classifier arms 1-4, 3 seeds
+# 3. the low-data study: one generator per level (K = 5, 10, 25), synthesis, classifier arms 1-4, 3 seeds.
+#    First sitting with train.time_limit_minutes=10 in pipeline_nih.yaml; its report and quality rows were
+#    kept before the second sitting resumed the same generators to 40 minutes (the yaml's value now):
+#      cp -r runs/cxr_study/nih_per_level/report runs/cxr_study/report_10min
+#      for k in 5 10 25; do cp runs/cxr_study/nih_per_level/train_$k/quality.csv runs/cxr_study/quality_10min_$k.csv; done
 $PY pipelines/normal_to_abnormal.py --config pipelines/cxr_study/pipeline_nih.yaml
-# 4. gather metrics.json + summary.md (+ small PNGs)
+# 4. does the judge call translations abnormal for more than their intensities? (histogram-matching control)
+$PY pipelines/cxr_study/intensity_control.py --synth runs/cxr_study/nih_per_level/synth_25 \
+    --train-run runs/cxr_study/nih_per_level/train_25 --out results/cxr_nih_lowdata/intensity_control/K25.json
+# 5. perceptual-loss ablation at equal budget (K = 25, 10 minutes, loss.perceptual=1)
+bash pipelines/cxr_study/ablation_perceptual.sh 10
+# 6. gather metrics.json + summary.md (+ small PNGs)
 $PY pipelines/cxr_study/publish.py
