@@ -29,6 +29,8 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless, generate_uid
 
+from xraymunit.io.csvfile import write_csv
+
 ROOT = Path(__file__).resolve().parents[1]
 N_PER_LABEL = 30
 PIXEL_MM = 0.143 * 4  # NIH images are 1024² at 0.143 mm; these are 256²
@@ -188,7 +190,7 @@ def main() -> None:
                      "source_dataset": "nih_chestxray14"})
     if worst > 1.0 / 255.0:
         raise SystemExit(f"decoded sample differs from its PNG by {worst:.4f}; not writing labels")
-    pd.DataFrame(rows).to_csv(args.out / "labels.csv", index=False)
+    write_csv(pd.DataFrame(rows), args.out / "labels.csv", index=False)
     size = sum(f.stat().st_size for f in studies.rglob("*") if f.is_file())
     print(f"wrote {len(rows)} DICOM files ({size / 1e6:.2f} MB) under {studies}; max decode error {worst:.5f}")
     for p in PROFILES:

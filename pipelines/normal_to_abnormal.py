@@ -37,7 +37,7 @@ from xraymunit import config
 from xraymunit.config.evaluate import EvaluateConfig
 from xraymunit.config.train import TrainConfig
 from xraymunit.errors import XraymunitError
-from xraymunit.io import atomic
+from xraymunit.io import atomic, outdir
 
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("xraymunit.pipeline")
@@ -231,12 +231,19 @@ def _synthesize_stage(state: State, key: str, synth: Path, s: SynthesizeStage, c
 
 
 def run(cfg: PipelineConfig, progress: bool = True) -> Path:
-    """Run (or resume) the whole chain; returns the path of the report's summary.md."""
+    """Run (or resume) the whole chain; returns the path of the report's summary.md.
+
+    The pipeline holds OUT for the whole run (a second pipeline into it refuses at once); each
+    stage locks its own sub-folder as well (cohort/, train/, synth/, report/)."""
+    out = Path(cfg.out).expanduser().resolve()  # relative to where the pipeline is started
+    with outdir.claim(out, "pipeline", guard=("pipeline_state.json", "pipeline.log")):
+        return _run(cfg, out, progress)
+
+
+def _run(cfg: PipelineConfig, out: Path, progress: bool) -> Path:
     from xraymunit.evaluate import evaluate
     from xraymunit.ingest import ingest
 
-    out = Path(cfg.out).expanduser().resolve()  # relative to where the pipeline is started
-    out.mkdir(parents=True, exist_ok=True)
     _log_to(out / "pipeline.log")
     state = State(out)
     t_all = time.perf_counter()

@@ -107,3 +107,17 @@ def test_crash_then_rerun_resumes_and_changed_settings_set_old_outputs_aside(tmp
     other = [a.replace("train.steps=6", "train.steps=6, loss.cycle=1.0") for a in longer]
     assert normal_to_abnormal.main(other) == 0
     assert (tmp_path / "train.previous" / "checkpoints" / "last.pt").is_file()
+
+
+def test_a_second_pipeline_into_a_busy_out_refuses_in_one_line(tmp_path, capsys):
+    sys.path.insert(0, str(REPO / "pipelines"))
+    import normal_to_abnormal
+
+    from helpers.locks import held_elsewhere
+
+    with held_elsewhere(tmp_path, "pipeline") as holder:
+        code = normal_to_abnormal.main(["--out", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("pipeline: error:")
+    assert str(tmp_path) in err and f"pipeline, pid {holder.pid}" in err
+    assert not (tmp_path / "pipeline_state.json").exists() and not (tmp_path / "cohort").exists()

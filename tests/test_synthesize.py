@@ -121,7 +121,8 @@ def test_render_threads_change_speed_not_bytes_or_order(trained, tmp_path, monke
     threads = torch.get_num_threads()
     one = synthesize(ckpt, cohort, tmp_path / "one", n_styles=3, limit=5, render_threads=1, show_progress=False)
     seen = set()
-    original = synthesize.__globals__["_to_model_input"]
+    module = load_generators.__globals__  # the module's namespace (synthesize itself is wrapped by outdir.owns)
+    original = module["_to_model_input"]
 
     def spy(*args):  # which threads render, with how many op threads each
         import threading
@@ -129,7 +130,7 @@ def test_render_threads_change_speed_not_bytes_or_order(trained, tmp_path, monke
         seen.add((threading.get_ident(), torch.get_num_threads()))
         return original(*args)
 
-    monkeypatch.setitem(synthesize.__globals__, "_to_model_input", spy)
+    monkeypatch.setitem(module, "_to_model_input", spy)
     three = synthesize(ckpt, cohort, tmp_path / "three", n_styles=3, limit=5, render_threads=3, show_progress=False)
     assert len({ident for ident, _ in seen}) > 1 and {n for _, n in seen} == {max(1, threads // 3)}
     assert torch.get_num_threads() == threads  # restored
@@ -177,7 +178,7 @@ def test_a_failing_compiler_is_a_clear_error_and_the_rerun_resumes(trained, tmp_
 
 def test_auto_batch_size_keeps_cpu_batches_cache_sized():
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    assert (auto_batch_size(256, cpu), auto_batch_size(128, cpu), auto_batch_size(64, cpu)) == (2, 8, 32)
+    assert (auto_batch_size(256, cpu), auto_batch_size(128, cpu), auto_batch_size(64, cpu)) == (2, 8, 8)
     assert auto_batch_size(512, cpu) == 1 and auto_batch_size(256, gpu) == 20
 
 
@@ -306,3 +307,118 @@ def test_dicom_outputs_carry_no_source_phi(default_run, tmp_path):
         leaked = [s for s in _strings(ds) if any(p in s for p in phi)]
         assert not leaked, (rel, leaked)
         assert ds.ConversionType == "SYN" and ds.PatientName == "SYNTHETIC^XRAYMUNIT"
+
+
+# --------------------------------------------------------------------------- issue 13: 11, 12
+
+
+def _bytes_by_key(folder, manifest):
+    return {key: (folder / rel).read_bytes() for key, rel in zip(manifest["synth_key"], manifest["png_path"])}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_more_styles_or_a_resume_leave_the_images_byte_identical(trained, tmp_path, precision):
+    """An image does not depend on how many styles are asked for, nor on which ones a resumed
+    run still renders: n_styles 3 vs 7 at batch sizes auto (32 at 64² on a CPU), 1 and 2.
+    Before every call rendered exactly batch_size styles, a batch of 1 (fp32, this tiny model)
+    and a 3- vs 7-row style MLP product changed ~1 % of the pixels by one grey level."""
+    cohort, ckpt = trained
+    runs = {}
+    for batch in (None, 1, 2):
+        for n in (3, 7):
+            name = f"n{n}_b{batch}"
+            res = synthesize(ckpt, cohort, tmp_path / name, n_styles=n, limit=2, batch_size=batch,
+                             precision=precision, show_progress=False)
+            runs[name] = _bytes_by_key(tmp_path / name, res.manifest)
+        three, seven = runs[f"n3_b{batch}"], runs[f"n7_b{batch}"]
+        assert len(three) == 6 and len(seven) == 14 and set(three) < set(seven)
+        assert {k: seven[k] for k in three} == three, f"batch_size={batch}"
+    # a resume renders the calls holding a missing image (here style 1 of one source, style 5 of
+    # the other): the same bytes again, and only the missing files are written
+    out = tmp_path / "n7_b2"
+    res = synthesize(ckpt, cohort, out, n_styles=7, limit=2, batch_size=2, precision=precision, show_progress=False)
+    victims = [out / res.manifest["png_path"][1], out / res.manifest["png_path"][7 + 5]]
+    for path in victims:
+        path.unlink()
+    res = synthesize(ckpt, cohort, out, n_styles=7, limit=2, batch_size=2, precision=precision, show_progress=False)
+    assert (res.generated, res.skipped) == (2, 12)
+    assert _bytes_by_key(out, res.manifest) == runs["n7_b2"]
+
+
+def test_every_decoder_call_renders_exactly_batch_size_styles(trained, tmp_path, monkeypatch):
+    from xraymunit.models import AdaINGenerator
+
+    cohort, ckpt = trained
+    shapes, render = [], AdaINGenerator.render
+    monkeypatch.setattr(AdaINGenerator, "render",
+                        lambda self, c, styles, sh=None: shapes.append(len(styles)) or render(self, c, styles, sh))
+    res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=5, limit=2, batch_size=3, show_progress=False)
+    assert shapes == [3, 3, 3, 3]  # 2 sources × (styles 0-2, then 3-4 + 1 zero code whose image is dropped)
+    assert len(res.manifest) == 10 and len(list((tmp_path / "s").rglob("*.png"))) == 10
+
+
+def test_images_are_written_batch_by_batch_while_a_source_renders(trained, tmp_path, monkeypatch):
+    from xraymunit.models import AdaINGenerator
+
+    cohort, ckpt = trained
+    out, seen, render = tmp_path / "s", [], AdaINGenerator.render
+
+    def spy(self, content, styles, shared=None):
+        if len(seen) == 2:  # third batch of the only source: the first two batches' files are there
+            import time
+
+            deadline = time.monotonic() + 20
+            while len(list(out.rglob("*.png"))) < 4 and time.monotonic() < deadline:
+                time.sleep(0.02)
+        seen.append(len(list(out.rglob("*.png"))))
+        return render(self, content, styles, shared)
+
+    monkeypatch.setattr(AdaINGenerator, "render", spy)
+    res = synthesize(ckpt, cohort, out, n_styles=6, limit=1, batch_size=2, render_threads=1, show_progress=False)
+    assert res.generated == 6 and len(seen) == 3
+    assert seen[2] >= 4  # before the change: 0 until the whole source was rendered
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"n_styles": 1001}, "--n-styles must be >= 1 and at most 1000, got 1001"),
+    ({"n_styles": 0}, "--n-styles must be >= 1"),
+    ({"interpolate": 1001}, "--interpolate K needs K >= 2 (at most 1000)"),
+    ({"limit": -1}, "--limit must be >= 1 (omit it for every source image), got -1"),
+    ({"limit": 0}, "--limit must be >= 1"),
+])
+def test_out_of_range_counts_are_clear_errors_before_any_work(trained, tmp_path, kwargs, message):
+    from xraymunit.synthesize import MAX_STYLES
+
+    cohort, ckpt = trained
+    assert MAX_STYLES == 1000
+    with pytest.raises(SynthesisError) as info:
+        synthesize(ckpt, cohort, tmp_path / "s", show_progress=False, **kwargs)
+    assert message in str(info.value)
+    assert not (tmp_path / "s").exists()  # refused on its arguments: nothing written
+
+
+def test_an_unreadable_reference_names_the_cause(trained, tmp_path):
+    cohort, ckpt = trained
+    bad = tmp_path / "ref.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    with pytest.raises(SynthesisError) as info:
+        synthesize(ckpt, cohort, tmp_path / "s", references=[bad], limit=1, show_progress=False)
+    text = str(info.value)
+    assert text.startswith(f"cannot read reference image {bad}: ") and "object at 0x" not in text
+    assert "applying transform" not in text and "\n" not in text
+    assert len(text) > len(f"cannot read reference image {bad}: ") + 5  # a cause, not an empty message
+
+
+def test_a_resume_removes_the_temporary_files_of_a_killed_run(trained, tmp_path):
+    cohort, ckpt = trained
+    out = tmp_path / "s"
+    first = synthesize(ckpt, cohort, out, n_styles=2, limit=1, show_progress=False)
+    key_dir = (out / first.manifest["png_path"][0]).parent
+    stale = [key_dir / f".{first.manifest['synth_key'][0]}.png.k1ll3d_0.tmp.png",
+             out / ".manifest.parquet.abcdefgh.tmp.parquet", out / ".synthesis.json.x_y_z_12.tmp.json"]
+    kept = [key_dir / "notes.tmp.png", out / ".tmp.png", key_dir / ".a.png.ABCDEFGH.tmp.png"]  # not our names
+    for path in stale + kept:
+        path.write_bytes(b"half")
+    again = synthesize(ckpt, cohort, out, n_styles=2, limit=1, show_progress=False)
+    assert again.skipped == 2
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)

@@ -132,7 +132,13 @@ def test_resume_continues_exactly(cohort, tmp_path):
     train(cohort, tmp_path / "straight", cfg6, show_progress=False)
     cfg3 = tiny_train_config("train.steps=3", "train.checkpoint_every=3")
     train(cohort, tmp_path / "resumed", cfg3, show_progress=False)
-    train(cohort, tmp_path / "resumed", cfg6, resume=True, show_progress=False)
+    run = tmp_path / "resumed"
+    stale = [run / "checkpoints" / ".last.pt.k1ll3d_0.tmp.pt", run / ".metrics.csv.abcdefgh.tmp.csv"]  # a kill -9's
+    kept = run / "checkpoints" / "notes.tmp.pt"  # not a name atomic writes make
+    for path in stale + [kept]:
+        path.write_bytes(b"half")
+    train(cohort, run, cfg6, resume=True, show_progress=False)
+    assert not any(p.exists() for p in stale) and kept.exists()  # issue 13: 12
     a, b = _metrics(tmp_path / "straight"), _metrics(tmp_path / "resumed")
     assert [r["step"] for r in b] == [str(i) for i in range(1, 7)]  # no step logged twice
     for ra, rb in zip(a, b):

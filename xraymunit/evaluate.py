@@ -30,6 +30,7 @@ from xraymunit.evaluation.classifier import TrainPool, predict, train_classifier
 from xraymunit.evaluation.datasets import (ClassicalAugment, ImageSet, low_data_keys, real_split,
                                            select_synthetic, synthetic_images)
 from xraymunit.evaluation.runcache import RunCache, digest, fingerprint
+from xraymunit.io import outdir
 from xraymunit.io.cohort import Cohort, SyntheticSet
 from xraymunit.judge import load_or_train as load_judge
 
@@ -84,6 +85,7 @@ def _check_split(s: ImageSet, name: str) -> None:
             f"{n_abn} abnormal); re-ingest with labels for both classes")
 
 
+@outdir.owns("evaluate", "out", guard=("runs", "metrics.json", "summary.md", "predictions.csv"))
 def evaluate(
     cohort: str | Path | Cohort,
     synthetic: str | Path | SyntheticSet | Mapping[str, str | Path | SyntheticSet | None] | None,

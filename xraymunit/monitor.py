@@ -24,7 +24,7 @@ import torch
 from xraymunit.config.train import TrainConfig
 from xraymunit.data.datasets import stable_seed
 from xraymunit.evaluation import quality as Q
-from xraymunit.io import atomic
+from xraymunit.io import atomic, csvfile
 from xraymunit.io.cohort import Cohort
 from xraymunit.judge import Judge
 from xraymunit.quality_log import COLUMNS, format_cell, quality_score, read_quality_csv, save_figure
@@ -193,7 +193,7 @@ class QualityMonitor:
             w = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
             w.writeheader()
             for r in self.rows:
-                w.writerow({k: format_cell(r.get(k)) for k in COLUMNS})
+                w.writerow(csvfile.safe_row({k: format_cell(r.get(k)) for k in COLUMNS}))
         # the figure costs ~1 s, more than a measurement: redrawn only when that is < 2% of the time since
         if time.perf_counter() - self._plot_at >= PLOT_BUDGET * self._plot_cost:
             self._plot()

@@ -6,7 +6,8 @@ Each source image (normal, for a2b) is encoded once; its content code is rendere
 N style codes of the target domain in batches. Style codes come from the N(0, I) prior
 (default), from real reference images (example-guided), or from a path between two
 codes (`interpolate`). Every output's style vector is recorded, so any image can be
-regenerated; the same seed, checkpoint and inputs give the same images on one device.
+regenerated; the same seed, checkpoint, inputs and batch size give the same bytes on one
+device and precision, however many styles are asked for (see render_source).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from xraymunit import __version__, checkpoint, config
 from xraymunit.config.train import TrainConfig
 from xraymunit.data.datasets import stable_seed
 from xraymunit.errors import XraymunitError
-from xraymunit.io import atomic, export
+from xraymunit.io import atomic, export, outdir
 from xraymunit.io.cohort import MANIFEST, Cohort
 from xraymunit.models import MunitGenerators
 from xraymunit.models.blocks import cast_for_rendering
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 DIRECTIONS = ("a2b", "b2a")
 FORMATS = ("png", "dicom")
 RUN_FILE = "synthesis.json"
+MAX_STYLES = 1000  # styles per source image (--n-styles, --interpolate K, --reference images), at most
 
 
 class SynthesisError(XraymunitError):
@@ -67,12 +69,25 @@ def load_generators(path: str | Path, device: torch.device) -> tuple[MunitGenera
         cfg = config.from_dict(TrainConfig, state["config"])
     except config.ConfigError as exc:
         raise checkpoint.CheckpointError(f"{path}: its config cannot be read by this version ({exc})") from None
+    # Before building anything: arguments in bounds, then every stored tensor's name and shape
+    # equal to what those arguments build (on the meta device: shapes only, no memory), so a
+    # damaged or falsified checkpoint is one line, never a runaway build or a mismatch dump.
+    if not isinstance(state["config"], dict) or not isinstance(state["config"].get("model"), dict):
+        raise checkpoint.CheckpointError(f"{path}: its config has no 'model' section (damaged, or not written by "
+                                         f"xraymunit train)")
+    checkpoint.check_model_args(path, vars(cfg.model), cfg.data.load_size)
+    with torch.device("meta"):
+        expected = MunitGenerators(**cfg.model.generator_kwargs())
+    models = state["models"] if isinstance(state["models"], dict) else {}
+    for name in ("gen_a", "gen_b"):
+        checkpoint.check_weights(path, name, getattr(expected, name).state_dict(), models.get(name))
     gens = MunitGenerators(**cfg.model.generator_kwargs())
     try:
-        gens.gen_a.load_state_dict(state["models"]["gen_a"])
-        gens.gen_b.load_state_dict(state["models"]["gen_b"])
-    except (KeyError, RuntimeError) as exc:
-        raise checkpoint.CheckpointError(f"{path}: generator weights do not fit its config ({exc})") from None
+        gens.gen_a.load_state_dict(models["gen_a"])
+        gens.gen_b.load_state_dict(models["gen_b"])
+    except (KeyError, RuntimeError) as exc:  # not expected after the checks above
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise checkpoint.CheckpointError(f"{path}: generator weights do not fit its config ({first})") from None
     gens.to(device).eval().requires_grad_(False)
     return gens, cfg, state
 
@@ -119,7 +134,11 @@ def load_reference(path: str | Path, size: int) -> np.ndarray:
     try:
         out = ingest_transforms(size=size, header_key=None)({"image": str(path)})["image"]
     except Exception as exc:  # noqa: BLE001 - any unreadable reference is a user error
-        raise SynthesisError(f"cannot read reference image {path}: {exc}") from None
+        cause = exc  # MONAI wraps the reader's error in "applying transform <... object at 0x...>"
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        detail = (str(cause).strip().splitlines() or [""])[0][:200] or type(cause).__name__
+        raise SynthesisError(f"cannot read reference image {path}: {detail}") from None
     return np.asarray(out, dtype=np.float32).reshape(size, size)
 
 
@@ -136,11 +155,13 @@ def auto_batch_size(size: int, device: torch.device) -> int:
 
     GPUs want wide batches. On a CPU a batch's activations must stay in cache: at 256² one
     call with 2 styles renders ~2.3× faster per image than one with 20 (BENCHMARKS.md), so
-    the CPU batch holds about two 256² images' worth of pixels.
+    the CPU batch holds about two 256² images' worth of pixels, and at most 8 styles: every
+    call renders exactly this many (the last one padded, see `render_source`), so a wider batch
+    would waste work on small `--n-styles` (5 styles at 64² would render 32).
     """
     if device.type == "cuda":
         return 20
-    return max(1, (2 * 256 * 256) // (size * size))
+    return max(1, min(8, (2 * 256 * 256) // (size * size)))
 
 
 def _render_threads(requested: int | None, device: torch.device, compiled: bool) -> tuple[int, int]:
@@ -196,6 +217,7 @@ def _to_model_input(image: np.ndarray, size: int, device: torch.device) -> torch
     return (x * 2.0 - 1.0).to(device)
 
 
+@outdir.owns("synthesize", "out", guard=("images", MANIFEST, RUN_FILE))
 def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path, *, n_styles: int = 20,
                split: str = "train", direction: str = "a2b", seed: int = 0,
                references: Sequence[str | Path] = (), interpolate: int = 0,
@@ -209,7 +231,7 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
             folder (its best.pt when quality tracking saved one, else last.pt), or RUN/best, RUN/last.
         cohort: the cohort folder the sources come from.
         out: output folder (created; rerunning with the same arguments resumes).
-        n_styles: random style codes per source image (the N(0, I) prior).
+        n_styles: random style codes per source image (the N(0, I) prior), 1..MAX_STYLES.
         split: cohort split of the sources ("train", "val", "test" or "all").
         direction: "a2b" (domain_a → domain_b, e.g. normal → abnormal) or "b2a".
         seed: fixes every style code.
@@ -218,7 +240,9 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
         interpolate: K > 1 writes K codes along a slerp path between two random codes per
             source (for review) instead of N independent codes.
         formats: any of "png" (16-bit) and "dicom" (Secondary Capture).
-        batch_size: styles decoded per network call; None picks `auto_batch_size`.
+        batch_size: styles decoded per network call; None picks `auto_batch_size`. Every call
+            renders exactly this many (a source's last call padded), so the images' last bits
+            depend on it, never on n_styles.
         device: "auto", "cpu", "cuda" or "cuda:N".
         precision: "auto" (bf16 on CUDA and on CPUs with native bf16, else fp32), "bf16" or
             "fp32". bf16: content encoding under autocast, rendering with the decoder cast to
@@ -227,7 +251,7 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
         compile: `torch.compile` the style rendering first (~1 min of compiling at 256², then
             1.0-1.1× faster on a 2-core CPU, one image at a time: for thousands of images;
             needs a C++ compiler on CPU).
-        limit: at most this many source images (the first by image_key).
+        limit: at most this many source images (the first by image_key), >= 1; None: all.
         render_threads: source images rendered at once, each in its own thread (None: on a
             CPU as many as torch has threads, up to 8, one op-thread each; on a GPU or with
             `compile`, 1). The images do not depend on it.
@@ -244,10 +268,17 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
         raise SynthesisError(f"--format must be png, dicom or both, got {formats}")
     if render_threads is not None and int(render_threads) < 1:
         raise SynthesisError(f"--render-threads must be at least 1, got {render_threads}")
-    if n_styles < 1 or (batch_size is not None and batch_size < 1):
-        raise SynthesisError("--n-styles and --batch-size must be >= 1")
-    if interpolate and (interpolate < 2 or references):
-        raise SynthesisError("--interpolate K needs K >= 2 and cannot be combined with --reference")
+    if not 1 <= n_styles <= MAX_STYLES:
+        raise SynthesisError(f"--n-styles must be >= 1 and at most {MAX_STYLES}, got {n_styles}")
+    if batch_size is not None and batch_size < 1:
+        raise SynthesisError(f"--batch-size must be >= 1, got {batch_size}")
+    if interpolate and (not 2 <= interpolate <= MAX_STYLES or references):
+        raise SynthesisError(f"--interpolate K needs K >= 2 (at most {MAX_STYLES}) and cannot be combined with "
+                             f"--reference, got K = {interpolate}")
+    if len(references) > MAX_STYLES:
+        raise SynthesisError(f"at most {MAX_STYLES} --reference images, got {len(references)}")
+    if limit is not None and limit < 1:
+        raise SynthesisError(f"--limit must be >= 1 (omit it for every source image), got {limit}")
     mode = "reference" if references else "interpolate" if interpolate else "random"
     dev = _resolve_device(device)
     out = Path(out)
@@ -313,31 +344,54 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
                 {"interp_t": float(t)} for t in np.linspace(0, 1, interpolate)]
         return random_styles(seed, source_key, n_styles, style_dim), [{} for _ in range(n_styles)]
 
-    def render_source(src, todo) -> np.ndarray:
-        """All pending styles of one source: (len(todo), S, S) in [0, 1]. Runs in a render thread."""
+    def render_source(src, plan, todo) -> list:
+        """Render the pending styles of one source; each batch's images go to the writers as soon
+        as it is rendered (files appear while a long --n-styles runs). Returns the writes still
+        running. Runs in a render thread.
+
+        An image must not depend on which styles share its decoder call (a kernel and its
+        summation order may change with the batch shape: in the last bits, ~1 % of pixels).
+        So style j is always rendered in row j % batch_size of the call for styles
+        j - j % batch_size ... + batch_size - 1, a source's last call padded with zero codes
+        (their outputs dropped): the same call whatever n_styles, and whichever images a
+        resumed run still has to render (a call is made when any of its styles is missing).
+        """
+        missing = {p[0] for p in todo}
+        writes = collections.deque()
         with torch.inference_mode():
             with autocast():
                 content = encoder.encode_content(_to_model_input(data.image(src.cache_index), size, dev))
             content = content.to(render_dtype)
-            codes = torch.from_numpy(np.stack([p[1] for p in todo])).to(dev, render_dtype)
+            codes = torch.from_numpy(np.stack([p[1] for p in plan])).to(dev, render_dtype)
             shared = decoder.decoder.shared_features(content)
-            images = []
-            for start in range(0, len(todo), batch_size):
-                y = render(content, codes[start:start + batch_size], shared)
-                images.append(((y.float() + 1.0) / 2.0).clamp_(0, 1)[:, 0].cpu().numpy())
-        return np.concatenate(images)
+            for start in range(0, len(plan), batch_size):
+                part = plan[start:start + batch_size]
+                keep = [i for i, p in enumerate(part) if p[0] in missing]
+                if not keep:
+                    continue
+                batch = codes[start:start + batch_size]
+                if len(part) < batch_size:
+                    batch = torch.cat([batch, batch.new_zeros(batch_size - len(part), batch.shape[1])])
+                y = render(content, batch, shared)[keep]
+                images = ((y.float() + 1.0) / 2.0).clamp_(0, 1)[:, 0].cpu().numpy()
+                writes.extend(write_images(src, [part[i] for i in keep], images))
+                while len(writes) > 64:  # the writers fall behind: wait for them (bounded memory)
+                    writes.popleft().result()
+        return list(writes)
 
-    def write_source(src, todo, images) -> None:
+    def write_images(src, todo, images) -> list:
         spacing = _output_spacing(src, size)
+        futures = []
         for (j, style, extra, key, rel), image in zip(todo, images):
             prov = export.Provenance(key, ckpt_sha, step, direction, mode, j, seed, target_label)
             if "png" in rel:
-                pending.append(writers.submit(export.write_png, out / rel["png"], image, prov))
+                futures.append(writers.submit(export.write_png, out / rel["png"], image, prov))
             if "dicom" in rel:
-                pending.append(writers.submit(
+                futures.append(writers.submit(
                     export.write_dicom, out / rel["dicom"], image, prov,
                     study_entropy=f"{ckpt_sha}:{src.image_key}", series_entropy=f"{ckpt_sha}:{mode}:{seed}",
                     rows_spacing_mm=spacing))
+        return futures
 
     def record_source(src, plan) -> None:
         for j, style, extra, key, rel in plan:
@@ -354,10 +408,10 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
             bar.update(1)
 
     def finish_oldest() -> None:
-        """Write and record the oldest source in flight (waiting for its rendering)."""
+        """Record the oldest source in flight (waiting for its rendering; its writes are pending)."""
         src, plan, todo, future = in_flight.popleft()
         if future is not None:
-            write_source(src, todo, future.result())
+            pending.extend(future.result())
         record_source(src, plan)
 
     records, generated, skipped = [], 0, 0
@@ -383,7 +437,7 @@ def synthesize(checkpoint_path: str | Path, cohort: str | Path, out: str | Path,
             todo = [p for p in plan if not all((out / r).is_file() for r in p[4].values())]
             skipped += len(plan) - len(todo)
             generated += len(todo)
-            in_flight.append((src, plan, todo, renderers.submit(render_source, src, todo) if todo else None))
+            in_flight.append((src, plan, todo, renderers.submit(render_source, src, plan, todo) if todo else None))
             while len(in_flight) > n_threads or (in_flight and in_flight[0][3] is None):
                 finish_oldest()
             if len(pending) > 64:
@@ -423,8 +477,11 @@ def _claim_folder(out: Path, run: dict) -> None:
         if keys:
             raise SynthesisError(
                 f"{out} holds a different synthesis ({', '.join(keys)} differ); choose another --out")
-    elif out.exists() and any(out.iterdir()):
+    elif out.exists() and any(p.name != outdir.LOCK_NAME and not atomic.is_temp_name(p.name)
+                              for p in out.iterdir()):
         raise SynthesisError(f"{out} exists and is not a synthesis folder; choose another --out")
+    if out.exists() and (stale := atomic.remove_stale_temps(out)):  # a killed run's half-written files
+        log.info("removed %d temporary file(s) left by an interrupted run", stale)
     atomic.write_json(path, {**run, "status": "running"})
 
 

@@ -25,7 +25,7 @@ from xraymunit import checkpoint, config
 from xraymunit.config.train import TrainConfig, resume_conflicts
 from xraymunit.data.datasets import DistributedStepSampler, UnpairedDomains, stable_seed
 from xraymunit.errors import XraymunitError
-from xraymunit.io import atomic, grid
+from xraymunit.io import atomic, csvfile, grid, outdir
 from xraymunit.io.cohort import Cohort
 from xraymunit.losses import LossWeights, PerceptualLoss, generator_terms, lsgan_discriminator, weighted_total
 from xraymunit.models import MunitDiscriminators, MunitGenerators, build_vgg16, init_weights
@@ -301,7 +301,7 @@ class RunLog:
             writer = csv.DictWriter(fh, fieldnames=self._fields, extrasaction="ignore")
             if new_file:
                 writer.writeheader()
-            writer.writerow(row)
+            writer.writerow(csvfile.safe_row(row))
 
     def quality(self, step: int, row: dict) -> None:
         """The monitor's numbers to TensorBoard (quality.csv and quality.png are the monitor's own)."""
@@ -381,6 +381,14 @@ class TrainResult:
     last_losses: dict[str, float]
 
 
+def _is_main_process() -> bool:
+    """Rank 0 (or a single process): the only one that writes the run folder, so the only one that locks it."""
+    return int(os.environ.get("WORLD_SIZE", "1")) <= 1 or int(os.environ.get("RANK", "0")) == 0
+
+
+@outdir.owns("train", "out", when=_is_main_process,
+             guard=("checkpoints", "checkpoints/last.pt", "checkpoints/best.pt", "tensorboard", "samples",
+                    "config.yaml", "metrics.csv", "quality.csv", "quality.png", "shortcut_test.json"))
 def train(cohort: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, resume: bool = False,
           show_progress: bool = True) -> TrainResult:
     """Train MUNIT on `cohort` (domains from the manifest labels) and write the run to `out`.
@@ -422,6 +430,8 @@ def train(cohort: str | Path, out: str | Path, cfg: TrainConfig | None = None, *
         raise TrainingError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        if resume and (stale := atomic.remove_stale_temps(out)):  # a killed run's half-written files
+            log.info("removed %d temporary file(s) left by an interrupted run", stale)
         config.save(cfg, out / "config.yaml")
         if cfg.train.shortcut_test:  # can a trivial model tell the domains apart? warn before training on it
             from xraymunit import confounds

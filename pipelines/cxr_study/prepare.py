@@ -26,6 +26,7 @@ import pandas as pd
 from xraymunit import confounds
 from xraymunit.ingest import ingest
 from xraymunit.io.cohort import Cohort
+from xraymunit.io.csvfile import write_csv
 
 REPO = Path(__file__).resolve().parents[2]
 SUBSETS = {"nih": ["nih_chestxray14"], "covid": ["covid19_radiography_db"], "all": None}
@@ -51,7 +52,7 @@ def build_input(data: Path, work: Path, name: str, sources: list[str] | None) ->
     for rel in labels["file"]:
         _place(data / rel, folder / rel)
     csv = work / f"labels_{name}.csv"
-    labels[LABEL_COLUMNS].to_csv(csv, index=False)
+    write_csv(labels[LABEL_COLUMNS], csv, index=False)
     return folder, csv
 
 
@@ -63,6 +64,11 @@ def main(argv=None) -> int:
     p.add_argument("--only", nargs="*", default=list(SUBSETS), choices=list(SUBSETS))
     p.add_argument("--window", default="auto", choices=["auto", "percentile"],
                    help="ingest's intensity window; percentile cohorts are named cohort_<name>_percentile")
+    p.add_argument("--contrast", default="none", choices=["none", "equalize", "clahe"],
+                   help="ingest's contrast standardisation; such cohorts are named cohort_<name>_<contrast>")
+    p.add_argument("--judge", action="store_true",
+                   help="also train (or reuse) the cohort's judge with the CPU recipe's settings and record "
+                        "its AUROC next to the shortcut test: how much signal is left beyond the shortcut")
     args = p.parse_args(argv)
     data, work, results = Path(args.data), Path(args.work), Path(args.results)
     work.mkdir(parents=True, exist_ok=True)
@@ -71,15 +77,23 @@ def main(argv=None) -> int:
     summary = {}
     for name in args.only:
         folder, csv = build_input(data, work, name, SUBSETS[name])
-        tag = name if args.window == "auto" else f"{name}_{args.window}"
+        tag = "_".join([name] + [v for v in (args.window, args.contrast) if v not in ("auto", "none")])
         cohort = work / f"cohort_{tag}"
         res = ingest(folder, cohort, labels=csv, size=256, workers=2, salt_file=salt, window=args.window,
-                     progress=False)
+                     contrast=args.contrast, progress=False)
         print(f"[{name}] ingest: {res.files} files, {dict(res.by_status)}")
         co = Cohort.open(cohort)
         result = confounds.shortcut_test(co)
+        if args.judge:
+            from xraymunit import config as C
+            from xraymunit import judge as J
+            from xraymunit.config.train import TrainConfig
+
+            j = J.load_or_train(co, C.load(TrainConfig, REPO / "configs" / "munit_cxr_128_cpu.yaml").quality.judge)
+            result["judge"] = {k: j.info[k] for k in ("val_auroc", "test_auroc", "n_train")}
+            print(f"[{tag}] {j.describe()}")
         confounds.write_shortcut_report(result, results / "shortcut" / f"{tag}.json")
-        confounds.domain_profile(co).to_csv(results / "shortcut" / f"{tag}_profile.csv")
+        write_csv(confounds.domain_profile(co), results / "shortcut" / f"{tag}_profile.csv")
         summary[tag] = {t: {k: result["tests"][t].get(k) for k in ("auroc", "ci_low", "ci_high", "warn", "factor")}
                          for t in result.get("tests", {})}
         for line in confounds.warnings(result):

@@ -69,6 +69,7 @@ def gather(work: Path, results: Path) -> dict:
             continue
         out["shortcut"][path.stem] = {
             "n_val": r.get("n_val"), "n_val_patients": r.get("n_val_patients"), "note": r.get("note"),
+            "judge_val_auroc": (r.get("judge") or {}).get("val_auroc"),
             "tests": {name: {k: t.get(k) for k in ("auroc", "ci_low", "ci_high", "warn", "factor")}
                       for name, t in r.get("tests", {}).items()}}
     study_tests = sorted((work / "nih_per_level").glob("train_*/shortcut_test.json"))
@@ -165,12 +166,17 @@ def render(m: dict) -> str:
     L += ["## Shortcut test (before any training)", "",
           "AUROC on val (95% CI) of a trivial model telling abnormal from normal without the finding; "
           "it warns when the CI's lower bound exceeds 0.70.", "",
-          "| cohort | header metadata | 8×8 thumbnail | 16-bin histogram | strongest image factor |", "|---|---|---|---|---|"]
+          "The last column is the cohort's judge (the small DenseNet, real images) where it was trained: "
+          "how much signal a classifier finds with the shortcut and beyond it.", "",
+          "| cohort | header metadata | 8×8 thumbnail | 16-bin histogram | strongest image factor | judge val AUROC |",
+          "|---|---|---|---|---|---|"]
     for name, s in m["shortcut"].items():
         t = s["tests"]
         cell = lambda k: (_ci(t[k]) + (" **warn**" if t[k]["warn"] else "")) if k in t and t[k]["auroc"] is not None else "n/a"
         factor = (t.get("histogram") or {}).get("factor") or "n/a"
-        L.append(f"| {name} | {cell('metadata')} | {cell('thumbnail')} | {cell('histogram')} | {factor} |")
+        jv = s.get("judge_val_auroc")
+        L.append(f"| {name} | {cell('metadata')} | {cell('thumbnail')} | {cell('histogram')} | {factor} | "
+                 f"{_ci(jv, 'value') if jv else 'n/a'} |")
     L.append("")
     bv = m.get("nih_by_view")
     if bv:

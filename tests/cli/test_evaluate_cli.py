@@ -69,3 +69,47 @@ def test_missing_synthetic_folder_exit_2(data, tmp_path, capsys):
     rc = main(["evaluate", "--cohort", str(cohort), "--synthetic", str(tmp_path / "none"),
                "--out", str(tmp_path / "r"), "--config", TINY])
     assert rc == 2 and "not a synthetic folder" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- owning --out (issue 13: 1, 7)
+
+
+def _eval_argv(data, out):
+    cohort, synth = data
+    return ["evaluate", "--cohort", str(cohort), "--synthetic", str(synth), "--out", str(out), "--config", TINY,
+            "--real-abnormal", "all", "--seeds", "1", "--no-progress", "--set", "classifier.steps=5",
+            "--set", "arms=[real, synthetic]", "--set", "quality.enabled=false", "--device", "cpu"]
+
+
+def test_a_second_run_into_a_busy_folder_refuses_in_one_line(data, tmp_path, capsys):
+    from helpers.locks import held_elsewhere
+
+    out = tmp_path / "report"
+    with held_elsewhere(out, "evaluate") as holder:
+        assert main(_eval_argv(data, out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(out) in err and f"evaluate, pid {holder.pid}" in err
+    assert not (out / "metrics.json").exists()
+
+
+def test_disk_full_writing_the_report_is_one_line_and_the_rerun_reuses_the_runs(data, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from xraymunit.io import atomic
+
+    real_fsync = atomic._fsync_file
+
+    def full(path):
+        if path.name.startswith(".metrics.json."):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(path)
+
+    out = tmp_path / "report"
+    monkeypatch.setattr(atomic, "_fsync_file", full)
+    assert main(_eval_argv(data, out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no space left on device writing" in err and str(out) in err
+    assert not (out / "metrics.json").exists()
+    monkeypatch.setattr(atomic, "_fsync_file", real_fsync)
+    assert main(_eval_argv(data, out)) == 0
+    assert json.loads((out / "metrics.json").read_text())["config"]["seeds"] == 1

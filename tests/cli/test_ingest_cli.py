@@ -90,3 +90,115 @@ def test_options_reach_the_stage(built, tmp_path, capsys):
     assert set(ok["modality"]) == {"MR"} and set(ok["window_source"]) == {"percentile"}
     assert salt.exists() and not (tmp_path / "o" / "private" / "salt.key").exists()
     assert (m["reason"] == "modality").sum() >= 3  # the DX images are now the ones skipped
+
+
+# --------------------------------------------------------------------------- owning --out (issue 13: 1, 4, 7, 10)
+
+
+def _one_error_line(err: str) -> str:
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("xraymunit ingest: error:"), err
+    return lines[0]
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".xraymunit.lock"}
+
+
+def test_a_second_ingest_into_a_busy_out_refuses_and_leaves_the_cohort_untouched(built, ingested, tmp_path, capsys):
+    from helpers.locks import held_elsewhere
+
+    cohort = copy_tree(ingested[0], tmp_path / "cohort")
+    before = _snapshot(cohort)
+    with held_elsewhere(cohort, "ingest") as holder:
+        code, out, err = run(capsys, built.mixed_root, "--labels", built.mixed_labels, "--out", cohort,
+                             "--no-progress")
+    assert code == 2
+    line = _one_error_line(err)
+    assert str(cohort) in line and f"ingest, pid {holder.pid}" in line
+    assert _snapshot(cohort) == before
+
+
+def test_disk_full_in_finalize_is_one_line_and_the_rerun_completes(built, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from xraymunit.io import atomic
+
+    real_fsync = atomic._fsync_file
+
+    def full(path):
+        if "manifest.parquet" in path.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(path)
+
+    cohort = tmp_path / "cohort"
+    monkeypatch.setattr(atomic, "_fsync_file", full)
+    code, out, err = run(capsys, built.site.root, "--labels", built.site.labels_csv, "--out", cohort, "--no-progress")
+    assert code == 2
+    line = _one_error_line(err)
+    assert "no space left on device writing" in line and str(cohort) in line and "rerun" in line
+    assert not (cohort / "manifest.parquet").exists()
+    assert not [p for p in cohort.rglob("*.tmp*")]  # no half-written temporary left
+    monkeypatch.setattr(atomic, "_fsync_file", real_fsync)
+    code, out, err = run(capsys, built.site.root, "--labels", built.site.labels_csv, "--out", cohort, "--no-progress")
+    assert code == 0, err
+    m = pd.read_parquet(cohort / "manifest.parquet")
+    assert len(m) >= len(built.site.files) and (m["status"] == "ok").sum() > 0
+    assert "decoded 0" in out  # resumed: every image came from the first run's journal
+
+
+@pytest.mark.parametrize("planted", ["private/journal.jsonl", "private/salt.key", "private/entries", "cache"])
+def test_links_planted_in_out_are_refused_and_nothing_is_written_through_them(built, tmp_path, capsys, planted):
+    cohort, outside = tmp_path / "cohort", tmp_path / "outside"
+    outside.mkdir()
+    (cohort / "private").mkdir(parents=True)
+    target = outside / "target"  # dangling for files, a folder for folders
+    if planted in ("private/entries", "cache"):
+        target.mkdir()
+    (cohort / planted).symlink_to(target)
+    code, out, err = run(capsys, built.site.root, "--out", cohort, "--no-progress")
+    assert code == 2
+    line = _one_error_line(err)
+    assert planted.split("/")[-1] in line and "symbolic link" in line
+    assert [p.name for p in outside.rglob("*")] == (["target"] if target.is_dir() else [])
+
+
+def test_private_is_made_0700_and_out_itself_may_be_a_link(built, tmp_path, capsys):
+    import stat
+
+    real = tmp_path / "real"
+    (real / "private").mkdir(parents=True)
+    real.joinpath("private").chmod(0o777)
+    (tmp_path / "cohort").symlink_to(real)
+    code, out, err = run(capsys, built.site.root, "--out", tmp_path / "cohort", "--no-progress")
+    assert code == 0, err
+    assert stat.S_IMODE((real / "private").stat().st_mode) == 0o700
+    assert (real / "manifest.parquet").is_file()
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "dotdot"])
+def test_out_in_the_input_is_never_ingested_as_input(built, tmp_path, capsys, where):
+    inp = copy_tree(built.site.root, tmp_path / "in")
+    out_dir = {"same": inp, "inside": inp / "cohort", "dotdot": inp / "sub" / ".." / "cohort"}[where]
+    rows = []
+    for _ in range(2):  # the rerun sees the first run's outputs in its input
+        code, out, err = run(capsys, inp, "--labels", built.site.labels_csv, "--out", out_dir, "--no-progress")
+        assert code == 0, err
+        m = pd.read_parquet(out_dir / "manifest.parquet")
+        assert "not_dicom" not in set(m["reason"].dropna()), m[m["reason"] == "not_dicom"]
+        rows.append(sorted(m["image_key"]))
+    assert rows[0] == rows[1] and len(rows[0]) >= len(built.site.files)
+
+
+def test_shards_of_one_job_array_may_share_out_but_not_with_a_whole_run(built, tmp_path, capsys):
+    from helpers.locks import held_elsewhere
+
+    part = tmp_path / "part"
+    with held_elsewhere(part, "ingest", part="shard-1-of-2") as holder:
+        code, out, err = run(capsys, built.site.root, "--shard", "2/2", "--out", part, "--no-progress")
+        assert code == 0, err
+        code, out, err = run(capsys, built.site.root, "--out", part, "--no-progress")
+        assert code == 2 and f"pid {holder.pid}" in _one_error_line(err)
+    assert (part / "private" / "journal.shard-2-of-2.jsonl").is_file()
+    assert not (part / "manifest.parquet").exists()  # the refused whole run wrote nothing

@@ -29,6 +29,9 @@ def test_synthesize_in_process(trained, tmp_path, capsys):
     (["--n-styles", "0"], "must be >= 1"),
     (["--render-threads", "0"], "--render-threads must be at least 1"),
     (["--device", "cuda"], "CUDA is not available"),
+    (["--n-styles", "1001"], "--n-styles must be >= 1 and at most 1000, got 1001"),
+    (["--limit", "-1"], "--limit must be >= 1 (omit it for every source image), got -1"),
+    (["--limit", "0"], "--limit must be >= 1"),
 ])
 def test_bad_arguments_exit_2(trained, tmp_path, capsys, args, message):
     cohort, ckpt = trained
@@ -38,3 +41,96 @@ def test_bad_arguments_exit_2(trained, tmp_path, capsys, args, message):
     argv = ["synthesize", "--no-progress"] + [x for kv in base.items() for x in kv]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- owning --out (issue 13: 1, 4, 7)
+
+
+def _synth_argv(trained, out, *extra):
+    cohort, ckpt = trained
+    return ["synthesize", "--checkpoint", str(ckpt), "--cohort", str(cohort), "--out", str(out),
+            "--n-styles", "3", "--limit", "2", "--no-progress", *extra]
+
+
+def test_a_second_run_into_a_busy_folder_refuses_in_one_line(trained, tmp_path, capsys):
+    from helpers.locks import held_elsewhere
+
+    out = tmp_path / "s"
+    with held_elsewhere(out, "synthesize") as holder:
+        assert main(_synth_argv(trained, out)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(out) in err and f"synthesize, pid {holder.pid}" in err
+    assert not list(out.rglob("*.png"))
+
+
+def test_disk_full_writing_pngs_is_one_line_and_the_rerun_resumes(trained, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from xraymunit.io import atomic
+
+    real_fsync, written = atomic._fsync_file, []
+
+    def full_after_two(path):
+        if path.suffix == ".png":
+            if len(written) >= 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            written.append(path)
+        real_fsync(path)
+
+    out = tmp_path / "s"
+    monkeypatch.setattr(atomic, "_fsync_file", full_after_two)
+    assert main(_synth_argv(trained, out)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no space left on device writing" in err and str(out) in err
+    assert len(list(out.rglob("*.png"))) == 2 and not list(out.rglob(".*.tmp*"))
+    monkeypatch.setattr(atomic, "_fsync_file", real_fsync)
+    assert main(_synth_argv(trained, out)) == 0
+    assert "2 already there" in capsys.readouterr().out
+    assert len(list(out.rglob("*.png"))) == 6
+
+
+def test_a_planted_images_link_is_refused(trained, tmp_path, capsys):
+    out, outside = tmp_path / "s", tmp_path / "outside"
+    assert main(_synth_argv(trained, out, "--n-styles", "1")) == 0
+    capsys.readouterr()
+    key_dir = next((out / "images").iterdir())
+    for png in key_dir.iterdir():
+        png.unlink()
+    key_dir.rmdir()
+    outside.mkdir()
+    key_dir.symlink_to(outside)  # images/<key> → a folder outside --out
+    assert main(_synth_argv(trained, out, "--n-styles", "1")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and key_dir.name in err and "symbolic link" in err
+    assert list(outside.iterdir()) == []
+
+
+def test_out_an_existing_file_is_one_line(trained, tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert main(_synth_argv(trained, tmp_path / "f")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "exists and is not a folder" in err
+    assert (tmp_path / "f").read_text() == "x"
+
+
+def test_a_falsified_checkpoint_is_exit_2_and_one_stderr_line(trained, tmp_path):
+    """The installed command, as a user runs it: no traceback, no size-mismatch dump (issue 13: 6)."""
+    import subprocess
+    import sys
+
+    import torch
+
+    cohort, ckpt = trained
+    for name, change in [("n_res", lambda s: s["config"]["model"].update(n_res=1e9)),
+                         ("dim", lambda s: s["config"]["model"].update(dim=12))]:
+        state = torch.load(ckpt, weights_only=True)
+        change(state)
+        bad = tmp_path / f"{name}.pt"
+        torch.save(state, bad)
+        proc = subprocess.run([sys.executable, "-m", "xraymunit", "synthesize", "--checkpoint", str(bad),
+                               "--cohort", str(cohort), "--out", str(tmp_path / f"s_{name}"), "--no-progress"],
+                              capture_output=True, text=True, timeout=300)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+        assert lines[0].startswith("xraymunit synthesize: error: ") and str(bad) in lines[0]
+        assert ("model.n_res = 1000000000" if name == "n_res" else "has shape") in lines[0]

@@ -47,3 +47,58 @@ def test_bad_usage_exits_2_with_one_line(cohort, tmp_path, capsys, args, message
 def test_missing_cohort(tmp_path, capsys):
     assert main(["train", "--cohort", str(tmp_path / "none"), "--out", str(tmp_path / "r")]) == 2
     assert "xraymunit ingest" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- owning --out (issue 13: 1, 4, 7)
+
+
+def _train_argv(cohort, out, *extra):
+    return ["train", "--config", str(TINY), "--cohort", str(cohort), "--out", str(out), "--no-progress",
+            *_sets("train.steps=2", *extra)]
+
+
+def test_a_second_run_into_a_busy_folder_refuses_in_one_line(cohort, tmp_path, capsys):
+    from helpers.locks import held_elsewhere
+
+    out = tmp_path / "run"
+    with held_elsewhere(out, "train") as holder:
+        assert main(_train_argv(cohort, out)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("xraymunit train: error:")
+    assert str(out) in err and f"train, pid {holder.pid}" in err
+    assert not (out / "checkpoints").exists()
+
+
+def test_disk_full_writing_a_checkpoint_is_one_line_and_the_rerun_completes(cohort, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from xraymunit import checkpoint
+    from xraymunit.io import atomic
+
+    real_fsync = atomic._fsync_file
+
+    def full(path):
+        if path.name.startswith(".last.pt."):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(path)
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(atomic, "_fsync_file", full)
+    assert main(_train_argv(cohort, out)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no space left on device writing" in err and str(out) in err
+    assert not list((out / "checkpoints").glob("*.pt*"))  # nothing half-written
+    monkeypatch.setattr(atomic, "_fsync_file", real_fsync)
+    assert main(_train_argv(cohort, out)) == 0, capsys.readouterr().err
+    assert checkpoint.load(out / "checkpoints" / "last.pt")["step"] == 2
+
+
+def test_a_planted_checkpoints_link_is_refused(cohort, tmp_path, capsys):
+    out, outside = tmp_path / "run", tmp_path / "outside"
+    outside.mkdir()
+    out.mkdir()
+    (out / "checkpoints").symlink_to(outside)
+    assert main(_train_argv(cohort, out)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "checkpoints" in err and "symbolic link" in err
+    assert list(outside.iterdir()) == []

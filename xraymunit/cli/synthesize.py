@@ -20,7 +20,8 @@ def register(subparsers) -> None:
     p.add_argument("--cohort", required=True, help="the cohort folder the source images come from")
     p.add_argument("--out", required=True, help="output folder (images/, manifest.parquet, synthesis.json)")
     p.add_argument("--n-styles", type=int, default=20,
-                   help="random style codes per source image, drawn from the N(0, I) prior (default 20)")
+                   help="random style codes per source image, drawn from the N(0, I) prior (default 20, "
+                        "at most 1000)")
     p.add_argument("--split", default="train", choices=["train", "val", "test", "all"],
                    help="cohort split of the source images (default train: the images a classifier may train on)")
     p.add_argument("--direction", default="a2b", choices=["a2b", "b2a"],
@@ -48,7 +49,8 @@ def register(subparsers) -> None:
                    help="source images rendered at once, one thread each (default: on a CPU as many as torch "
                         "has threads, up to 8, each op on one core; 1 on a GPU or with --compile); images do not "
                         "depend on it")
-    p.add_argument("--limit", type=int, default=None, metavar="M", help="only the first M source images")
+    p.add_argument("--limit", type=int, default=None, metavar="M",
+                   help="only the first M source images (M >= 1; default: all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from xraymunit import config as config_mod
-from xraymunit.io import atomic
+from xraymunit.io import atomic, csvfile
 
 ARM_LABEL = {"real": "(1) real only", "classical": "(2) real + classical aug.",
              "synthetic": "(3) real + synthetic", "classical+synthetic": "(4) real + classical + synthetic"}
@@ -66,8 +66,7 @@ def _predictions(path: Path, runs, val, test) -> None:
                 "label": s.labels, "score": scores,
             }))
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    with atomic.atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False)
+    csvfile.write_csv(table, path, index=False)  # labels / source names come from a user's CSV
 
 
 def _figure():

@@ -23,6 +23,7 @@ from typing import Iterable
 import numpy as np
 
 from xraymunit.ingest.settings import ENTRIES
+from xraymunit.io import outdir
 
 SEGMENT_PREFIX = "seg-"
 
@@ -49,6 +50,7 @@ class SegmentWriter:
         """Write one uint16 image; returns the location to journal ({"entry", "offset"})."""
         data = memoryview(np.ascontiguousarray(image, dtype="<u2")).cast("B")
         if self.fd is None:
+            outdir.check_write_path(self.path)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         offset, done = self.offset, 0

@@ -33,7 +33,8 @@ def finalize(out: Path, records: list[tuple[str, FileState]], settings: IngestSe
     for rel, st in records:
         row, ids = _manifest_row(rel, st, table, pseudo, patient_fallback)
         rows.append(row)
-        keymap.append({"image_key": row["image_key"], "rel_path": rel, "patient_key": row["patient_key"],
+        keymap.append({"image_key": row["image_key"], "rel_path": manifest.display_path(rel),
+                       "patient_key": row["patient_key"],
                        "patient_id": ids.get("patient_id"), "study_key": row["study_key"], "study_uid": ids.get("study_uid"),
                        "series_key": row["series_key"], "series_uid": ids.get("series_uid"),
                        "sop_key": row["sop_key"], "sop_uid": ids.get("sop_uid")})
@@ -70,7 +71,7 @@ def finalize(out: Path, records: list[tuple[str, FileState]], settings: IngestSe
     report = _report(df, settings, fractions, table, salt_source, run, warnings)
     atomic.write_json(out / CACHE_META, {
         "size": settings.size, "count": n_packed, "dtype": "uint16", "fit": settings.fit,
-        "window": settings.window, "percentiles": list(settings.percentiles),
+        "window": settings.window, "percentiles": list(settings.percentiles), "contrast": settings.contrast,
         "intensity": "value / 65535 = display intensity in [0, 1] after Modality LUT, VOI LUT/window "
                      "and MONOCHROME1 inversion; bright = dense (bone), dark = air",
         "order": "row i is the manifest row whose cache_index is i",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from xraymunit.io import atomic
+from xraymunit.io import atomic, outdir
 from xraymunit.ingest.settings import JOURNAL_PREFIX
 
 
@@ -22,6 +22,7 @@ class Journal:
     """
 
     def __init__(self, path: Path) -> None:
+        outdir.check_write_path(path)  # appending through a planted link would leak PatientIDs outside --out
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._fp = open(path, "a", encoding="utf-8")
@@ -58,6 +59,20 @@ def files_list_name(shard: tuple[int, int] | None) -> str:
     return "files.txt" if shard is None else f"files.shard-{shard[0]}-of-{shard[1]}.txt"
 
 
+def files_list_bytes(rels: list[str]) -> bytes:
+    """The content of files*.txt: one relative path a line, as the bytes of the names on disk
+    (names that are not UTF-8 included; `read_files_list` gives them back unchanged). A name
+    with a line break, a backslash or a leading double quote is written as a JSON string."""
+    lines = (json.dumps(r) if ("\n" in r or "\r" in r or "\\" in r or r.startswith('"')) else r for r in rels)
+    return "".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape")
+
+
+def read_files_list(path: Path) -> list[str]:
+    """The relative paths of a files*.txt (see `files_list_bytes`)."""
+    text = path.read_bytes().decode("utf-8", "surrogateescape")
+    return [json.loads(line) if line.startswith('"') else line for line in text.split("\n") if line]
+
+
 def read_journals(private: Path) -> Iterator[dict]:
     for path in sorted(private.glob(f"{JOURNAL_PREFIX}*.jsonl")):
         with open(path, encoding="utf-8") as fp:
@@ -66,6 +81,10 @@ def read_journals(private: Path) -> Iterator[dict]:
                     yield json.loads(line)
                 except json.JSONDecodeError:
                     continue  # torn line from a killed run
+
+
+# decode results that say nothing about the file as it is now: tried again on the next run
+RETRIED = ("changed_during_ingest", "missing_file")
 
 
 @dataclass
@@ -83,12 +102,17 @@ def load_state(private: Path, fingerprint: str) -> dict[str, FileState]:
             continue
         st = state.setdefault(rec["rel"], FileState())
         if rec["type"] == "header":
-            if st.header is None or (st.header["size"], st.header["mtime_ns"]) != (rec["size"], rec["mtime_ns"]):
+            if st.header is None or (st.header["size"], st.header["mtime_ns"]) != (rec["size"], rec["mtime_ns"]) \
+                    or _ino(st.header) != _ino(rec):
                 st.image = None  # a new version of the file: its old decode does not count
             st.header = rec
         else:
             st.image = rec
     return state
+
+
+def _ino(header: dict) -> int | None:
+    return ((header.get("scan") or {}).get("file") or {}).get("ino")
 
 
 def status_of(st: FileState) -> tuple[str, str | None, str | None]:

@@ -8,12 +8,14 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from xraymunit.io import manifest
+from xraymunit.io import manifest, outdir
 from xraymunit.ingest.finalize import finalize
-from xraymunit.ingest.journal import FileState, files_list_name, journal_name, load_state, read_journals
+from xraymunit.ingest.journal import FileState, files_list_name, journal_name, load_state, read_files_list, read_journals
 from xraymunit.ingest.settings import ENTRIES, IngestError, IngestResult, IngestSettings, PRIVATE
+from xraymunit.ingest.stage import OUT_PATHS
 
 
+@outdir.owns("ingest --merge", "out_dir", guard=OUT_PATHS, private=(PRIVATE,))
 def merge(
     shard_dirs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike = "cohort",
@@ -82,7 +84,7 @@ def merge(
         d = shard_runs[key]["dir"]
         _import_shard(d, out, key)
         listing = d / PRIVATE / files_list_name(key)
-        rels.extend(line for line in listing.read_text(encoding="utf-8").splitlines() if line)
+        rels.extend(read_files_list(listing))
     state = load_state(private, fp)
     rels = sorted(set(rels))
     records = [(rel, state.get(rel) or FileState()) for rel in rels]

@@ -17,21 +17,32 @@ from xraymunit.ingest.settings import IngestError, IngestSettings
 
 
 def scan_file(path: Path, settings: IngestSettings) -> dict:
-    """Header pass for one file of any kind: DICOM, PNG, JPEG or something else (one open)."""
+    """Header pass for one file of any kind: DICOM, PNG, JPEG or something else (one open).
+
+    The result's "file" ({size, mtime_ns, ino} of the open file) is what the decode pass checks
+    the file against, for every format (`dicom.open_unchanged`)."""
     try:
         with open(path, "rb") as fp:
             st = os.fstat(fp.fileno())
             fmt = raster.sniff_format(fp.read(16))
             if fmt is None:
-                return dicom.scan_open_file(fp, st, settings.modalities, settings.min_side,
-                                            settings.max_side).to_json()
+                result = dicom.scan_open_file(fp, st, settings.modalities, settings.min_side,
+                                              settings.max_side).to_json()
+            else:
+                result = _scan_raster(fp, fmt, settings)
     except OSError as exc:
         return dicom.HeaderScan(kind=None, status="failed", reason="unreadable", detail=type(exc).__name__).to_json()
+    result["file"] = dicom.file_ident(st)
+    return result
+
+
+def _scan_raster(fp, fmt: str, settings: IngestSettings) -> dict:
     scan = dicom.HeaderScan(kind=fmt, status="ok")
     try:
-        header = raster.read_raster_header(path)
+        fp.seek(0)
+        header = raster.read_raster_header(fp)
     except Exception as exc:
-        scan.status, scan.reason, scan.detail = "failed", "decode_error", dicom.safe_detail(exc)
+        scan.status, scan.reason, scan.detail = "failed", "decode_error", dicom.safe_detail(exc, "decode_error")
         return scan.to_json()
     scan.meta = {"photometric": header.mode, "bits_stored": header.bits, "rows": header.rows,
                  "columns": header.columns, "transfer_syntax": None}
@@ -56,7 +67,7 @@ def _chain(settings: IngestSettings):
         from xraymunit.data.transforms import ingest_transforms
 
         _CHAIN = ingest_transforms(size=settings.size, fit=settings.fit, window=settings.window,
-                                   percentiles=settings.percentiles)
+                                   percentiles=settings.percentiles, contrast=settings.contrast)
         _CHAIN_FP = settings.fingerprint
     return _CHAIN
 
@@ -82,17 +93,28 @@ def decode_file(path: Path, scan: dict, private: Path, run_token: str, settings:
     """Run the transform chain on one file and append its cache entry to this process's
     segment of the run (see `entries`); never raises for bad data. An "ok" result carries
     the entry's location ("entry", "offset") for the journal."""
+    ident = _ident_of(scan)
+    changed = _changed(path, ident)
+    if changed:
+        return changed
     try:
         out = _chain(settings)({"image": str(path), "header": scan})
     except MemoryError:
-        return {"status": "failed", "reason": "decode_error", "detail": "out of memory"}
+        return _changed(path, ident) or {"status": "failed", "reason": "decode_error", "detail": "out of memory"}
     except Exception as exc:
         cause = _root_cause(exc)
         if isinstance(cause, dicom.PixelError):
-            return {"status": "failed", "reason": cause.reason, "detail": cause.detail}
+            return _changed(path, ident) or {"status": "failed", "reason": cause.reason, "detail": cause.detail}
+        if isinstance(cause, (FileNotFoundError, NotADirectoryError)):
+            return {"status": "failed", "reason": "missing_file", "detail": dicom.safe_detail(cause, "missing_file")}
         if isinstance(cause, OSError) and "truncated" in str(cause).lower():
-            return {"status": "failed", "reason": "truncated", "detail": dicom.safe_detail(cause)}
-        return {"status": "failed", "reason": "decode_error", "detail": dicom.safe_detail(cause)}
+            return _changed(path, ident) or {"status": "failed", "reason": "truncated",
+                                             "detail": dicom.safe_detail(cause, "truncated")}
+        return _changed(path, ident) or {"status": "failed", "reason": "decode_error",
+                                         "detail": dicom.safe_detail(cause, "decode_error")}
+    changed = _changed(path, ident)  # replaced while being read: its pixels are not the header's
+    if changed:
+        return changed
     image = out["image"][0]
     if image.shape != (settings.size, settings.size) or not np.isfinite(image).all():
         return {"status": "failed", "reason": "decode_error", "detail": "pixel path produced an invalid image"}
@@ -104,6 +126,29 @@ def decode_file(path: Path, scan: dict, private: Path, run_token: str, settings:
     meta = out["image_meta_dict"]
     return {"status": "ok", "window_source": meta.get("window_source"), "window": meta.get("window"),
             "steps": meta.get("steps", []), **location}
+
+
+def _ident_of(scan: dict) -> dict | None:
+    """The identity the header pass saw (journals of earlier versions: the DICOM pixel spec's, or none)."""
+    if scan.get("file"):
+        return scan["file"]
+    return dicom.pixel_ident(scan["pixel"]) if scan.get("pixel") else None
+
+
+def _changed(path: Path, ident: dict | None) -> dict | None:
+    """A failed result when `path` is gone ("missing_file") or is no longer the file the header
+    pass saw ("changed_during_ingest"); None when it is the same file."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return {"status": "failed", "reason": "missing_file", "detail": "the file is gone since the header pass"}
+    except OSError as exc:
+        return {"status": "failed", "reason": "unreadable", "detail": dicom.safe_detail(exc, "unreadable")}
+    try:
+        dicom.check_ident(st, ident)
+    except dicom.PixelError as exc:
+        return {"status": "failed", "reason": exc.reason, "detail": exc.detail}
+    return None
 
 
 def scan_task(args: tuple[str, str, IngestSettings]) -> tuple[str, dict, int, int]:

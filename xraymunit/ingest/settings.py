@@ -14,10 +14,11 @@ from xraymunit.io import dicom
 
 
 PIPELINE_VERSION = 1  # bump when the pixel path changes: cached entries are then re-decoded
-# Same values as xraymunit.data.transforms.FITS / WINDOW_MODES (a test checks), repeated so
+# Same values as xraymunit.data.transforms.FITS / WINDOW_MODES / CONTRASTS (a test checks), repeated so
 # that validating options does not import MONAI (seconds) before any work is needed.
 FITS = ("pad", "crop")
 WINDOW_MODES = ("auto", "percentile")
+CONTRASTS = ("none", "equalize", "clahe")
 PRIVATE = "private"
 ENTRIES = "entries"
 JOURNAL_PREFIX = "journal"
@@ -42,6 +43,7 @@ class IngestSettings:
     modalities: tuple[str, ...] = dicom.DEFAULT_MODALITIES
     min_side: int = dicom.DEFAULT_MIN_SIDE
     max_side: int = dicom.DEFAULT_MAX_SIDE
+    contrast: str = "none"
 
     def validate(self) -> "IngestSettings":
         if not 16 <= int(self.size) <= 4096:
@@ -50,6 +52,8 @@ class IngestSettings:
             raise IngestError(f"--fit must be one of {', '.join(FITS)}, got {self.fit!r}")
         if self.window not in WINDOW_MODES:
             raise IngestError(f"--window must be one of {', '.join(WINDOW_MODES)}, got {self.window!r}")
+        if self.contrast not in CONTRASTS:
+            raise IngestError(f"--contrast must be one of {', '.join(CONTRASTS)}, got {self.contrast!r}")
         lo, hi = self.percentiles
         if not 0 <= lo < hi <= 100:
             raise IngestError(f"--percentiles must be LOW,HIGH with 0 <= LOW < HIGH <= 100, got {lo},{hi}")
@@ -60,8 +64,11 @@ class IngestSettings:
         return self
 
     def to_json(self) -> dict:
-        return {**dataclasses.asdict(self), "percentiles": list(self.percentiles),
+        data = {**dataclasses.asdict(self), "percentiles": list(self.percentiles),
                 "modalities": list(self.modalities), "pipeline_version": PIPELINE_VERSION}
+        if self.contrast == "none":  # absent = none: cohorts ingested before the option keep their fingerprint
+            del data["contrast"]
+        return data
 
     @functools.cached_property  # asked for once per file; the settings are frozen
     def fingerprint(self) -> str:

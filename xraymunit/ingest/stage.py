@@ -9,16 +9,28 @@ from pathlib import Path
 from typing import Sequence
 
 from xraymunit import __version__
-from xraymunit.io import atomic, dicom, manifest
+from xraymunit.io import atomic, dicom, manifest, outdir
 from xraymunit.io.cohort import INGEST_REPORT
 from xraymunit.ingest.finalize import finalize
-from xraymunit.ingest.journal import FileState, Journal, files_list_name, journal_name, load_state, status_of
+from xraymunit.ingest.journal import (RETRIED, FileState, Journal, files_list_bytes, files_list_name, journal_name,
+                                      load_state, status_of)
 from xraymunit.ingest.entries import EntryCheck, close_writers, new_run_token
 from xraymunit.ingest.per_file import Runner, decode_task, progress_bar, scan_task, tune_allocator
 from xraymunit.ingest.settings import IngestError, IngestResult, IngestSettings, PRIVATE
 from xraymunit.ingest.walk import discover, in_shard, parse_shard
 
+# what ingest writes in --out: links there are refused before anything is written (outdir.check_links)
+OUT_PATHS = (PRIVATE, f"{PRIVATE}/journal.jsonl", f"{PRIVATE}/salt.key", f"{PRIVATE}/files.txt", f"{PRIVATE}/entries",
+             "cache", "cache/images.npy", "cache/meta.json", "manifest.parquet", INGEST_REPORT)
 
+
+def _shard_part(args: dict) -> str | None:
+    """Shards of one job array may write one folder at once (their journals and segments are their own)."""
+    shard = parse_shard(args["shard"])
+    return None if shard is None else f"shard-{shard[0]}-of-{shard[1]}"
+
+
+@outdir.owns("ingest", "out_dir", guard=OUT_PATHS, private=(PRIVATE,), part=_shard_part)
 def ingest(
     input_dir: str | os.PathLike,
     out_dir: str | os.PathLike = "cohort",
@@ -30,6 +42,7 @@ def ingest(
     fit: str = "pad",
     window: str = "auto",
     percentiles: Sequence[float] = (0.5, 99.5),
+    contrast: str = "none",
     salt_file: str | os.PathLike | None = None,
     split: Sequence[float] = manifest.DEFAULT_FRACTIONS,
     min_side: int = dicom.DEFAULT_MIN_SIDE,
@@ -49,6 +62,7 @@ def ingest(
         fit: "pad" (default) or "crop" to make images square.
         window: "auto" (VOI LUT / window / percentile) or "percentile".
         percentiles: low/high percentiles of the robust window.
+        contrast: "none", "equalize" (histogram equalisation) or "clahe" (scikit-image), after windowing.
         salt_file: use (or create) this salt instead of private/salt.key.
         split: train/val/test fractions of patients.
         min_side / max_side: plausible image side range; outside it is "absurd_dimensions".
@@ -66,7 +80,7 @@ def ingest(
     settings = IngestSettings(size=int(size), fit=fit, window=window,
                               percentiles=tuple(float(p) for p in percentiles),  # type: ignore[arg-type]
                               modalities=tuple(m.strip().upper() for m in modalities if m.strip()),
-                              min_side=int(min_side), max_side=int(max_side)).validate()
+                              min_side=int(min_side), max_side=int(max_side), contrast=contrast).validate()
     shard_t = parse_shard(shard)
     fractions = manifest.check_fractions(split)
     table = manifest.load_labels(labels) if labels is not None else None
@@ -75,7 +89,8 @@ def ingest(
     private.mkdir(parents=True, exist_ok=True, mode=0o700)
     phases: dict[str, float] = {}
     tick = time.monotonic()
-    all_rels = discover(root, exclude=[out])
+    unreadable: list[str] = []  # folders the walk could not list (warned); counted in the report
+    all_rels = discover(root, exclude=[out], unreadable=unreadable)
     rels = [r for r in all_rels if in_shard(r, shard_t)]
     fp = settings.fingerprint
     state = load_state(private, fp)
@@ -96,7 +111,7 @@ def ingest(
                 _check_labels_match(table, state, rels)
             decoded, reused = _decode_pass(root, private, rels, state, settings, runner, journal, progress)
             phases["decode"], tick = time.monotonic() - tick, time.monotonic()
-            atomic.write_text(private / files_list_name(shard_t), "".join(r + "\n" for r in rels))
+            atomic.write_bytes(private / files_list_name(shard_t), files_list_bytes(rels))
             journal.write({"type": "done", "fp": fp, "shard": shard_t, "files": len(rels),
                            "files_total": len(all_rels)})
         runner.close()
@@ -112,7 +127,7 @@ def ingest(
         reasons = Counter(status_of(st)[1] for _, st in records if status_of(st)[1])
         return IngestResult(out, len(rels), dict(counts), dict(reasons), decoded, reused, finalized=False,
                             report={"shard": list(shard_t), "seconds": round(time.monotonic() - t0, 2)})
-    run = {"decoded": decoded, "reused": reused, "workers": int(workers)}
+    run = {"decoded": decoded, "reused": reused, "workers": int(workers), "unreadable_folders": len(unreadable)}
     report = finalize(out, records, settings, table, salt_file, fractions, progress, run=run)
     phases["finalize"] = time.monotonic() - tick
     run["seconds"] = round(time.monotonic() - t0, 2)
@@ -129,10 +144,12 @@ def _header_pass(root: Path, rels: list[str], state: dict[str, FileState], setti
         st = state.get(rel)
         try:
             stat = (root / rel).stat()
-            ident = (stat.st_size, stat.st_mtime_ns)
+            ident, ino = (stat.st_size, stat.st_mtime_ns), stat.st_ino
         except OSError:
-            ident = (-1, -1)
-        if st is None or st.header is None or (st.header["size"], st.header["mtime_ns"]) != ident:
+            ident, ino = (-1, -1), None
+        seen = (st.header["scan"].get("file") or {}) if st is not None and st.header is not None else {}
+        if st is None or st.header is None or (st.header["size"], st.header["mtime_ns"]) != ident \
+                or seen.get("ino", ino) != ino:  # replaced by another file of the same size and mtime
             todo.append(rel)
     fp = settings.fingerprint
     with progress_bar(len(todo), "headers", progress) as bar:
@@ -189,7 +206,8 @@ def _decode_pass(root: Path, private: Path, rels: list[str], state: dict[str, Fi
         if st.header["scan"]["status"] != "ok":
             continue
         img = st.image
-        if img is not None and (img["status"] != "ok" or entries.is_valid(img)):
+        if img is not None and ((img["status"] != "ok" and img.get("reason") not in RETRIED)
+                                or entries.is_valid(img)):
             reused += 1
             continue
         todo.append(rel)

@@ -10,11 +10,15 @@ import contextlib
 import io
 import json
 import os
+import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from xraymunit.io import outdir
 
 
 def _current_umask() -> int:
@@ -37,6 +41,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None, mode: int | 
     `mode` sets the final permissions (default: 0666 minus the umask, like open()).
     """
     path = Path(path)
+    outdir.check_write_path(path)  # no writes through links planted inside a claimed output folder
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix if suffix is None else suffix
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
@@ -51,6 +56,37 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None, mode: int | 
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+# The temporary names atomic_path makes: mkstemp's ".<final name>.<8 random chars>.tmp<final suffix>"
+_TEMP_NAME = re.compile(r"\.(?P<final>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>.*)", re.DOTALL)
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether `name` is one of atomic_path's temporary file names (and nothing else)."""
+    match = _TEMP_NAME.fullmatch(name)
+    return match is not None and Path(match["final"]).suffix == match["suffix"]
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> int:
+    """Delete the temporary files of killed writers under `folder` (recursively); their count.
+
+    Only regular files named like atomic_path's temporaries are removed, and only inside
+    `folder` (links to folders are not followed). Call it only while holding the folder
+    (outdir.claim), when no writer of this run has started: a live writer's temporary
+    file has the same name.
+    """
+    removed = 0
+    for dirpath, _dirnames, filenames in os.walk(folder):
+        for name in filenames:
+            if not is_temp_name(name):
+                continue
+            path = os.path.join(dirpath, name)
+            with contextlib.suppress(OSError):
+                if stat.S_ISREG(os.lstat(path).st_mode):
+                    os.unlink(path)
+                    removed += 1
+    return removed
 
 
 def _fsync_file(path: Path) -> None:

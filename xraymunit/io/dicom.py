@@ -20,6 +20,7 @@ import os
 import re
 import struct
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Sequence
@@ -41,6 +42,12 @@ DEFAULT_MIN_SIDE = 64
 DEFAULT_MAX_SIDE = 12000
 MAX_ASPECT = 5.0
 AGE_CAP = 90.0
+# Deflated datasets are inflated in bounded steps, never whole: the header (everything before the
+# Pixel Data) may inflate to at most MAX_INFLATED_HEADER bytes, and the whole dataset to at most the
+# header + the image's Rows x Columns x BitsAllocated + INFLATE_SLACK (trailing elements, padding).
+MAX_INFLATED_HEADER = 16 << 20
+INFLATE_SLACK = 8 << 20
+INFLATE_CHUNK = 1 << 20
 
 PIXEL_DATA = 0x7FE00010
 FLOAT_PIXEL_DATA = (0x7FE00008, 0x7FE00009)
@@ -71,8 +78,9 @@ FAIL_REASONS = {
     "unsupported_transfer_syntax": "no decoder available for the transfer syntax",
     "truncated": "pixel data shorter than the header says",
     "decode_error": "pixel data could not be decoded",
-    "missing_file": "referenced by a DICOMDIR but not found",
-    "changed_during_ingest": "file changed between the header and decode passes",
+    "missing_file": "listed by a DICOMDIR, or seen by the header pass, but not found",
+    "changed_during_ingest": "file changed (size, modification time or inode) between the header and decode passes",
+    "decompression_bomb": "deflated data inflates to far more than the image it describes needs",
 }
 REASONS = {**SKIP_REASONS, **FAIL_REASONS}
 
@@ -125,6 +133,9 @@ class PixelSpec:
     forced: bool  # read with force=True (no preamble / file meta)
     file_size: int
     mtime_ns: int
+    ino: int | None = None
+    deflate_start: int = -1  # Deflated Explicit VR: file offset of the deflate stream; `offset` is then
+    # the offset of the value in the inflated dataset
 
 
 @dataclass
@@ -186,13 +197,153 @@ def looks_like_dicom(head: bytes) -> bool:
     return group_be == 0x0008
 
 
+class InflateLimit(Exception):
+    """A deflated dataset inflates past its bound (FAIL_REASONS "decompression_bomb")."""
+
+
+def file_ident(st: os.stat_result) -> dict[str, int]:
+    """What the header pass remembers of a file to see, at decode time, whether it is the same file."""
+    return {"size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns), "ino": int(st.st_ino)}
+
+
+def check_ident(st: os.stat_result, ident: dict | None) -> None:
+    """Raise PixelError("changed_during_ingest") when `st` is not the file the header pass saw."""
+    if not ident:
+        return
+    if (st.st_size, st.st_mtime_ns) != (ident.get("size"), ident.get("mtime_ns")) or \
+            ident.get("ino") not in (None, st.st_ino):
+        raise PixelError("changed_during_ingest", "size, modification time or inode differ from the header pass")
+
+
+@contextlib.contextmanager
+def open_unchanged(path: str | os.PathLike, ident: dict | None) -> Iterator[BinaryIO]:
+    """Open `path` for the decode pass: a file gone since the header pass is "missing_file", a
+    replaced, truncated or rewritten one "changed_during_ingest" (checked on the open file, so
+    what is read is the file that was checked)."""
+    try:
+        fp = open(path, "rb")
+    except (FileNotFoundError, NotADirectoryError):
+        raise PixelError("missing_file", "the file is gone since the header pass") from None
+    except OSError as exc:
+        raise PixelError("unreadable", safe_detail(exc, "unreadable")) from None
+    with fp:
+        check_ident(os.fstat(fp.fileno()), ident)
+        yield fp
+
+
+class _Inflater:
+    """Raw-deflate stream of a Deflated Explicit VR dataset, inflated piecewise on demand:
+    memory stays at one chunk (or what the caller asks for), never the whole inflated data."""
+
+    def __init__(self, fp: BinaryIO, start: int) -> None:
+        self.fp = fp
+        fp.seek(start)
+        self.z = zlib.decompressobj(-zlib.MAX_WBITS)
+        self.total = 0  # inflated bytes produced so far
+        self.done = False
+
+    def read(self, n: int) -> bytearray:
+        """Up to `n` inflated bytes (fewer only at the end of the stream)."""
+        out = bytearray()
+        while len(out) < n and not self.done:
+            if self.z.eof:
+                self.done = True
+                break
+            data = self.z.unconsumed_tail or self.fp.read(INFLATE_CHUNK)
+            if not data:
+                self.done = True  # the file ends (a truncated stream ends here too)
+                break
+            try:
+                chunk = self.z.decompress(data, n - len(out))
+            except zlib.error:
+                self.done = True
+                raise
+            out += chunk
+            self.total += len(chunk)
+        return out
+
+    def skip(self, n: int) -> int:
+        """Inflate and drop up to `n` bytes; returns how many there were."""
+        skipped = 0
+        while skipped < n and not self.done:
+            skipped += len(self.read(min(INFLATE_CHUNK, n - skipped)))
+        return skipped
+
+
+@dataclass
+class _Deflated:
+    """A deflated file's header, inflated no further than its Pixel Data element."""
+
+    ds: Dataset
+    inflater: _Inflater  # `inflater.total` bytes inflated so far
+    start: int  # file offset of the deflate stream
+    element_offset: int  # offset, in the inflated dataset, of the element after the header
+    element: bytes  # its first (up to) 12 bytes: the Pixel Data element header, if any
+
+
+def _maybe_deflated(head: bytes) -> bool:
+    """Cheap pre-check on the first bytes: file meta naming the Deflated transfer syntax."""
+    return head[128:132] == b"DICM" and str(DeflatedExplicitVRLittleEndian).encode() in head
+
+
+def _read_deflated(fp: BinaryIO, start: int) -> _Deflated | None:
+    """Header of a Deflated Explicit VR Little Endian file, inflating at most MAX_INFLATED_HEADER
+    bytes (pydicom inflates the whole file in memory: a 1 MB file can inflate to gigabytes).
+    None when the file meta does not name that transfer syntax."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
+
+    fp.seek(start)
+    read_preamble(fp, False)
+    meta = _read_file_meta_info(fp)
+    if UID(str(meta.get("TransferSyntaxUID", ""))) != DeflatedExplicitVRLittleEndian:
+        return None
+    stream_start = fp.tell()
+    inflater = _Inflater(fp, stream_start)
+    buf = bytearray()
+    want = min(1 << 20, MAX_INFLATED_HEADER)
+    while True:
+        buf += inflater.read(want - len(buf))
+        bio = DicomBytesIO(bytes(buf))
+        bio.is_little_endian, bio.is_implicit_VR = True, False
+        error: Exception | None = None
+        try:
+            ds = read_dataset(bio, False, True, stop_when=lambda tag, vr, length: tag in (PIXEL_DATA, *FLOAT_PIXEL_DATA))
+        except Exception as exc:  # noqa: BLE001 - cut inside an element: inflate more, else report
+            error = exc
+        pos = bio.tell()
+        tag = None
+        if error is None and len(buf) - pos >= 4:
+            group, elem = struct.unpack_from("<HH", buf, pos)
+            tag = (group << 16) | elem
+        if tag in (PIXEL_DATA, *FLOAT_PIXEL_DATA) or inflater.done:
+            if error is not None:
+                raise error
+            ds.file_meta = meta
+            ds.set_original_encoding(False, True, ds._character_set)
+            if len(buf) - pos < 12:  # the 12-byte element header may straddle what was inflated
+                buf += inflater.read(12 - (len(buf) - pos))
+            return _Deflated(ds, inflater, stream_start, pos, bytes(buf[pos:pos + 12]))
+        if len(buf) >= MAX_INFLATED_HEADER:
+            raise InflateLimit(f"header inflates to more than {MAX_INFLATED_HEADER >> 20} MiB")
+        want = min(want * 4, MAX_INFLATED_HEADER)
+
+
 def read_header(fp: BinaryIO, stop_before_pixels: bool = True) -> tuple[Dataset, bool]:
     """Parse a DICOM header from `fp`; returns (dataset, forced).
 
     A file without preamble/file meta is read with force=True and given the transfer
-    syntax pydicom detected while parsing, so its pixels can be decoded later.
+    syntax pydicom detected while parsing, so its pixels can be decoded later. A deflated
+    dataset is inflated only up to its Pixel Data (bounded; `stop_before_pixels` must hold).
     """
     start = fp.tell()
+    if _maybe_deflated(fp.read(1024)):
+        deflated = _read_deflated(fp, start)
+        if deflated is not None:
+            if not stop_before_pixels:
+                raise ValueError("deflated datasets are read without pixels; use read_stored_pixels")
+            return deflated.ds, False
+    fp.seek(start)
     try:
         return pydicom.dcmread(fp, stop_before_pixels=stop_before_pixels), False
     except InvalidDicomError:
@@ -233,10 +384,12 @@ def _pixel_element(fp: BinaryIO, ds: Dataset, file_size: int) -> tuple[int | Non
     """
     pos = fp.tell()
     implicit, little = _detected_encoding(ds)
-    ts = transfer_syntax(ds)
-    if ts == DeflatedExplicitVRLittleEndian:
-        return PIXEL_DATA, -2, -2  # deflated: offsets meaningless, decode by full read
-    head = fp.read(12)
+    return _element_header(fp.read(12), implicit, little, pos)
+
+
+def _element_header(head: bytes, implicit: bool, little: bool, pos: int) -> tuple[int | None, int, int]:
+    """(tag, value offset, value length) of the Pixel Data element whose first bytes are `head`
+    (found at offset `pos`), or (None, pos, 0) when `head` is not one."""
     if len(head) < 8:
         return None, pos, 0
     end = "<" if little else ">"
@@ -289,6 +442,8 @@ def _scan_fragments(fp: BinaryIO, offset: int, file_size: int) -> tuple[int, int
 
 # ---------------------------------------------------------------------- fast element access
 
+_PHOTOMETRICS = {"MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB", "HSV", "ARGB", "CMYK", "YBR_FULL",
+                 "YBR_FULL_422", "YBR_PARTIAL_422", "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT", "XYB"}
 _STRING_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UI", "UT", "UC", "UR"}
 _TAGS: dict[str, int] = {}
 
@@ -338,16 +493,18 @@ def classify_sop(ds: Dataset) -> tuple[str, str] | None:
     sop = str(value(ds, "SOPClassUID") or "")
     name = UID(sop).name if sop else ""
     modality = str(value(ds, "Modality") or "").upper()
+    # details name only what the DICOM dictionary knows, never a value as stored (reports are shared)
+    shown = f"SOP class {name}" if sop and UID(sop).keyword else "SOP class not in the DICOM dictionary"
     if sop == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
         return "dicomdir", "DICOMDIR"
     if "SR Storage" in name or modality == "SR":
-        return "sr_document", f"SOP class {name or sop}"
+        return "sr_document", shown
     if (name.startswith("RT ") and name != "RT Image Storage") or modality in ("RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD"):
-        return "rt_object", f"SOP class {name or sop}"
+        return "rt_object", shown
     non_image_words = ("Presentation State", "Key Object", "Encapsulated", "Waveform",
                        "Raw Data", "Spectroscopy", "Segmentation", "Registration", "Storage Commitment")
     if any(w in name for w in non_image_words) or modality in ("PR", "KO", "DOC", "ECG", "REG", "SEG"):
-        return "non_image_object", f"SOP class {name or sop}"
+        return "non_image_object", shown
     return None
 
 
@@ -404,23 +561,64 @@ def scan_open_file(fp: BinaryIO, st: os.stat_result, modalities: Sequence[str] |
     if st.st_size == 0:
         return HeaderScan(kind=None, status="failed", reason="empty_file", detail="0 bytes")
     fp.seek(0)
-    head = fp.read(132)
+    head = fp.read(1024)
     if not looks_like_dicom(head):
         return HeaderScan(kind=None, status="skipped", reason="not_dicom",
                           detail="no DICM prefix and no DICOM element at the start")
     fp.seek(0)
+    deflated = None
     try:
-        ds, forced = read_header(fp)
+        deflated = _read_deflated(fp, 0) if _maybe_deflated(head) else None
+        if deflated is not None:
+            ds, forced = deflated.ds, False
+        else:
+            fp.seek(0)
+            ds, forced = read_header(fp)
+    except InflateLimit:
+        return HeaderScan(kind="dicom", status="failed", reason="decompression_bomb",
+                          detail=f"the header alone inflates to more than {MAX_INFLATED_HEADER >> 20} MiB")
     except Exception as exc:  # corrupt or truncated header
-        return HeaderScan(kind="dicom", status="failed", reason="header_error", detail=safe_detail(exc))
+        return HeaderScan(kind="dicom", status="failed", reason="header_error", detail=safe_detail(exc, "header_error"))
     try:
-        tag, offset, length = _pixel_element(fp, ds, st.st_size)
+        if deflated is not None:
+            tag, offset, length = _element_header(deflated.element, False, True, deflated.element_offset)
+        else:
+            tag, offset, length = _pixel_element(fp, ds, st.st_size)
     except (OSError, struct.error) as exc:
-        return HeaderScan(kind="dicom", status="failed", reason="header_error", detail=safe_detail(exc))
-    return _classify(ds, forced, fp, tag, offset, length, st, modalities, min_side, max_side)
+        return HeaderScan(kind="dicom", status="failed", reason="header_error", detail=safe_detail(exc, "header_error"))
+    return _classify(ds, forced, fp, tag, offset, length, st, modalities, min_side, max_side, deflated)
 
 
-def _classify(ds, forced, fp, tag, offset, length, st, modalities, min_side, max_side) -> HeaderScan:
+def _check_deflated(d: _Deflated, offset: int, length: int, rows: int, cols: int,
+                    bits_allocated: int) -> tuple[str, str, str] | None:
+    """Bound a deflated dataset before anything decodes it: the Pixel Data must fit the image the
+    header describes, and the stream (inflated piecewise, counted, dropped) must end within
+    header + image + INFLATE_SLACK bytes. Returns (status, reason, detail) of a problem, or None."""
+    expected = rows * cols * (bits_allocated // 8)
+    if length == -1:
+        return "failed", "unsupported_pixel_format", "encapsulated Pixel Data in a deflated dataset"
+    if length == 0:
+        return "failed", "no_pixel_data", "empty Pixel Data element"
+    if length < expected:
+        return "failed", "truncated", f"pixel data has {length} bytes, {rows}x{cols}x{bits_allocated}-bit needs {expected}"
+    limit = offset + expected + INFLATE_SLACK
+    if offset + length > limit:
+        return ("failed", "decompression_bomb",
+                f"Pixel Data of {length} bytes for a {rows}x{cols}x{bits_allocated}-bit image ({expected} bytes)")
+    try:
+        total = d.inflater.total + d.inflater.skip(limit + 1 - d.inflater.total)
+    except zlib.error as exc:
+        return "failed", "decode_error", safe_detail(exc, "decode_error")
+    if total > limit:
+        return ("failed", "decompression_bomb",
+                f"inflates to more than {limit} bytes; a {rows}x{cols}x{bits_allocated}-bit image needs {expected}")
+    if total < offset + length:
+        return "failed", "truncated", f"inflated data ends {offset + length - total} bytes before the end of the pixel data"
+    return None
+
+
+def _classify(ds, forced, fp, tag, offset, length, st, modalities, min_side, max_side,
+              deflated: _Deflated | None = None) -> HeaderScan:
     meta = extract_metadata(ds)
     ids = extract_identifiers(ds)
     scan = HeaderScan(kind="dicom", status="ok", meta=meta, ids=ids)
@@ -442,8 +640,8 @@ def _classify(ds, forced, fp, tag, offset, length, st, modalities, min_side, max
         meta["modality"] = modality  # CR/DX SOP class without a Modality element
     accepted = None if modalities is None else {m.strip().upper() for m in modalities if m.strip()}
     if accepted is not None and modality not in accepted:
-        return stop("skipped", "modality",
-                    f"Modality {modality or 'missing'} not in {','.join(sorted(accepted))}")
+        return stop("skipped", "modality",  # the value itself is the manifest's modality column
+                    f"Modality {'not in' if modality else 'missing, not in'} {','.join(sorted(accepted))}")
     if tag is None:
         if any(k not in ds for k in ("Rows", "Columns", "BitsAllocated")):
             # pydicom stops quietly at a corrupt or truncated element: the image module is missing
@@ -452,7 +650,8 @@ def _classify(ds, forced, fp, tag, offset, length, st, modalities, min_side, max
     samples = _int(ds, "SamplesPerPixel", 1)
     photometric = meta.get("photometric") or ""
     if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        return stop("skipped", "colour", f"{photometric or 'no PhotometricInterpretation'}, {samples} samples per pixel")
+        known = photometric if photometric in _PHOTOMETRICS else "other PhotometricInterpretation"
+        return stop("skipped", "colour", f"{known}, {samples} samples per pixel")
     frames = _int(ds, "NumberOfFrames", 1) or 1
     if frames > 1:
         return stop("skipped", "multi_frame", f"{frames} frames")
@@ -474,7 +673,11 @@ def _classify(ds, forced, fp, tag, offset, length, st, modalities, min_side, max
     problem = decoder_problem(ts)
     if problem:
         return stop("failed", "unsupported_transfer_syntax", problem)
-    if length != -2:  # not deflated
+    if deflated is not None:
+        problem = _check_deflated(deflated, offset, length, rows, cols, bits_allocated)
+        if problem:
+            return stop(*problem)
+    else:
         if ts.is_encapsulated or length == -1:
             n_frag, n_bytes, complete = _scan_fragments(fp, offset, st.st_size)
             if n_frag == 0 or n_bytes == 0:
@@ -496,6 +699,7 @@ def _classify(ds, forced, fp, tag, offset, length, st, modalities, min_side, max
         transfer_syntax=str(ts), offset=offset, length=length, rows=rows, columns=cols,
         bits_allocated=bits_allocated, bits_stored=bits_stored, pixel_representation=pixel_rep,
         photometric=photometric, forced=forced, file_size=st.st_size, mtime_ns=st.st_mtime_ns,
+        ino=st.st_ino, deflate_start=deflated.start if deflated is not None else -1,
     ))
     scan.intensity = vars(intensity_spec(ds))
     if forced:
@@ -507,9 +711,9 @@ def decoder_problem(ts: UID) -> str | None:
     """Why pixels in transfer syntax `ts` cannot be decoded here, or None if they can."""
     from pydicom.pixels import get_decoder
 
-    name = ts.name if ts.is_transfer_syntax else f"unknown transfer syntax {ts}"
+    name = ts.name if ts.is_transfer_syntax else "unknown transfer syntax"
     if not ts.is_transfer_syntax:
-        return f"{name} (private or not a transfer syntax)"
+        return f"{name} (private or not a transfer syntax; the UID is in the transfer_syntax column)"
     try:
         decoder = get_decoder(ts)
     except NotImplementedError:
@@ -522,10 +726,14 @@ def decoder_problem(ts: UID) -> str | None:
     return None
 
 
-def safe_detail(exc: BaseException) -> str:
-    msg = str(exc).splitlines()[0] if str(exc) else ""
-    msg = re.sub(r"(/[^\s'\"]+)+", "<path>", msg)  # never leak paths into reports
-    return f"{type(exc).__name__}: {msg[:160]}" if msg else type(exc).__name__
+def safe_detail(exc: BaseException, reason: str = "decode_error") -> str:
+    """What a report may say about an exception: its class and the fixed text of `reason`.
+
+    Never the exception's message: messages of PIL, pydicom, zlib or the OS quote file names
+    (any part of a path, including relative input folders such as `Smith Jr 19430517/`) and
+    header values; the manifest and report are meant to be shared.
+    """
+    return f"{type(exc).__name__}: {REASONS.get(reason, 'error')}"
 
 
 # ---------------------------------------------------------------------- metadata
@@ -706,67 +914,148 @@ def dicomdir_references(ds: Dataset) -> list[str]:
 
 # ---------------------------------------------------------------------- pixels
 
+def pixel_ident(pixel: dict) -> dict:
+    """The file identity the header pass recorded in a `PixelSpec` dict (see `open_unchanged`)."""
+    return {"size": pixel["file_size"], "mtime_ns": pixel["mtime_ns"], "ino": pixel.get("ino")}
+
+
 def read_stored_pixels(path: str | os.PathLike, pixel: dict) -> np.ndarray:
     """Stored pixel values (rows, cols) of the file described by header-pass `pixel` info.
 
     Reads only the pixel bytes: native data straight from the file at the recorded
     offset; encapsulated data through pydicom's decoder given the file positioned at
-    the value. BitsStored is respected (unused high bits masked, signed values extended).
-    Raises PixelError with a FAIL_REASONS key.
+    the value; deflated data inflated piecewise up to the end of the image (never more).
+    BitsStored is respected (unused high bits masked, signed values extended).
+    The file is opened once and must still be the one the header pass saw ("missing_file",
+    "changed_during_ingest" otherwise). Raises PixelError with a FAIL_REASONS key.
     """
-    path = Path(path)
-    st = path.stat()
-    if st.st_size != pixel["file_size"] or st.st_mtime_ns != pixel["mtime_ns"]:
-        raise PixelError("changed_during_ingest", "size or modification time changed")
     ts = UID(pixel["transfer_syntax"])
     rows, cols = pixel["rows"], pixel["columns"]
     bits_allocated, bits_stored = pixel["bits_allocated"], pixel["bits_stored"]
     signed = pixel["pixel_representation"] == 1
-    if pixel["offset"] < 0:  # deflated: only a full read gives the pixels
-        return _full_read_pixels(path, pixel)
-    if not ts.is_encapsulated:
-        little = ts != ExplicitVRBigEndian
-        dtype = np.dtype(("i" if signed else "u") + str(bits_allocated // 8)).newbyteorder("<" if little else ">")
-        try:
-            arr = np.fromfile(path, dtype=dtype, count=rows * cols, offset=pixel["offset"])
-        except (OSError, ValueError) as exc:
-            raise PixelError("truncated", safe_detail(exc)) from None
-        if arr.size != rows * cols:
-            raise PixelError("truncated", f"read {arr.size} of {rows * cols} pixels")
-        arr = arr.reshape(rows, cols)
-        if not dtype.isnative:
-            arr = arr.astype(dtype.newbyteorder("="))
-        return mask_bits_stored(arr, bits_stored, signed)
-    from pydicom.pixels import get_decoder
+    with open_unchanged(path, pixel_ident(pixel)) as fp:
+        if pixel.get("deflate_start", -1) >= 0 or pixel["offset"] < 0:
+            return _deflated_pixels(fp, pixel)
+        if not ts.is_encapsulated:
+            little = ts != ExplicitVRBigEndian
+            dtype = np.dtype(("i" if signed else "u") + str(bits_allocated // 8)).newbyteorder("<" if little else ">")
+            try:
+                fp.seek(pixel["offset"])
+                arr = np.fromfile(fp, dtype=dtype, count=rows * cols)
+            except (OSError, ValueError) as exc:
+                raise PixelError("truncated", safe_detail(exc, "truncated")) from None
+            if arr.size != rows * cols:
+                raise PixelError("truncated", f"read {arr.size} of {rows * cols} pixels")
+            arr = arr.reshape(rows, cols)
+            if not dtype.isnative:
+                arr = arr.astype(dtype.newbyteorder("="))
+            return mask_bits_stored(arr, bits_stored, signed)
+        from pydicom.pixels import get_decoder
 
-    decoder = get_decoder(ts)
-    opts = dict(
-        rows=rows, columns=cols, samples_per_pixel=1, number_of_frames=1,
-        bits_allocated=bits_allocated, bits_stored=bits_stored,
-        pixel_representation=pixel["pixel_representation"],
-        photometric_interpretation=pixel["photometric"], transfer_syntax_uid=ts,
-        pixel_keyword="PixelData",
-    )
-    try:
-        with open(path, "rb") as fp:
+        decoder = get_decoder(ts)
+        opts = dict(
+            rows=rows, columns=cols, samples_per_pixel=1, number_of_frames=1,
+            bits_allocated=bits_allocated, bits_stored=bits_stored,
+            pixel_representation=pixel["pixel_representation"],
+            photometric_interpretation=pixel["photometric"], transfer_syntax_uid=ts,
+            pixel_keyword="PixelData",
+        )
+        problem = codestream_problem(fp, pixel["offset"], rows, cols)
+        if problem:
+            raise PixelError("decode_error", problem)
+        try:
             fp.seek(pixel["offset"])
             arr, _ = decoder.as_array(fp, index=0, **opts)
-    except Exception as exc:
-        raise PixelError("decode_error", safe_detail(exc)) from None
+        except Exception as exc:
+            raise PixelError("decode_error", safe_detail(exc, "decode_error")) from None
     arr = np.asarray(arr)
     if arr.ndim != 2 or arr.shape != (rows, cols):
         raise PixelError("decode_error", f"decoded shape {arr.shape}, header says {rows}x{cols}")
     return arr
 
 
-def _full_read_pixels(path: Path, pixel: dict) -> np.ndarray:
+def _deflated_pixels(fp: BinaryIO, pixel: dict) -> np.ndarray:
+    """Pixels of a Deflated Explicit VR Little Endian file: inflate up to the value, then exactly
+    Rows x Columns x BitsAllocated/8 bytes of it (memory: one image, whatever the file claims)."""
+    start, offset = pixel.get("deflate_start", -1), pixel["offset"]
+    if start < 0 or offset < 0:  # a journal record of an earlier version: locate the value again
+        try:
+            d = _read_deflated(fp, 0)
+        except InflateLimit:
+            raise PixelError("decompression_bomb", f"the header alone inflates to more than "
+                                                   f"{MAX_INFLATED_HEADER >> 20} MiB") from None
+        except Exception as exc:
+            raise PixelError("decode_error", safe_detail(exc, "decode_error")) from None
+        tag, offset, _length = _element_header(d.element, False, True, d.element_offset) if d else (None, -1, 0)
+        if d is None or tag is None:
+            raise PixelError("decode_error", "no Pixel Data element in the deflated dataset")
+        start = d.start
+    rows, cols, bits_allocated = pixel["rows"], pixel["columns"], pixel["bits_allocated"]
+    signed = pixel["pixel_representation"] == 1
+    need = rows * cols * (bits_allocated // 8)
+    inflater = _Inflater(fp, start)
     try:
-        with open(path, "rb") as fp:
-            ds, _ = read_header(fp, stop_before_pixels=False)
-        arr = ds.pixel_array
-    except Exception as exc:
-        raise PixelError("decode_error", safe_detail(exc)) from None
-    return mask_bits_stored(np.asarray(arr), pixel["bits_stored"], pixel["pixel_representation"] == 1)
+        if inflater.skip(offset) != offset:
+            raise PixelError("truncated", "inflated data ends before the pixel data")
+        data = inflater.read(need)
+    except zlib.error as exc:
+        raise PixelError("decode_error", safe_detail(exc, "decode_error")) from None
+    if len(data) < need:
+        raise PixelError("truncated", f"inflated {len(data)} of {need} pixel data bytes")
+    dtype = np.dtype(("i" if signed else "u") + str(bits_allocated // 8)).newbyteorder("<")
+    arr = np.frombuffer(data, dtype=dtype, count=rows * cols).reshape(rows, cols)
+    if not dtype.isnative:
+        arr = arr.astype(dtype.newbyteorder("="))
+    return mask_bits_stored(arr, pixel["bits_stored"], signed)
+
+
+_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7}
+
+
+def codestream_dims(data: bytes) -> tuple[int, int] | None:
+    """(rows, columns) a JPEG / JPEG-LS / JPEG 2000 codestream declares, from its first bytes;
+    None when they cannot be told (RLE, an unknown or cut codestream)."""
+    at = data.find(b"\xff\x4f\xff\x51")  # J2K SOC + SIZ (also inside a JP2 wrapper)
+    if at >= 0 and len(data) >= at + 4 + 22:
+        xsiz, ysiz, xo, yo = struct.unpack_from(">LLLL", data, at + 8)
+        return ysiz - yo, xsiz - xo
+    if data[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        (seg_len,) = struct.unpack_from(">H", data, pos + 2)
+        if marker in _SOF_MARKERS:
+            if pos + 9 > len(data):
+                return None
+            rows, cols = struct.unpack_from(">HH", data, pos + 5)
+            return (rows, cols) if rows else None  # rows 0: given later by a DNL marker
+        pos += 2 + seg_len
+    return None
+
+
+def codestream_problem(fp: BinaryIO, offset: int, rows: int, cols: int) -> str | None:
+    """Before a decoder allocates anything: the first fragment's codestream must declare the
+    image size the header gives (a decoder sizes its output from the codestream, which a hostile
+    file can make arbitrarily large). Returns what is wrong, or None."""
+    fp.seek(offset)
+    head = fp.read(8)
+    if len(head) < 8:
+        return None
+    _g, _e, bot_len = struct.unpack("<HHL", head)
+    fp.seek(offset + 8 + bot_len)  # skip the basic offset table item
+    item = fp.read(8)
+    if len(item) < 8 or struct.unpack("<HH", item[:4]) != (0xFFFE, 0xE000):
+        return None
+    dims = codestream_dims(fp.read(min(struct.unpack("<L", item[4:])[0], 1 << 16)))
+    if dims is not None and dims != (rows, cols):
+        return f"codestream declares {dims[0]}x{dims[1]}, header says {rows}x{cols}"
+    return None
 
 
 def mask_bits_stored(arr: np.ndarray, bits_stored: int, signed: bool) -> np.ndarray:
@@ -796,12 +1085,13 @@ def load_dicom(path: str | os.PathLike) -> tuple[np.ndarray, dict, dict]:
     return arr, scan.intensity, read_luts(path, scan.intensity)
 
 
-def read_luts(path: str | os.PathLike, intensity: dict) -> dict:
-    """Modality / VOI LUT sequences of a file when its header has them (rare, read on demand)."""
+def read_luts(path: str | os.PathLike, intensity: dict, ident: dict | None = None) -> dict:
+    """Modality / VOI LUT sequences of a file when its header has them (rare, read on demand).
+    With `ident` (see `file_ident`), the file must be the one the header pass saw."""
     luts = {"modality_lut": None, "voi_lut": None}
     if not (intensity.get("has_modality_lut") or intensity.get("has_voi_lut")):
         return luts
-    with open(path, "rb") as fp:
+    with open_unchanged(path, ident) as fp:
         ds, _ = read_header(fp)
     luts["modality_lut"] = read_lut(ds, "ModalityLUTSequence") if intensity.get("has_modality_lut") else None
     luts["voi_lut"] = read_lut(ds, "VOILUTSequence") if intensity.get("has_voi_lut") else None

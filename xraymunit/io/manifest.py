@@ -110,12 +110,24 @@ class Pseudonymiser:
     def key(self, namespace: str, value: str | None) -> str | None:
         if value is None or str(value).strip() == "":
             return None
-        msg = f"{namespace}\x00{str(value).strip()}".encode("utf-8")
+        msg = _utf8(f"{namespace}\x00{str(value).strip()}")
         return hmac.new(self.salt, msg, hashlib.sha256).hexdigest()[:KEY_HEX]
 
     def order(self, namespace: str, value: str) -> str:
         """A full-length keyed hash, for deterministic salt-dependent orderings."""
-        return hmac.new(self.salt, f"{namespace}\x00{value}".encode("utf-8"), hashlib.sha256).hexdigest()
+        return hmac.new(self.salt, _utf8(f"{namespace}\x00{value}"), hashlib.sha256).hexdigest()
+
+
+def _utf8(text: str) -> bytes:
+    """UTF-8, with file-name bytes that are not UTF-8 (surrogate-escaped by Python) restored as
+    they are on disk: a key of such a name is the key of its bytes."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def display_path(rel: str) -> str:
+    """A relative path as it may be shown or stored as text: file names are bytes on Linux, and
+    bytes that are not UTF-8 are written as backslash escapes (b"bad\\xff.dcm" → "bad\\xff.dcm")."""
+    return os.fsencode(rel).decode("utf-8", "backslashreplace")
 
 
 # ------------------------------------------------------------------------------ labels
@@ -252,6 +264,7 @@ def load_labels(path: str | os.PathLike) -> LabelTable:
         raise LabelsError(
             f"{path.name}: no key column; give one of SOPInstanceUID, path (relative to the input folder), "
             f"StudyInstanceUID or PatientID (columns: {', '.join(map(str, df.columns))})")
+    _refuse_formulas(df, columns, path.name)
     table = LabelTable(n_rows=len(df), primary=keys[0], columns=columns)
     values: dict[str, dict[str, list[LabelRow]]] = {r: defaultdict(list) for r in keys}
     for i, rec in enumerate(df.to_dict("records"), start=1):
@@ -286,6 +299,25 @@ def load_labels(path: str | os.PathLike) -> LabelTable:
     if not any(table.index.values()):
         raise LabelsError(f"{path.name}: no usable rows (every key is empty)")
     return table
+
+
+TEXT_ROLES = ("label", "source_dataset", "view")  # copied as text into the manifest and the CSVs made from it
+
+
+def _refuse_formulas(df: pd.DataFrame, columns: dict[str, str], name: str) -> None:
+    """A label, source or view that a spreadsheet would run as a formula (`=HYPERLINK(…)`,
+    `=cmd|' /c calc'!a0`, `@SUM(…)`) is refused: it would travel into predictions.csv and every
+    table made from the manifest. The message names the row and column, not the value."""
+    from xraymunit.io.csvfile import is_formula_like
+
+    for role in TEXT_ROLES:
+        if role not in columns:
+            continue
+        col = columns[role]
+        for i, value in enumerate(df[col], start=1):
+            if isinstance(value, str) and (is_formula_like(value) or is_formula_like(value.strip())):
+                raise LabelsError(f"{name}: row {i}, column '{col}' starts with =, +, -, @, a tab or a carriage return "
+                                  f"(a spreadsheet formula); labels, sources and views must be plain text")
 
 
 def folder_label(rel_path: str) -> str | None:

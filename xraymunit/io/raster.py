@@ -12,6 +12,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -50,8 +51,9 @@ class RasterImage:
     steps: list[str] = field(default_factory=list)
 
 
-def read_raster_header(path: str | os.PathLike) -> RasterHeader:
-    """Open lazily (PIL reads only the header) to get size and mode; raises OSError if broken."""
+def read_raster_header(path: str | os.PathLike | BinaryIO) -> RasterHeader:
+    """Open lazily (PIL reads only the header) to get size and mode; raises OSError if broken.
+    `path` may be a file already open in binary mode (read from its start; left open)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(path) as im:

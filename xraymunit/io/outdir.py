@@ -1,0 +1,403 @@
+"""Owning an output folder safely: one run at a time, no writes through planted links, disk full as one line.
+
+Every stage that writes a folder (ingest, merge, train, synthesize, evaluate, the pipeline)
+enters `claim(folder, stage)` (or decorates its entry with `owns`) for the whole run:
+
+* **One run per folder.** Two runs writing the same folder corrupt it (both finalize, each
+  deleting what the other wrote), so a second run refuses at once with one line naming the
+  holder. The lock is an `fcntl.flock` on `folder/.xraymunit.lock`: the kernel drops it when
+  the holding process dies, however it dies (kill -9, OOM, power loss), so a stale lock of a
+  killed run needs no cleanup — the next run simply takes it over (and says so).
+* **No writes through links planted inside the folder.** A link at `private/journal.jsonl`
+  or `images/<key>` would send patient identifiers or images outside `--out`. Every path
+  between the folder and a file written through `xraymunit.io.atomic` (and each stage's
+  known write paths, checked up front) must be a real file or folder, never a symbolic link.
+  `--out` itself may be a link to a folder: that is the user's choice, not a planted one.
+* **Disk full is a user-fixable condition, not a bug:** ENOSPC / EDQUOT during the run
+  become one line naming the folder; every writer is atomic, so the rerun resumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import functools
+import inspect
+import json
+import logging
+import os
+import socket
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from xraymunit.errors import XraymunitError
+
+LOCK_NAME = ".xraymunit.lock"
+log = logging.getLogger(__name__)
+
+
+class OutputFolderError(XraymunitError):
+    """The output folder cannot be used as it is (message says why and what to do)."""
+
+
+class FolderBusyError(OutputFolderError):
+    """Another run holds the output folder."""
+
+
+class UnsafeLinkError(OutputFolderError):
+    """A symbolic link inside the output folder would redirect a write outside it."""
+
+
+class DiskFullError(OutputFolderError):
+    """The disk (or quota) is full; the run can be resumed once space is freed."""
+
+
+@dataclass
+class _Held:
+    folder: str  # absolute, not resolved: the prefix writes are checked against
+    fd: int | None
+    pid: int
+    count: int = 1
+    part_fd: int | None = None  # the exclusive lock of a shared claim's part
+
+
+_held: dict[tuple[int, int], _Held] = {}  # (st_dev, st_ino) of the folder → the claim this process holds
+_registry_lock = threading.RLock()
+
+
+# --------------------------------------------------------------------------- the lock
+
+
+@contextlib.contextmanager
+def claim(folder: str | os.PathLike, stage: str, *, guard: Iterable[str] = (),
+          private: Iterable[str] = (), part: str | None = None) -> Iterator[Path]:
+    """Hold `folder` (created if needed) exclusively for this run; yields its absolute path.
+
+    A second claim by another process raises FolderBusyError at once (no waiting: two
+    runs of one stage in one folder are a mistake, not a queue). A nested claim of the
+    same folder by the same process (a pipeline calling its stages) is counted, not
+    refused. `guard`: paths relative to the folder the stage will write (links refused
+    up front, see check_links); `private`: sub-folders forced to mode 0700 if they exist.
+    OSError ENOSPC/EDQUOT raised inside become DiskFullError (see disk_full).
+    A folder this claim created and left empty (a run refused on its arguments) is removed.
+
+    `part` (e.g. "shard-3-of-16"): runs that write disjoint parts of one folder (the shards
+    of a job array) share it: each holds a shared lock on the folder (so an exclusive claim
+    is refused while any part runs, and vice versa) and an exclusive lock on its part
+    (`.xraymunit.<part>.lock`: the same part twice is refused).
+    """
+    path = Path(os.path.abspath(os.fspath(folder)))
+    if os.path.lexists(path) and not path.is_dir():
+        raise OutputFolderError(f"{path} exists and is not a folder; choose another output folder")
+    created = not path.exists()
+    with disk_full(path):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            if exc.errno in _FULL:
+                raise
+            raise OutputFolderError(f"cannot create the output folder {path}: {exc.strerror}") from None
+        st = os.stat(path)
+        key = (st.st_dev, st.st_ino)
+        with _registry_lock:
+            held = _held.get(key)
+            if held is not None and held.pid == os.getpid():
+                held.count += 1
+            else:
+                held = _held[key] = _Held(str(path), None, os.getpid())
+                try:
+                    if part is None:
+                        held.fd = _acquire(path, stage)
+                    else:
+                        held.fd = _acquire(path, stage, shared=True)
+                        held.part_fd = _acquire(path, stage, name=f".xraymunit.{part}.lock")
+                except BaseException:
+                    _release(path, held.fd, remove=False, shared=part is not None)
+                    del _held[key]
+                    raise
+        try:
+            check_links(path, [LOCK_NAME, *guard])
+            for name in private:
+                ensure_private(path / name)
+            yield path
+        finally:
+            with _registry_lock:
+                held.count -= 1
+                if held.count == 0:
+                    del _held[key]
+                    _release(path, held.part_fd, remove=False)
+                    _release(path, held.fd, remove=created and held.part_fd is None, shared=held.part_fd is not None)
+
+
+def owns(stage: str, arg: str, *, guard: Iterable[str] = (), private: Iterable[str] = (),
+         when: Callable[[], bool] | None = None, part: Callable[[dict], str | None] | None = None):
+    """Decorator: run the function inside `claim(<its argument `arg`>, stage, ...)`.
+
+    `when`: claim only if it returns True (e.g. rank 0 of a distributed run: the other
+    ranks write nothing into the folder and must not be refused by rank 0's lock).
+    `part`: given the call's arguments (defaults applied), the part of the folder this call
+    writes, or None for the whole folder (see claim).
+    """
+    guard, private = tuple(guard), tuple(private)
+
+    def decorate(fn):
+        sig = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            if when is not None and not when():
+                return fn(*args, **kwargs)
+            bound = sig.bind_partial(*args, **kwargs)
+            bound.apply_defaults()
+            folder = bound.arguments[arg]
+            name = part(dict(bound.arguments)) if part is not None else None
+            with claim(folder, stage, guard=guard, private=private, part=name):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def _acquire(folder: Path, stage: str, *, shared: bool = False, name: str = LOCK_NAME) -> int | None:
+    lock = folder / name
+    for _ in range(10):
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafeLinkError(_link_message(lock, folder)) from None
+            raise
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _describe(_read(fd) or _part_holder(folder))
+            os.close(fd)
+            raise FolderBusyError(f"{folder} is in use by another xraymunit run ({holder}); wait for it to "
+                                  f"finish or choose another output folder") from None
+        except OSError as exc:  # a filesystem without flock (some FUSE mounts): run, unlocked
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                os.close(fd)
+                raise
+            log.warning("%s: this filesystem does not support locks; make sure no other run writes this "
+                        "folder at the same time", folder)
+            return fd
+        try:  # the previous holder may have removed the file between our open and our flock
+            same = os.stat(lock, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            os.close(fd)
+            continue
+        previous = _read(fd)
+        if previous:  # a clean release empties the file: content left means its run was killed
+            log.info("%s: taking over the lock of an earlier run that ended without releasing it (%s)",
+                     folder, _describe(previous))
+        if shared:  # parts describe themselves in their own lock files
+            os.ftruncate(fd, 0)
+            return fd
+        record = {"stage": stage, "pid": os.getpid(), "host": socket.gethostname(),
+                  "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        return fd
+    raise FolderBusyError(f"{folder}: could not take its lock (it kept changing); is another run starting?")
+
+
+def _release(folder: Path, fd: int | None, remove: bool, shared: bool = False) -> None:
+    if fd is None:
+        return
+    try:
+        if not shared:  # (a shared holder leaves the file to the others)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+        if remove:  # created by this claim and nothing else written: leave no trace of a refused run
+            with contextlib.suppress(OSError):
+                if [p.name for p in folder.iterdir()] == [LOCK_NAME]:
+                    (folder / LOCK_NAME).unlink()
+                    folder.rmdir()
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _read(fd: int) -> dict | None:
+    try:
+        text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _part_holder(folder: Path) -> dict | None:
+    """The holder named in a part's lock file (shared claims write nothing in the folder's own)."""
+    for path in sorted(folder.glob(".xraymunit.*.lock")):
+        with contextlib.suppress(OSError):
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                if found := _read(fd):
+                    return found
+            finally:
+                os.close(fd)
+    return None
+
+
+def _describe(holder: dict | None) -> str:
+    if not holder:
+        return "holder unknown"
+    parts = [f"{holder.get('stage', '?')}, pid {holder.get('pid', '?')}"]
+    if holder.get("host") and holder["host"] != socket.gethostname():
+        parts.append(f"on {holder['host']}")
+    if holder.get("started"):
+        parts.append(f"since {holder['started']}")
+    return " ".join(parts)
+
+
+def holder(folder: str | os.PathLike) -> dict | None:
+    """Who holds `folder` now (stage, pid, host, started), or None when nobody does."""
+    lock = Path(folder) / LOCK_NAME
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read(fd) or {}
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def is_output_folder(folder: str | os.PathLike) -> bool:
+    """Whether an xraymunit stage has claimed this folder (held now or not)."""
+    return os.path.lexists(os.path.join(os.fspath(folder), LOCK_NAME))
+
+
+# --------------------------------------------------------------------------- links
+
+
+def check_links(folder: str | os.PathLike, relative: Iterable[str | os.PathLike]) -> None:
+    """Refuse (UnsafeLinkError) if any existing component of folder/REL (for each REL) is a link.
+
+    Dangling links count (lstat, never stat): a dangling `private/salt.key` link would make
+    the salt be created wherever it points. The folder itself may be a link.
+    """
+    folder = Path(folder)
+    for rel in relative:
+        path = folder
+        for part in Path(rel).parts:
+            path = path / part
+            try:
+                mode = os.lstat(path).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                break
+            if stat.S_ISLNK(mode):
+                raise UnsafeLinkError(_link_message(path, folder))
+
+
+def check_write_path(path: str | os.PathLike) -> None:
+    """Before writing `path`: refuse if it lies in a folder this process claimed and any
+    component between that folder and the file is a link. Paths elsewhere are not checked."""
+    target = os.path.abspath(os.fspath(path))
+    with _registry_lock:
+        folders = [h.folder for h in _held.values() if h.pid == os.getpid()]
+    inner = None
+    for folder in folders:
+        if target.startswith(folder.rstrip(os.sep) + os.sep) and (inner is None or len(folder) > len(inner)):
+            inner = folder
+    if inner is not None:
+        check_links(inner, [os.path.relpath(target, inner)])
+
+
+def _link_message(path: Path, folder: Path) -> str:
+    return (f"{path} is a symbolic link inside the output folder {folder}; xraymunit never writes through "
+            f"links there: remove it (or choose another output folder)")
+
+
+def ensure_private(path: str | os.PathLike) -> None:
+    """Force mode 0700 on an existing private folder (salt, PatientID journal); log when it changes."""
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeLinkError(_link_message(path, path.parent))
+    if stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(path, 0o700)
+        log.warning("%s had mode %04o; set to 0700 (it holds the salt and identifiers)", path,
+                    stat.S_IMODE(st.st_mode))
+
+
+# --------------------------------------------------------------------------- disk full
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_FULL_TEXT = ("No space left on device", "Disk quota exceeded")
+# torch.save reports a failed write as a RuntimeError without errno ("unexpected pos", "file write failed")
+_TORCH_WRITE_FAILED = ("unexpected pos", "file write failed", "PytorchStreamWriter failed")
+_NEARLY_FULL_BYTES = 64 << 20
+
+
+@contextlib.contextmanager
+def disk_full(folder: str | os.PathLike) -> Iterator[None]:
+    """Turn "no space left on device" (or quota exceeded) raised inside into one-line DiskFullError.
+
+    Writers are atomic (a temporary file replaced at the end), so nothing half-written is
+    left and the rerun resumes; the traceback of such an error helps nobody.
+    """
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except Exception as exc:
+        full = _disk_full_errno(exc, folder)
+        if full is None:
+            raise
+        what = "disk quota exceeded" if full == errno.EDQUOT else "no space left on device"
+        raise DiskFullError(f"{what} writing {_where(exc, folder)}; free space and rerun: the run resumes") from exc
+
+
+def _disk_full_errno(exc: BaseException, folder) -> int | None:
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 8:  # libraries may wrap the OSError
+        if isinstance(current, OSError) and current.errno in _FULL:
+            return current.errno
+        text = str(current)
+        for code, phrase in zip(_FULL, _FULL_TEXT):
+            if phrase in text:
+                return code
+        if isinstance(current, RuntimeError) and any(t in text for t in _TORCH_WRITE_FAILED):
+            with contextlib.suppress(OSError):
+                vfs = os.statvfs(folder)
+                if vfs.f_bavail * vfs.f_frsize < _NEARLY_FULL_BYTES:
+                    return errno.ENOSPC
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return None
+
+
+def _where(exc: BaseException, folder) -> str:
+    folder = os.path.abspath(os.fspath(folder))
+    name = getattr(exc, "filename", None)
+    if isinstance(name, (str, bytes, os.PathLike)):
+        name = os.path.abspath(os.fsdecode(name))
+        if not name.startswith(folder.rstrip(os.sep) + os.sep):
+            return os.path.dirname(name)
+    return folder
