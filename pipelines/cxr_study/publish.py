@@ -102,6 +102,9 @@ def gather(work: Path, results: Path) -> dict:
     # the same generators after their first sitting (10 minutes), kept before they were resumed
     out["study_first_sitting"] = _study(work / "report_10min" / "metrics.json",
                                         lambda name: work / f"quality_10min_{name}.csv")
+    # the intensity-only control arm: histogram-matched normals in place of the translations
+    out["histogram_arm"] = _study(work / "histogram_arm" / "report" / "metrics.json",
+                                  lambda name: work / "histogram_arm" / "no_generator")
     ablation = work / "ablation_perceptual_25"
     out["ablation_perceptual"] = _study(ablation / "report" / "metrics.json",
                                         lambda name: ablation / "train" / "quality.csv")
@@ -219,6 +222,12 @@ def render(m: dict) -> str:
     if m.get("study_first_sitting"):
         L += ["### The same generators after their first sitting (10 minutes)", ""]
         L += _render_study(m["study_first_sitting"], files=False)
+    if m.get("histogram_arm"):
+        L += ["### Control arm: histogram-matched normals instead of translations", "",
+              "The same arms and seeds, with each level's synthetic folder replaced row for row by its source "
+              "normal histogram-matched to one of the level's K real abnormals (`histogram_arm.py`): no generator, "
+              "only the abnormal images' intensities. Arms 1 and 2 are the study's own.", ""]
+        L += _render_study(m["histogram_arm"], files=False)
     if m.get("intensity_control"):
         L += ["## Intensity control: is a translation judged abnormal for more than its intensities?", "",
               "The same source normals given only the intensities of real abnormals — scikit-image histogram "
