@@ -93,23 +93,13 @@ def test_a_second_run_into_a_busy_folder_refuses_in_one_line(data, tmp_path, cap
 
 
 def test_disk_full_writing_the_report_is_one_line_and_the_rerun_reuses_the_runs(data, tmp_path, capsys, monkeypatch):
-    import errno
-
-    from xraymunit.io import atomic
-
-    real_fsync = atomic._fsync_file
-
-    def full(path):
-        if path.name.startswith(".metrics.json."):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_fsync(path)
+    from helpers.disk import disk_full
 
     out = tmp_path / "report"
-    monkeypatch.setattr(atomic, "_fsync_file", full)
-    assert main(_eval_argv(data, out)) == 2
+    with disk_full(monkeypatch, lambda path: path.name.startswith(".metrics.json.")):
+        assert main(_eval_argv(data, out)) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no space left on device writing" in err and str(out) in err
     assert not (out / "metrics.json").exists()
-    monkeypatch.setattr(atomic, "_fsync_file", real_fsync)
     assert main(_eval_argv(data, out)) == 0
     assert json.loads((out / "metrics.json").read_text())["config"]["seeds"] == 1

@@ -121,26 +121,17 @@ def test_a_second_ingest_into_a_busy_out_refuses_and_leaves_the_cohort_untouched
 
 
 def test_disk_full_in_finalize_is_one_line_and_the_rerun_completes(built, tmp_path, capsys, monkeypatch):
-    import errno
-
-    from xraymunit.io import atomic
-
-    real_fsync = atomic._fsync_file
-
-    def full(path):
-        if "manifest.parquet" in path.name:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_fsync(path)
+    from helpers.disk import disk_full
 
     cohort = tmp_path / "cohort"
-    monkeypatch.setattr(atomic, "_fsync_file", full)
-    code, out, err = run(capsys, built.site.root, "--labels", built.site.labels_csv, "--out", cohort, "--no-progress")
+    with disk_full(monkeypatch, lambda path: "manifest.parquet" in path.name):
+        code, out, err = run(capsys, built.site.root, "--labels", built.site.labels_csv, "--out", cohort,
+                             "--no-progress")
     assert code == 2
     line = _one_error_line(err)
     assert "no space left on device writing" in line and str(cohort) in line and "rerun" in line
     assert not (cohort / "manifest.parquet").exists()
     assert not [p for p in cohort.rglob("*.tmp*")]  # no half-written temporary left
-    monkeypatch.setattr(atomic, "_fsync_file", real_fsync)
     code, out, err = run(capsys, built.site.root, "--labels", built.site.labels_csv, "--out", cohort, "--no-progress")
     assert code == 0, err
     m = pd.read_parquet(cohort / "manifest.parquet")

@@ -64,26 +64,22 @@ def test_a_second_run_into_a_busy_folder_refuses_in_one_line(trained, tmp_path, 
 
 
 def test_disk_full_writing_pngs_is_one_line_and_the_rerun_resumes(trained, tmp_path, capsys, monkeypatch):
-    import errno
+    from helpers.disk import disk_full
 
-    from xraymunit.io import atomic
-
-    real_fsync, written = atomic._fsync_file, []
+    written = []
 
     def full_after_two(path):
-        if path.suffix == ".png":
-            if len(written) >= 2:
-                raise OSError(errno.ENOSPC, "No space left on device")
-            written.append(path)
-        real_fsync(path)
+        if path.suffix != ".png":
+            return False
+        written.append(path)
+        return len(written) > 2
 
     out = tmp_path / "s"
-    monkeypatch.setattr(atomic, "_fsync_file", full_after_two)
-    assert main(_synth_argv(trained, out)) == 2
+    with disk_full(monkeypatch, full_after_two):
+        assert main(_synth_argv(trained, out)) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no space left on device writing" in err and str(out) in err
     assert len(list(out.rglob("*.png"))) == 2 and not list(out.rglob(".*.tmp*"))
-    monkeypatch.setattr(atomic, "_fsync_file", real_fsync)
     assert main(_synth_argv(trained, out)) == 0
     assert "2 already there" in capsys.readouterr().out
     assert len(list(out.rglob("*.png"))) == 6

@@ -70,25 +70,15 @@ def test_a_second_run_into_a_busy_folder_refuses_in_one_line(cohort, tmp_path, c
 
 
 def test_disk_full_writing_a_checkpoint_is_one_line_and_the_rerun_completes(cohort, tmp_path, capsys, monkeypatch):
-    import errno
-
+    from helpers.disk import disk_full
     from xraymunit import checkpoint
-    from xraymunit.io import atomic
-
-    real_fsync = atomic._fsync_file
-
-    def full(path):
-        if path.name.startswith(".last.pt."):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_fsync(path)
 
     out = tmp_path / "run"
-    monkeypatch.setattr(atomic, "_fsync_file", full)
-    assert main(_train_argv(cohort, out)) == 2
+    with disk_full(monkeypatch, lambda path: path.name.startswith(".last.pt.")):
+        assert main(_train_argv(cohort, out)) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no space left on device writing" in err and str(out) in err
     assert not list((out / "checkpoints").glob("*.pt*"))  # nothing half-written
-    monkeypatch.setattr(atomic, "_fsync_file", real_fsync)
     assert main(_train_argv(cohort, out)) == 0, capsys.readouterr().err
     assert checkpoint.load(out / "checkpoints" / "last.pt")["step"] == 2
 
