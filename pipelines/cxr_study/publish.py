@@ -219,15 +219,12 @@ def render(m: dict) -> str:
         L += ["", "Curves: `pilots/<name>/quality.png`; translations: `pilots/<name>/a2b.png`.", ""]
     L += ["## The low-data study (per-level generators)", ""]
     L += _render_study(m.get("study"))
-    if m.get("study_first_sitting"):
-        L += ["### The same generators after their first sitting (10 minutes)", ""]
-        L += _render_study(m["study_first_sitting"], files=False)
-    if m.get("histogram_arm"):
-        L += ["### Control arm: histogram-matched normals instead of translations", "",
-              "The same arms and seeds, with each level's synthetic folder replaced row for row by its source "
-              "normal histogram-matched to one of the level's K real abnormals (`histogram_arm.py`): no generator, "
-              "only the abnormal images' intensities. Arms 1 and 2 are the study's own.", ""]
-        L += _render_study(m["histogram_arm"], files=False)
+    L += _study_section(m, "study_first_sitting", "### The same generators after their first sitting (10 minutes)")
+    L += _study_section(
+        m, "histogram_arm", "### Control arm: histogram-matched normals instead of translations",
+        "The same arms and seeds, with each level's synthetic folder replaced row for row by its source "
+        "normal histogram-matched to one of the level's K real abnormals (`histogram_arm.py`): no generator, "
+        "only the abnormal images' intensities. Arms 1 and 2 are the study's own.")
     if m.get("intensity_control"):
         L += ["## Intensity control: is a translation judged abnormal for more than its intensities?", "",
               "The same source normals given only the intensities of real abnormals — scikit-image histogram "
@@ -244,14 +241,21 @@ def render(m: dict) -> str:
                          f"{f(v['median_intensity'], 3)} | {f(v.get('content_ssim_to_source'))} |")
             L += ["", f"Grid: `intensity_control/{name}.png` (rows: sources; columns: source, translation, "
                   "histogram-matched).", ""]
-    if m.get("ablation_perceptual"):
-        L += ["## Perceptual-loss ablation at equal budget (K = 25, 10 minutes)", "",
-              "The K = 25 generator trained again from the same seed on the same 25 real abnormals for the same "
-              "10 minutes with `loss.perceptual=1` (seeded random VGG16, relu2_2), against the perceptual-0 generator "
-              "of the first sitting. Same classifier arms and seeds.", ""]
-        L += _render_study(m["ablation_perceptual"], files=False)
-        L += ["Files: `ablation_perceptual/quality_K25.png`, `ablation_perceptual/a2b_K25.png`.", ""]
+    L += _study_section(
+        m, "ablation_perceptual", "## Perceptual-loss ablation at equal budget (K = 25, 10 minutes)",
+        "The K = 25 generator trained again from the same seed on the same 25 real abnormals for the same "
+        "10 minutes with `loss.perceptual=1` (seeded random VGG16, relu2_2), against the perceptual-0 generator "
+        "of the first sitting. Same classifier arms and seeds.",
+        "Files: `ablation_perceptual/quality_K25.png`, `ablation_perceptual/a2b_K25.png`.")
     return "\n".join(L).rstrip() + "\n"
+
+
+def _study_section(m: dict, key: str, heading: str, intro: str = "", files_line: str = "") -> list[str]:
+    """A further evaluate report under its own heading (nothing when it has not run)."""
+    if not m.get(key):
+        return []
+    L = [heading, ""] + ([intro, ""] if intro else []) + _render_study(m[key], files=False)
+    return L + ([files_line, ""] if files_line else [])
 
 
 def _render_study(s: dict | None, files: bool = True) -> list[str]:
