@@ -32,7 +32,7 @@ from common import machine  # noqa: E402
 from helpers.evaluate_data import write_cohort, write_synthetic  # noqa: E402
 from xraymunit import config  # noqa: E402
 from xraymunit.config.evaluate import EvaluateConfig  # noqa: E402
-from xraymunit.evaluate import evaluate  # noqa: E402
+from xraymunit.evaluation.stage import evaluate  # noqa: E402
 from xraymunit.io import atomic  # noqa: E402
 
 CASES = {  # name: (patients, synthetic styles per normal image); every 6th patient has 2 images

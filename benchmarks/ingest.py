@@ -144,7 +144,7 @@ def bare_loop_2proc(paths: list[Path], pool) -> float:
 
 
 def ingest_rate(src: Path, n: int, workers: int) -> float:
-    from xraymunit.ingest import ingest
+    from xraymunit.ingestion import ingest
 
     with tempfile.TemporaryDirectory(dir=HERE / "results") as tmp:
         c, t = cpu_seconds(), time.perf_counter()
@@ -160,7 +160,7 @@ def throughput(src: Path, paths: list[Path], repeats: int) -> dict:
     runs = {"bare": [], "bare_2proc": [], "w1": [], "w2": []}
     import multiprocessing as mp
 
-    from xraymunit.ingest import tune_allocator
+    from xraymunit.ingestion import tune_allocator
 
     with mp.get_context("fork").Pool(2, initializer=tune_allocator) as pool:
         for _ in range(repeats):  # interleaved: a busy spell hits all of them alike
@@ -186,7 +186,7 @@ def throughput(src: Path, paths: list[Path], repeats: int) -> dict:
 
 RSS_CHILD = """
 import sys
-from xraymunit.ingest import ingest
+from xraymunit.ingestion import ingest
 ingest(sys.argv[1], sys.argv[2], workers=int(sys.argv[3]), progress=False)
 """
 
@@ -240,7 +240,7 @@ def main() -> None:
     (HERE / "results").mkdir(exist_ok=True)
     import torch
 
-    from xraymunit.ingest import tune_allocator
+    from xraymunit.ingestion import tune_allocator
 
     torch.set_num_threads(1)
     # ingest raises glibc's mmap/trim thresholds in its processes (see tune_allocator); do it

@@ -34,7 +34,7 @@ from xraymunit import judge as judge_mod  # noqa: E402
 from xraymunit.config.train import TrainConfig  # noqa: E402
 from xraymunit.io.cohort import Cohort  # noqa: E402
 from xraymunit.monitor import QualityMonitor  # noqa: E402
-from xraymunit.train import MunitStep, amp_dtype, build_networks, build_perceptual, _adam  # noqa: E402
+from xraymunit.training.stage import MunitStep, amp_dtype, build_networks, build_perceptual, _adam  # noqa: E402
 
 
 def cpu_flags() -> list[str]:

@@ -6,7 +6,7 @@
 
 Inputs are already on the device; the device is synchronised after every step. Each
 configuration runs in its own subprocess so its peak memory is its own. "ours" is
-xraymunit.train.MunitStep with the settings `train.amp/channels_last: auto` pick; "ref" is
+xraymunit.training.stage.MunitStep with the settings `train.amp/channels_last: auto` pick; "ref" is
 the reference implementation's computation schedule on the same networks
 (benchmarks/reference_step.py), fp32, measured in the same run. Images/s counts images per
 domain (batch size / step time), as the reference's iterations do.
@@ -34,7 +34,7 @@ def run_one(impl: str, size: int, batch: int, perceptual: bool, device_name: str
     from xraymunit.config.train import TrainConfig
     from xraymunit.losses import LossWeights, PerceptualLoss
     from xraymunit.models import build_vgg16
-    from xraymunit.train import MunitStep, _adam, amp_dtype, build_networks, use_channels_last
+    from xraymunit.training.stage import MunitStep, _adam, amp_dtype, build_networks, use_channels_last
 
     device = torch.device(device_name)
     if device.type == "cuda":

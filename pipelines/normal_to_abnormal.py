@@ -174,7 +174,7 @@ class PipelineError(XraymunitError):
 def _train_stage(state: State, key: str, run_dir: Path, train_cfg: TrainConfig, what: str, cohort: Path,
                  cohort_fp: str, progress: bool) -> Path:
     """Train (resume, or skip when up to date) one MUNIT run into run_dir; returns its last checkpoint."""
-    from xraymunit.train import train
+    from xraymunit.training.stage import train
 
     from xraymunit.config.train import resume_conflicts
 
@@ -204,7 +204,7 @@ def _train_stage(state: State, key: str, run_dir: Path, train_cfg: TrainConfig, 
 def _synthesize_stage(state: State, key: str, synth: Path, s: SynthesizeStage, ckpt: Path, cohort: Path,
                       cohort_fp: str, device: str, progress: bool) -> str:
     """Synthesize (resume, or skip when up to date) from ckpt into synth; returns its manifest's sha256."""
-    from xraymunit.synthesize import synthesize
+    from xraymunit.synthesis.stage import synthesize
 
     chosen = ckpt.with_name(f"{s.checkpoint}.pt")
     if not chosen.is_file():  # best.pt exists only when quality tracking ran
@@ -241,8 +241,8 @@ def run(cfg: PipelineConfig, progress: bool = True) -> Path:
 
 
 def _run(cfg: PipelineConfig, out: Path, progress: bool) -> Path:
-    from xraymunit.evaluate import evaluate
-    from xraymunit.ingest import ingest
+    from xraymunit.evaluation.stage import evaluate
+    from xraymunit.ingestion import ingest
 
     _log_to(out / "pipeline.log")
     state = State(out)
@@ -317,7 +317,7 @@ def _per_level_generators(cfg: PipelineConfig, out: Path, state: State, cohort: 
     Returns the evaluate config (real_abnormal_subset forced to shared), {level name → synth
     folder} and the level names.
     """
-    from xraymunit.evaluate import plan_levels
+    from xraymunit.evaluation.stage import plan_levels
     from xraymunit.evaluation.datasets import low_data_keys
     from xraymunit.io.cohort import Cohort
 

@@ -72,7 +72,7 @@ def generator_checkpoint(tmp_path_factory):
     from helpers.training import tiny_train_config
 
     from xraymunit.config import to_dict
-    from xraymunit.train import build_networks
+    from xraymunit.training.stage import build_networks
 
     cfg = tiny_train_config()
     gens, dis = build_networks(cfg)
@@ -90,7 +90,7 @@ def _falsified(src, dst, change):
 
 
 def _load_generators(path):
-    from xraymunit.synthesize import load_generators
+    from xraymunit.synthesis.stage import load_generators
 
     return load_generators(path, torch.device("cpu"))
 
@@ -113,7 +113,7 @@ def test_absurd_model_arguments_are_refused_before_any_network_is_built(generato
                                                                         monkeypatch, section, key, value, message):
     import time
 
-    from xraymunit.synthesize import load_generators
+    from xraymunit.synthesis.stage import load_generators
 
     built = []
     real = load_generators.__globals__["MunitGenerators"]

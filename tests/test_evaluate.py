@@ -11,7 +11,7 @@ from helpers.config_keys import dotted_keys
 from helpers.evaluate_data import write_cohort, write_synthetic
 from xraymunit import config
 from xraymunit.config.evaluate import EvaluateConfig
-from xraymunit.evaluate import EvaluateError, evaluate
+from xraymunit.evaluation.stage import EvaluateError, evaluate
 from xraymunit.io.cohort import Cohort
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "evaluate_tiny.yaml"

@@ -12,7 +12,7 @@ import pytest
 from fixtures.dicom_builder import INSTITUTION, REFERRING, source_pngs
 from fixtures.ingest_fixtures import *  # noqa: F401,F403 (fixtures)
 from xraymunit.data import transforms as T
-from xraymunit.ingest import IngestError, ingest, merge
+from xraymunit.ingestion import IngestError, ingest, merge
 from xraymunit.io import dicom, manifest, raster
 from xraymunit.io.cohort import Cohort
 
@@ -410,7 +410,7 @@ def test_empty_input_folder_makes_an_empty_cohort(tmp_path):
 
 
 def test_shard_partition_is_stable_and_complete():
-    from xraymunit.ingest import in_shard
+    from xraymunit.ingestion import in_shard
 
     rels = [f"p{i}/s/IM{i:04d}" for i in range(300)]
     parts = [[r for r in rels if in_shard(r, (i, 4))] for i in range(1, 5)]
@@ -505,7 +505,7 @@ def test_no_path_part_or_header_value_reaches_the_shared_outputs(built, tmp_path
 
 def _between_passes(monkeypatch, action):
     """Run `action()` after the header pass, before the decode pass."""
-    from xraymunit.ingest import stage
+    from xraymunit.ingestion import stage
 
     original = stage._decode_pass
 
@@ -556,7 +556,7 @@ def test_files_changed_between_the_passes_are_not_taken(built, tmp_path, monkeyp
 
 
 def test_contrast_equalize_flattens_every_histogram_and_default_fingerprint_is_unchanged(built, tmp_path):
-    from xraymunit.ingest.settings import IngestSettings
+    from xraymunit.ingestion.settings import IngestSettings
     from xraymunit.io.cohort import Cohort
 
     assert "contrast" not in IngestSettings().to_json()  # cohorts ingested before the option stay valid

@@ -11,7 +11,7 @@ from helpers.training import tiny_train_config
 
 from xraymunit import checkpoint, monitor, quality_log
 from xraymunit.io.cohort import Cohort
-from xraymunit.train import build_networks, train
+from xraymunit.training.stage import build_networks, train
 
 QUICK = ["quality.judge.classifier.image_size=32", "quality.judge.classifier.steps=30",
          "quality.judge.classifier.eval_every=10", "quality.judge.bootstrap=50",
@@ -63,7 +63,7 @@ def test_best_checkpoint_is_the_best_row(run):
 
 
 def test_synthesize_takes_run_best(run, cohort, tmp_path):
-    from xraymunit.synthesize import synthesize
+    from xraymunit.synthesis.stage import synthesize
 
     out, _ = run
     res = synthesize(out / "best", cohort, tmp_path / "s", n_styles=1, limit=1, show_progress=False)

@@ -23,15 +23,15 @@ from helpers.training import tiny_train_config
 from xraymunit import checkpoint, config
 from xraymunit.config.evaluate import EvaluateConfig
 from xraymunit.config.train import LoopConfig
-from xraymunit.evaluate import evaluate
+from xraymunit.evaluation.stage import evaluate
 from xraymunit.evaluation.datasets import low_data_keys, real_split, select_synthetic, synthetic_images
 from xraymunit.evaluation.runcache import digest
 from xraymunit.io.cohort import Cohort, SyntheticSet
-from xraymunit.train import TrainingError, domain_indices
+from xraymunit.training.stage import TrainingError, domain_indices
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_EVAL = REPO / "configs" / "evaluate_tiny.yaml"
-evaluate_module = importlib.import_module("xraymunit.evaluate")  # the module (xraymunit.evaluate may be the function)
+evaluate_module = importlib.import_module("xraymunit.evaluation.stage")  # the module (xraymunit.evaluation.stage may be the function)
 
 # extras of the training loop that cost time and are not what these tests are about (when present)
 _LOOP = {f.name for f in dataclasses.fields(LoopConfig)}
@@ -100,7 +100,7 @@ def test_domain_b_keys_selects_exactly_those_images(cohort):
 
 
 def test_training_records_the_domain_b_keys(cohort, tmp_path):
-    from xraymunit.train import train
+    from xraymunit.training.stage import train
 
     co = Cohort.open(cohort)
     keys = low_data_keys(co, 4, 0)

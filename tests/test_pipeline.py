@@ -70,7 +70,7 @@ def test_crash_then_rerun_resumes_and_changed_settings_set_old_outputs_aside(tmp
     sys.path.insert(0, str(REPO / "pipelines"))
     import normal_to_abnormal
 
-    synth_module = importlib.import_module("xraymunit.synthesize")  # the module, not the function
+    synth_module = importlib.import_module("xraymunit.synthesis.stage")  # the module, not the function
 
     quick = ["--set", "train.set=[train.steps=4, train.checkpoint_every=2]",
              "--set", "evaluate.set=[seeds=1, 'real_abnormal=[all]', quality.enabled=false]",

@@ -9,9 +9,9 @@ from PIL import Image
 
 from xraymunit.checkpoint import CheckpointError
 from xraymunit.io.cohort import Cohort, SyntheticSet
-from xraymunit.synthesize import (SynthesisError, auto_batch_size, load_generators, random_styles, slerp,
+from xraymunit.synthesis.stage import (SynthesisError, auto_batch_size, load_generators, random_styles, slerp,
                                   synthesize)
-from xraymunit.train import train
+from xraymunit.training.stage import train
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +142,7 @@ def test_render_threads_change_speed_not_bytes_or_order(trained, tmp_path, monke
 
 
 def test_render_thread_choice():
-    from xraymunit.synthesize import _render_threads
+    from xraymunit.synthesis.stage import _render_threads
 
     cores = torch.get_num_threads()
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
@@ -387,7 +387,7 @@ def test_images_are_written_batch_by_batch_while_a_source_renders(trained, tmp_p
     ({"limit": 0}, "--limit must be >= 1"),
 ])
 def test_out_of_range_counts_are_clear_errors_before_any_work(trained, tmp_path, kwargs, message):
-    from xraymunit.synthesize import MAX_STYLES
+    from xraymunit.synthesis.stage import MAX_STYLES
 
     cohort, ckpt = trained
     assert MAX_STYLES == 1000

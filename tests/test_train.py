@@ -10,9 +10,9 @@ from xraymunit import checkpoint
 from xraymunit.losses import LossWeights
 from xraymunit.models import AdaINGenerator, MunitDiscriminators, MunitGenerators, build_vgg16
 from xraymunit.losses import PerceptualLoss
-from xraymunit.train import MunitStep, TrainingError, train
+from xraymunit.training.stage import MunitStep, TrainingError, train
 
-train_module = importlib.import_module("xraymunit.train")  # the module (xraymunit.train may be the function)
+train_module = importlib.import_module("xraymunit.training.stage")  # the module (xraymunit.training.stage may be the function)
 
 
 @pytest.fixture(scope="module")

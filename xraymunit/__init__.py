@@ -1,9 +1,10 @@
 """xraymunit: grayscale MUNIT augmentation for chest X-ray cohorts.
 
-The four stages are plain functions — `xraymunit.ingest(...)`, `xraymunit.train(...)`,
-`xraymunit.synthesize(...)`, `xraymunit.evaluate(...)` — imported lazily so that
-`import xraymunit` stays cheap (no torch until a stage is used). Each stage module is
-also callable (see `_api.py`), so the spelling works whichever was imported first.
+The stages are plain functions — `xraymunit.ingest(...)`, `xraymunit.merge(...)`,
+`xraymunit.train(...)`, `xraymunit.synthesize(...)`, `xraymunit.evaluate(...)`. They live in
+the packages `ingestion`, `training`, `synthesis` and `evaluation` (named apart from the
+functions, so importing a package never shadows a function) and are imported lazily, so that
+`import xraymunit` stays cheap (no torch until a stage is used).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import importlib
 __version__ = "0.1.0"
 
 _STAGES = {
-    "ingest": "xraymunit.ingest",
-    "train": "xraymunit.train",
-    "synthesize": "xraymunit.synthesize",
-    "evaluate": "xraymunit.evaluate",
+    "ingest": "xraymunit.ingestion",
+    "merge": "xraymunit.ingestion",
+    "train": "xraymunit.training",
+    "synthesize": "xraymunit.synthesis",
+    "evaluate": "xraymunit.evaluation",
 }
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from xraymunit import confounds
-from xraymunit.ingest import ingest
+from xraymunit.ingestion import ingest
 from xraymunit.io.cohort import Cohort
 from xraymunit.io.csvfile import write_csv
 

@@ -3,7 +3,7 @@ from helpers.evaluate_data import write_cohort
 from helpers.training import tiny_train_config
 
 from xraymunit.cli import main
-from xraymunit.train import train
+from xraymunit.training.stage import train
 
 
 @pytest.fixture(scope="module")

@@ -185,7 +185,7 @@ def test_square_fit_and_area_resize():
 
 
 def test_fits_and_window_modes_match_the_stage_options():
-    from xraymunit.ingest import settings
+    from xraymunit.ingestion import settings
 
     assert T.FITS == settings.FITS and T.WINDOW_MODES == settings.WINDOW_MODES and T.CONTRASTS == settings.CONTRASTS
 

@@ -25,7 +25,7 @@ def tiny_nets():
 def sgd_step(gens, dis, batch, wrap=None):
     """One MunitStep with plain SGD (so parameter updates are linear in the gradients)."""
     from xraymunit.losses import LossWeights
-    from xraymunit.train import MunitStep
+    from xraymunit.training.stage import MunitStep
 
     g_run, d_run = (wrap(gens), wrap(dis)) if wrap else (gens, dis)
     step = MunitStep(g_run, d_run, torch.optim.SGD(gens.parameters(), lr=0.01),
@@ -60,7 +60,7 @@ def train_worker(rank: int, world: int, port: int, cohort: str, out: str, overri
     """The real `train()` under a 2-process gloo group (as torchrun would launch it)."""
     from helpers.training import tiny_train_config
 
-    from xraymunit.train import train
+    from xraymunit.training.stage import train
 
     _env(rank, world, port)
     train(cohort, out, tiny_train_config(*overrides), show_progress=False)

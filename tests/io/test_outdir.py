@@ -14,7 +14,7 @@ import pytest
 
 from helpers.locks import held_elsewhere, start_holder
 from xraymunit.errors import XraymunitError
-from xraymunit.ingest.walk import discover
+from xraymunit.ingestion.walk import discover
 from xraymunit.io import atomic, outdir
 
 

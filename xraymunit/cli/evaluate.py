@@ -1,4 +1,4 @@
-"""`xraymunit evaluate`: parse options → EvaluateConfig → xraymunit.evaluate.evaluate()."""
+"""`xraymunit evaluate`: parse options → EvaluateConfig → xraymunit.evaluation.stage.evaluate()."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     from xraymunit import config
     from xraymunit.config import ConfigError
     from xraymunit.config.evaluate import EvaluateConfig, parse_levels
-    from xraymunit.evaluate import evaluate
+    from xraymunit.evaluation.stage import evaluate
     from xraymunit.evaluation.report import headline
 
     overrides = list(args.overrides)

@@ -94,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from xraymunit.ingest import IngestError, ingest, merge
+    from xraymunit.ingestion import IngestError, ingest, merge
 
     progress = not args.no_progress
     if args.merge is not None:

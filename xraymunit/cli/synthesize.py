@@ -56,7 +56,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from xraymunit.synthesize import synthesize
+    from xraymunit.synthesis.stage import synthesize
 
     formats = ("png", "dicom") if args.format == "both" else (args.format,)
     result = synthesize(args.checkpoint, args.cohort, args.out, n_styles=args.n_styles, split=args.split,

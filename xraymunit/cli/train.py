@@ -1,4 +1,4 @@
-"""`xraymunit train`: config file + overrides → TrainConfig → xraymunit.train.train()."""
+"""`xraymunit train`: config file + overrides → TrainConfig → xraymunit.training.stage.train()."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from xraymunit import config
     from xraymunit.config.train import TrainConfig
-    from xraymunit.train import train
+    from xraymunit.training.stage import train
 
     overrides = list(args.overrides)
     if args.device:

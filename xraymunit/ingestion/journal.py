@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from xraymunit.io import atomic, outdir
-from xraymunit.ingest.settings import JOURNAL_PREFIX
+from xraymunit.ingestion.settings import JOURNAL_PREFIX
 
 
 class Journal:

@@ -36,7 +36,7 @@ from xraymunit.io import atomic, export, outdir
 from xraymunit.io.cohort import MANIFEST, Cohort
 from xraymunit.models import MunitGenerators
 from xraymunit.models.blocks import cast_for_rendering
-from xraymunit.train import amp_dtype
+from xraymunit.training.stage import amp_dtype
 
 log = logging.getLogger(__name__)
 
@@ -497,8 +497,3 @@ def _output_spacing(src, size: int) -> float | None:
     except TypeError:
         return None
     return None
-
-
-from xraymunit._api import make_callable  # noqa: E402
-
-make_callable(__name__)  # `xraymunit.synthesize(...)` calls synthesize()

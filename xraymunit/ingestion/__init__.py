@@ -20,18 +20,12 @@ worker for the time of one image.
 
 from __future__ import annotations
 
-from xraymunit.ingest.finalize import finalize
-from xraymunit.ingest.merge import merge
-from xraymunit.ingest.per_file import decode_file, scan_file, tune_allocator
-from xraymunit.ingest.settings import IngestError, IngestResult, IngestSettings
-from xraymunit.ingest.stage import ingest
-from xraymunit.ingest.walk import discover, in_shard, parse_shard
+from xraymunit.ingestion.finalize import finalize
+from xraymunit.ingestion.merge import merge
+from xraymunit.ingestion.per_file import decode_file, scan_file, tune_allocator
+from xraymunit.ingestion.settings import IngestError, IngestResult, IngestSettings
+from xraymunit.ingestion.stage import ingest
+from xraymunit.ingestion.walk import discover, in_shard, parse_shard
 
 __all__ = ["IngestError", "IngestResult", "IngestSettings", "decode_file", "discover", "finalize", "in_shard",
            "ingest", "merge", "parse_shard", "scan_file", "tune_allocator"]
-
-ingest.__module__ = merge.__module__ = __name__  # documented, pickled and shown as xraymunit.ingest.X
-
-from xraymunit._api import make_callable  # noqa: E402
-
-make_callable(__name__)  # `xraymunit.ingest(...)` calls ingest()

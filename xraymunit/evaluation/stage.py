@@ -525,8 +525,3 @@ def _concat(sets: list[ImageSet]) -> ImageSet:
     return ImageSet(torch.cat([s.images for s in sets]), np.concatenate([s.labels for s in sets]),
                     np.concatenate([s.keys for s in sets]), np.concatenate([s.patients for s in sets]),
                     np.concatenate([s.sources for s in sets]))
-
-
-from xraymunit._api import make_callable  # noqa: E402
-
-make_callable(__name__)  # `xraymunit.evaluate(...)` calls evaluate()

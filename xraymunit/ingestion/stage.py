@@ -11,13 +11,13 @@ from typing import Sequence
 from xraymunit import __version__
 from xraymunit.io import atomic, dicom, manifest, outdir
 from xraymunit.io.cohort import INGEST_REPORT
-from xraymunit.ingest.finalize import finalize
-from xraymunit.ingest.journal import (RETRIED, FileState, Journal, files_list_bytes, files_list_name, journal_name,
+from xraymunit.ingestion.finalize import finalize
+from xraymunit.ingestion.journal import (RETRIED, FileState, Journal, files_list_bytes, files_list_name, journal_name,
                                       load_state, status_of)
-from xraymunit.ingest.entries import EntryCheck, close_writers, new_run_token
-from xraymunit.ingest.per_file import Runner, decode_task, progress_bar, scan_task, tune_allocator
-from xraymunit.ingest.settings import IngestError, IngestResult, IngestSettings, PRIVATE
-from xraymunit.ingest.walk import discover, in_shard, parse_shard
+from xraymunit.ingestion.entries import EntryCheck, close_writers, new_run_token
+from xraymunit.ingestion.per_file import Runner, decode_task, progress_bar, scan_task, tune_allocator
+from xraymunit.ingestion.settings import IngestError, IngestResult, IngestSettings, PRIVATE
+from xraymunit.ingestion.walk import discover, in_shard, parse_shard
 
 # what ingest writes in --out: links there are refused before anything is written (outdir.check_links)
 OUT_PATHS = (PRIVATE, f"{PRIVATE}/journal.jsonl", f"{PRIVATE}/salt.key", f"{PRIVATE}/files.txt", f"{PRIVATE}/entries",

@@ -6,7 +6,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from xraymunit.ingest.walk import discover
+from xraymunit.ingestion.walk import discover
 
 
 def _unreadable(monkeypatch, folder):
@@ -27,7 +27,7 @@ def test_an_unreadable_subfolder_is_warned_about_and_listed(tmp_path, monkeypatc
         (tmp_path / rel).write_bytes(b"x")
     _unreadable(monkeypatch, tmp_path.resolve() / "locked")
     unreadable = []
-    with caplog.at_level(logging.WARNING, logger="xraymunit.ingest.walk"):
+    with caplog.at_level(logging.WARNING, logger="xraymunit.ingestion.walk"):
         rels = discover(tmp_path, unreadable=unreadable)
     assert rels == ["a/1.dcm", "b/3.dcm"]
     assert unreadable == [str(tmp_path.resolve() / "locked")]
@@ -36,7 +36,7 @@ def test_an_unreadable_subfolder_is_warned_about_and_listed(tmp_path, monkeypatc
 
 
 def test_the_ingest_report_counts_unreadable_folders(tmp_path, monkeypatch):
-    from xraymunit.ingest import ingest
+    from xraymunit.ingestion import ingest
 
     src = tmp_path / "in"
     rng = np.random.default_rng(0)

@@ -12,8 +12,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from xraymunit.io import dicom, raster
-from xraymunit.ingest.entries import writer_for
-from xraymunit.ingest.settings import IngestError, IngestSettings
+from xraymunit.ingestion.entries import writer_for
+from xraymunit.ingestion.settings import IngestError, IngestSettings
 
 
 def scan_file(path: Path, settings: IngestSettings) -> dict:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from xraymunit.ingest.entries import (
+from xraymunit.ingestion.entries import (
     EntryCheck, SegmentWriter, close_writers, entry_bytes, new_run_token, read_entry, remove_unreferenced, writer_for)
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Sequence
 
 from xraymunit.io import manifest, outdir
-from xraymunit.ingest.finalize import finalize
-from xraymunit.ingest.journal import FileState, files_list_name, journal_name, load_state, read_files_list, read_journals
-from xraymunit.ingest.settings import ENTRIES, IngestError, IngestResult, IngestSettings, PRIVATE
-from xraymunit.ingest.stage import OUT_PATHS
+from xraymunit.ingestion.finalize import finalize
+from xraymunit.ingestion.journal import FileState, files_list_name, journal_name, load_state, read_files_list, read_journals
+from xraymunit.ingestion.settings import ENTRIES, IngestError, IngestResult, IngestSettings, PRIVATE
+from xraymunit.ingestion.stage import OUT_PATHS
 
 
 @outdir.owns("ingest --merge", "out_dir", guard=OUT_PATHS, private=(PRIVATE,))

@@ -626,8 +626,3 @@ def _format_losses(losses: dict[str, torch.Tensor]) -> str:
 
 def _ckpt_step(path: Path) -> int:
     return int(checkpoint.load(path)["step"])
-
-
-from xraymunit._api import make_callable  # noqa: E402
-
-make_callable(__name__)  # `xraymunit.train(...)` calls train()

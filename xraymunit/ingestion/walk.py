@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from xraymunit.ingest.settings import PRIVATE, IngestError
+from xraymunit.ingestion.settings import PRIVATE, IngestError
 from xraymunit.io import outdir
 from xraymunit.io.cohort import CACHE_IMAGES, INGEST_REPORT, MANIFEST
 

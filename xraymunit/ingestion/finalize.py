@@ -14,10 +14,10 @@ import numpy as np
 from xraymunit import __version__
 from xraymunit.io import atomic, dicom, manifest
 from xraymunit.io.cohort import CACHE_IMAGES, CACHE_META, INGEST_REPORT, MANIFEST
-from xraymunit.ingest.journal import FileState, status_of
-from xraymunit.ingest.entries import EntryCheck, entry_bytes, read_entry, remove_unreferenced
-from xraymunit.ingest.per_file import progress_bar
-from xraymunit.ingest.settings import ENTRIES, IngestError, IngestSettings, PIPELINE_VERSION, PRIVATE
+from xraymunit.ingestion.journal import FileState, status_of
+from xraymunit.ingestion.entries import EntryCheck, entry_bytes, read_entry, remove_unreferenced
+from xraymunit.ingestion.per_file import progress_bar
+from xraymunit.ingestion.settings import ENTRIES, IngestError, IngestSettings, PIPELINE_VERSION, PRIVATE
 
 
 def finalize(out: Path, records: list[tuple[str, FileState]], settings: IngestSettings,

@@ -22,7 +22,7 @@ from typing import Iterable
 
 import numpy as np
 
-from xraymunit.ingest.settings import ENTRIES
+from xraymunit.ingestion.settings import ENTRIES
 from xraymunit.io import outdir
 
 SEGMENT_PREFIX = "seg-"
