@@ -1,0 +1,42 @@
+"""Confounds caught before training: what, besides the finding, separates the two domains.
+
+MUNIT learns *whatever* tells domain A from domain B. If the abnormal images come from
+another hospital, scanner, intensity window or view, the "abnormal style" it learns is that
+acquisition difference, not the disease. Two tools, both on an opened `Cohort`:
+
+- `domain_profile`: per domain, the distribution of each acquisition factor (source, vendor,
+  window, view, photometric, bits stored, original size, black borders, intensity percentiles).
+- `shortcut_test`: how well a *trivial* model separates the domains from (a) header metadata
+  alone, (b) an 8×8 thumbnail alone, (c) a 16-bin intensity histogram alone. Each model is an
+  L2-regularised logistic regression fitted on the train split and scored on the val split.
+
+Decision rule. A test warns when the *lower* bound of its val AUROC confidence interval
+exceeds `WARN_AUROC` (0.70, "acceptable discrimination" by the usual reading of AUROC): the
+warning needs evidence that the shortcut is strong, not a lucky draw. The interval is the
+union of a patient-level bootstrap percentile CI and a Wilson score interval with n = the
+smaller number of val patients per domain. The Wilson part rests on AUROC's maximum-variance
+bound, Var ≤ AUROC(1 − AUROC)/min(n_a, n_b) (Birnbaum & Klose 1957), so, unlike the bootstrap
+or DeLong, it does not collapse to a point when a small val set happens to separate
+perfectly. A consequence, on purpose: with fewer than `min_val_patients_to_warn` (9 at the
+defaults) val patients in a domain nothing can warn, and the result says so.
+
+The thumbnail and histogram tests see the images as cached (after windowing), so they also
+see the disease itself when it changes global intensity (large effusions, white-outs): a
+warning there is a prompt to look at `domain_profile`, not proof of a scanner artefact.
+No torch: numpy, pandas and scipy only.
+
+Modules: `features` (rows and feature matrices), `model` (the trivial model and the decision
+rule), `shortcut` (the two tools and `check`, what train runs first), `report` (messages,
+remedies, tables).
+"""
+
+from __future__ import annotations
+
+from xraymunit.confounds.features import image_features
+from xraymunit.confounds.model import CI_LEVEL, WARN_AUROC, auroc_ci, fit_logistic, min_val_patients_to_warn
+from xraymunit.confounds.report import remedy, shortcut_table, summary_lines, warnings, write_shortcut_report
+from xraymunit.confounds.shortcut import check, domain_profile, shortcut_test
+
+__all__ = ["domain_profile", "shortcut_test", "warnings", "write_shortcut_report", "shortcut_table", "summary_lines",
+           "check", "remedy", "fit_logistic", "auroc_ci", "image_features", "min_val_patients_to_warn",
+           "WARN_AUROC", "CI_LEVEL"]
