@@ -47,8 +47,7 @@ def _png(path: Path) -> np.ndarray:
 
 
 def _stack(cohort: Cohort, rows: pd.DataFrame) -> torch.Tensor:
-    x = torch.from_numpy(cohort.stack(rows["cache_index"].to_numpy()))[:, None].float()
-    return torch.nn.functional.interpolate(x, size=(SIZE, SIZE), mode="area").clamp(0, 1)
+    return cohort.tensor(rows["cache_index"].to_numpy(), SIZE)
 
 
 def _describe(judge: J.Judge, x: torch.Tensor, ref_features: np.ndarray, sources: torch.Tensor | None) -> dict:

@@ -90,6 +90,16 @@ class Cohort:
         out[order] = self.images[idx[order]].astype(np.float32) / 65535.0
         return out
 
+    def tensor(self, cache_indices, size: int | None = None):
+        """Several images as a torch tensor (n, 1, size, size) in [0, 1], area-shrunk like the
+        training loader (the quality monitor and the study's controls read images this way)."""
+        import torch
+
+        x = torch.from_numpy(self.stack(cache_indices))[:, None]
+        if size is not None and x.shape[-1] != size:
+            x = torch.nn.functional.interpolate(x, size=(size, size), mode="area")
+        return x.clamp(0, 1)
+
     def report(self) -> dict:
         path = self.root / INGEST_REPORT
         return json.loads(path.read_text()) if path.is_file() else {}
