@@ -8,7 +8,9 @@ torch is imported inside the functions: the CLI imports this module to build `--
 from __future__ import annotations
 
 import os
+import platform
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xraymunit.errors import XraymunitError
@@ -87,6 +89,23 @@ def amp_dtype(setting: str, device: "torch.device") -> "torch.dtype | None":
 
 def use_channels_last(setting: str, device: "torch.device") -> bool:
     return setting == "on" or (setting == "auto" and device.type == "cuda")
+
+
+CPU_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "amx")  # what decides fp32/bf16 speed on a CPU
+
+
+def cpu_description() -> dict:
+    """CPU model, core count and the flags that decide its speed: stated next to every CPU figure."""
+    cpu, flags = platform.processor() or "", []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = sorted(f for f in line.split(":", 1)[1].split() if f.startswith(CPU_FLAGS_OF_INTEREST))
+    except OSError:
+        pass
+    return {"cpu": cpu, "cpu_flags": flags, "cores": os.cpu_count()}
 
 
 def progress_enabled(requested: bool | None = None, stream=None) -> bool:

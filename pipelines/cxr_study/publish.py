@@ -20,6 +20,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from xraymunit.runtime import cpu_description
+
 REPO = Path(__file__).resolve().parents[2]
 PILOT_COLUMNS = ["step", "seconds", "images_seen", "a2b_success", "a2b_success_real_abnormal",
                  "a2b_success_real_normal", "a2b_fd", "a2b_fd_inputs", "a2b_diversity_lpips", "real_b_pairs_lpips",
@@ -38,20 +40,7 @@ def _read_csv(path: Path) -> list[dict]:
 
 
 def _machine() -> dict:
-    flags = []
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = sorted(f for f in line.split(":", 1)[1].split()
-                               if f.startswith(("avx512_bf16", "amx", "avx512f", "avx2")))
-    except OSError:
-        pass
-    import os
-
-    return {"cpu": cpu, "cpu_flags": flags, "cores": os.cpu_count(), "python": platform.python_version()}
+    return {**cpu_description(), "python": platform.python_version()}
 
 
 def gather(work: Path, results: Path) -> dict:
