@@ -55,3 +55,13 @@ def test_a_true_default_needs_a_no_flag():
 
     with pytest.raises(TypeError, match="--no-"):
         add_options(argparse.ArgumentParser(), Bad)
+
+
+def test_an_integer_default_of_one_is_shown():  # 1 == True must not hide it
+    @dataclass
+    class Workers:
+        workers: int = option(1, "processes", parse=int)
+
+    parser = argparse.ArgumentParser()
+    add_options(parser, Workers)
+    assert "processes (default: 1)" in parser.format_help()

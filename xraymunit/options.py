@@ -64,7 +64,8 @@ def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: 
             continue
         meta, default = field.metadata, _default(field)
         text = meta["help"]
-        if meta["show_default"] and default not in (None, False, True, "") and "default" not in text:
+        if meta["show_default"] and not (default is None or isinstance(default, bool) or default == "") \
+                and "default" not in text:
             text = f"{text} (default: {_shown(default)})"
         kwargs: dict[str, Any] = {"help": text.replace("%", "%%")}
         if meta["positional"]:
