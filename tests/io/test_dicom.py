@@ -11,6 +11,7 @@ from pydicom.uid import JPEGLSLossless
 
 from fixtures.dicom_builder import CR_MONO1_CHEST, _small, write_dataset, write_deflate_bomb
 from fixtures.ingest_fixtures import *  # noqa: F401,F403 (fixtures)
+from xraymunit.ingestion import demographics, rules
 from xraymunit.io import dicom
 
 RG1_UNCR = get_testdata_file("RG1_UNCR.dcm")
@@ -20,7 +21,7 @@ RG1_J2KR = get_testdata_file("RG1_J2KR.dcm")
 # ------------------------------------------------------------------ real files
 
 def test_real_philips_cr_header_metadata_and_privacy():
-    scan = dicom.scan_header(RG1_UNCR)
+    scan = rules.scan_header(RG1_UNCR)
     assert scan.status == "ok", scan
     m = scan.meta
     assert m["modality"] == "CR" and m["photometric"] == "MONOCHROME1" and m["bits_stored"] == 15
@@ -39,7 +40,7 @@ def test_real_philips_cr_header_metadata_and_privacy():
 def test_real_file_without_preamble_is_read_with_detected_syntax():
     head = CR_MONO1_CHEST.read_bytes()[:132]
     assert head[128:132] != b"DICM"
-    scan = dicom.scan_header(CR_MONO1_CHEST)
+    scan = rules.scan_header(CR_MONO1_CHEST)
     assert scan.status == "ok", scan
     assert scan.pixel["forced"] is True
     assert scan.meta["transfer_syntax"] == "Implicit VR Little Endian"
@@ -54,8 +55,8 @@ def test_real_file_without_preamble_is_read_with_detected_syntax():
 
 
 def test_native_read_matches_pydicom_and_j2k_lossless_matches_uncompressed():
-    unc = dicom.scan_header(RG1_UNCR)
-    j2k = dicom.scan_header(RG1_J2KR)
+    unc = rules.scan_header(RG1_UNCR)
+    j2k = rules.scan_header(RG1_J2KR)
     assert j2k.status == "ok" and j2k.meta["transfer_syntax"] == "JPEG 2000 Image Compression (Lossless Only)"
     assert j2k.pixel["length"] == -1 and unc.pixel["length"] == 1955 * 1841 * 2
     a = dicom.read_stored_pixels(RG1_UNCR, unc.pixel)
@@ -69,7 +70,7 @@ def test_jpeg_ls_decodes_like_its_uncompressed_twin(tmp_path):
     src = pydicom.dcmread(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"))
     src.Modality = "DX"
     path = write_dataset(src, tmp_path / "jls.dcm")
-    scan = dicom.scan_header(path)
+    scan = rules.scan_header(path)
     assert scan.status == "ok" and scan.pixel["transfer_syntax"] == JPEGLSLossless
     arr = dicom.read_stored_pixels(path, scan.pixel)
     np.testing.assert_array_equal(arr, pydicom.dcmread(get_testdata_file("MR_small.dcm")).pixel_array)
@@ -77,7 +78,7 @@ def test_jpeg_ls_decodes_like_its_uncompressed_twin(tmp_path):
 
 def test_unchanged_file_is_required_between_passes(tmp_path):
     path = shutil.copy(RG1_UNCR, tmp_path / "rg1.dcm")
-    scan = dicom.scan_header(path)
+    scan = rules.scan_header(path)
     with open(path, "ab") as fp:
         fp.write(b"\0\0")
     with pytest.raises(dicom.PixelError) as err:
@@ -113,7 +114,7 @@ EXPECTED = {
 
 @pytest.mark.parametrize("case", sorted(EXPECTED))
 def test_every_header_reason(built, case):
-    scan = dicom.scan_header(built.broken_root / built.broken[case])
+    scan = rules.scan_header(built.broken_root / built.broken[case])
     assert (scan.status, scan.reason) == EXPECTED[case], scan.detail
     assert scan.detail and str(built.broken_root) not in scan.detail
     assert scan.reason in dicom.REASONS
@@ -121,7 +122,7 @@ def test_every_header_reason(built, case):
 
 def test_decode_error_surfaces_in_the_pixel_pass(built):
     path = built.broken_root / built.broken["decode_error"]
-    scan = dicom.scan_header(path)
+    scan = rules.scan_header(path)
     assert scan.status == "ok"  # the header is fine; the codestream is junk
     with dicom.quiet_pydicom(), pytest.raises(dicom.PixelError) as err:
         dicom.read_stored_pixels(path, scan.pixel)
@@ -129,12 +130,12 @@ def test_decode_error_surfaces_in_the_pixel_pass(built):
 
 
 def test_missing_file_is_unreadable(tmp_path):
-    scan = dicom.scan_header(tmp_path / "gone.dcm")
+    scan = rules.scan_header(tmp_path / "gone.dcm")
     assert (scan.status, scan.reason) == ("failed", "unreadable")
 
 
 def test_dicomdir_lists_its_files(built):
-    scan = dicom.scan_header(built.site.root / "media" / "DICOMDIR")
+    scan = rules.scan_header(built.site.root / "media" / "DICOMDIR")
     assert scan.reason == "dicomdir"
     assert len(scan.referenced_files) == 2
     assert all((built.site.root / "media" / r).is_file() for r in scan.referenced_files)
@@ -159,15 +160,15 @@ def test_missing_decoder_plugin_is_reported_with_a_fix():
 
 def test_modality_list_is_configurable(built):
     path = built.broken_root / built.broken["modality"]
-    assert dicom.scan_header(path, modalities=("CR", "DX")).reason == "modality"
-    assert dicom.scan_header(path, modalities=("MR",)).status == "ok"
+    assert rules.scan_header(path, modalities=("CR", "DX")).reason == "modality"
+    assert rules.scan_header(path, modalities=("MR",)).status == "ok"
 
 
 def test_cr_sop_class_without_modality_counts_as_cr(tmp_path):
     ds = _small("NOMOD")
     ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
     del ds.Modality
-    scan = dicom.scan_header(write_dataset(ds, tmp_path / "x.dcm"))
+    scan = rules.scan_header(write_dataset(ds, tmp_path / "x.dcm"))
     assert scan.status == "ok" and scan.meta["modality"] == "CR"
 
 
@@ -176,22 +177,22 @@ def test_cr_sop_class_without_modality_counts_as_cr(tmp_path):
 @pytest.mark.parametrize("value,years", [("064Y", 64.0), ("018M", 1.5), ("003W", 0.06), ("010D", 0.03),
                                          ("95Y", 95.0), ("abc", None), ("", None)])
 def test_age_strings(value, years):
-    assert dicom.parse_age_string(value) == years
+    assert demographics.parse_age_string(value) == years
 
 
 def test_age_from_dates_is_capped_and_birth_date_never_returned():
     ds = pydicom.Dataset()
     ds.PatientBirthDate, ds.StudyDate = "19000101", "20200101"
-    assert dicom.patient_age(ds) == 90.0
+    assert demographics.patient_age(ds) == 90.0
     ds.PatientBirthDate, ds.StudyDate = "19800615", "20200614"
-    assert dicom.patient_age(ds) == 39.0  # the day before the 40th birthday
+    assert demographics.patient_age(ds) == 39.0  # the day before the 40th birthday
     ds.PatientAge = "097Y"
-    assert dicom.patient_age(ds) == 90.0
+    assert demographics.patient_age(ds) == 90.0
     ds = pydicom.Dataset()
     with dicom.quiet_pydicom():  # pydicom warns about the dotted dates; ingest reads them anyway
         ds.PatientBirthDate, ds.AcquisitionDate = "1950.02.01", "1993.02.24"  # ACR-NEMA dates, no StudyDate
-        assert dicom.patient_age(ds) == 43.0
-    assert dicom.patient_age(pydicom.Dataset()) is None
+        assert demographics.patient_age(ds) == 43.0
+    assert demographics.patient_age(pydicom.Dataset()) is None
 
 
 def test_spacing_prefers_imager_and_ignores_zero():
@@ -241,19 +242,19 @@ class InflateCounter:
 
     def __init__(self, monkeypatch):
         self.total = 0
-        original = dicom._Inflater.read
+        original = dicom.Inflater.read
 
         def read(inflater, n, _original=original):
             out = _original(inflater, n)
             self.total += len(out)
             return out
 
-        monkeypatch.setattr(dicom._Inflater, "read", read)
+        monkeypatch.setattr(dicom.Inflater, "read", read)
 
 
 def test_deflated_dataset_is_read_with_bounded_inflation(tmp_path):
     path, ds = _deflated_copy(tmp_path)
-    scan = dicom.scan_header(path)
+    scan = rules.scan_header(path)
     assert scan.status == "ok", scan.detail
     assert scan.meta["transfer_syntax"] == "Deflated Explicit VR Little Endian"
     assert scan.pixel["deflate_start"] > 0 and scan.pixel["offset"] > 0
@@ -266,7 +267,7 @@ def test_deflate_bomb_pixel_element_is_refused_before_inflating_it(tmp_path, mon
     path = write_deflate_bomb(tmp_path / "bomb.dcm", 128 << 20)  # 128 MiB of pixels for a 256x256 image
     assert path.stat().st_size < 200_000
     counter = InflateCounter(monkeypatch)
-    scan = dicom.scan_header(path)
+    scan = rules.scan_header(path)
     assert (scan.status, scan.reason) == ("failed", "decompression_bomb")
     assert "decompression_bomb" in dicom.FAIL_REASONS
     assert counter.total < 2 << 20  # the header only, not the 128 MiB
@@ -275,11 +276,11 @@ def test_deflate_bomb_pixel_element_is_refused_before_inflating_it(tmp_path, mon
 def test_deflate_bomb_trailing_data_stops_at_the_bound(tmp_path, monkeypatch):
     path = write_deflate_bomb(tmp_path / "bomb.dcm", 256 * 256 * 2, trailing=96 << 20)
     counter = InflateCounter(monkeypatch)
-    scan = dicom.scan_header(path)
+    scan = rules.scan_header(path)
     assert (scan.status, scan.reason) == ("failed", "decompression_bomb"), scan.detail
     assert counter.total <= 256 * 256 * 2 + dicom.INFLATE_SLACK + 2 * dicom.INFLATE_CHUNK  # not 96 MiB
     ok = write_deflate_bomb(tmp_path / "fine.dcm", 256 * 256 * 2, trailing=1 << 20)  # some padding is fine
-    assert dicom.scan_header(ok).status == "ok"
+    assert rules.scan_header(ok).status == "ok"
 
 
 def test_deflate_bomb_peak_memory_stays_flat(tmp_path):
@@ -290,9 +291,9 @@ def test_deflate_bomb_peak_memory_stays_flat(tmp_path):
     path = write_deflate_bomb(tmp_path / "bomb.dcm", 512 * 512 * 2, rows=512, columns=512, trailing=256 << 20)
     code = (
         "import resource, sys\n"
-        "from xraymunit.io import dicom\n"
+        "from xraymunit.ingestion import rules\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "scan = dicom.scan_header(sys.argv[1])\n"
+        "scan = rules.scan_header(sys.argv[1])\n"
         "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "print(scan.reason, (after - before) // 1024)\n"
     )
@@ -308,7 +309,7 @@ def test_codestream_larger_than_the_header_is_not_decoded(built, tmp_path):
     rows, cols = ds.Rows, ds.Columns
     ds.Rows, ds.Columns = rows // 2, cols // 2  # the codestream still says rows x cols
     path = write_dataset(ds, tmp_path / "lying.dcm")
-    scan = dicom.scan_header(path)
+    scan = rules.scan_header(path)
     assert scan.status == "ok"
     with open(path, "rb") as fp:
         assert dicom.codestream_problem(fp, scan.pixel["offset"], rows, cols) is None
@@ -323,7 +324,7 @@ def test_deleted_or_replaced_file_between_passes(tmp_path):
     import os
 
     path = shutil.copy(RG1_UNCR, tmp_path / "rg1.dcm")
-    scan = dicom.scan_header(path)
+    scan = rules.scan_header(path)
     st = os.stat(path)
     other = shutil.copy(RG1_UNCR, tmp_path / "other.dcm")
     os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))

@@ -11,21 +11,34 @@ Stages of one run, each resumable from the journal in `cohort/private/`:
 4. finalize — labels, pseudonymous keys, patient-level splits, then the cache
             (`cache/images.npy`, uint16 memmap), `manifest.parquet`, `ingest_report.json`.
 
-Modules: `settings` (options, results, errors), `walk` (files, shards), `journal` (resume
-state), `entries` (cache entries in append-only segments), `per_file` (one file's work,
-worker processes), `stage` (the run), `finalize`, `merge`. `--shard I/N` runs steps 1-3 on a stable hash partition of the files; `merge()` runs
+Modules: `options` (every option, declared once), `settings` (the fingerprinted subset,
+results, errors), `rules` (which files are ingested), `demographics` (manifest facts),
+`keys` (salt, pseudonymous keys), `labels` (labels CSV), `splits` (patient splits),
+`walk` (files, shards), `journal` (resume state), `entries` (cache entries in append-only
+segments), `per_file` (one file's work, worker processes), `stage` (the run), `finish`
+(finalize), `shards` (merge).
+`--shard I/N` runs steps 1-3 on a stable hash partition of the files; `merge()` runs
 step 4 over several shard folders. Memory stays flat: pixel arrays live only inside a
 worker for the time of one image.
 """
 
 from __future__ import annotations
 
-from xraymunit.ingestion.finalize import finalize
-from xraymunit.ingestion.merge import merge
-from xraymunit.ingestion.per_file import decode_file, scan_file, tune_allocator
-from xraymunit.ingestion.settings import IngestError, IngestResult, IngestSettings
-from xraymunit.ingestion.stage import ingest
-from xraymunit.ingestion.walk import discover, in_shard, parse_shard
+import importlib
 
-__all__ = ["IngestError", "IngestResult", "IngestSettings", "decode_file", "discover", "finalize", "in_shard",
-           "ingest", "merge", "parse_shard", "scan_file", "tune_allocator"]
+# exported lazily: `ingestion.options` (read by the CLI for --help) must not import pandas or pydicom;
+# the modules are named apart from these functions, so no submodule shadows one
+_EXPORTS = {
+    "IngestError": "settings", "IngestResult": "settings", "IngestSettings": "settings", "IngestOptions": "options",
+    "decode_file": "per_file", "scan_file": "per_file", "tune_allocator": "per_file", "discover": "walk",
+    "in_shard": "walk", "parse_shard": "walk", "finalize": "finish", "ingest": "stage", "merge": "shards",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"xraymunit.ingestion.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'xraymunit.ingestion' has no attribute {name!r}")

@@ -26,6 +26,8 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._fp = open(path, "a", encoding="utf-8")
+        if self._fp.tell() > 0 and not _ends_with_newline(path):
+            self._fp.write("\n")  # end a torn last line: the next record must not be glued to it
         self._last_flush = self._last_sync = time.monotonic()
 
     def write(self, record: dict) -> None:
@@ -49,6 +51,12 @@ class Journal:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as fp:
+        fp.seek(-1, os.SEEK_END)
+        return fp.read(1) == b"\n"
 
 
 def journal_name(shard: tuple[int, int] | None) -> str:

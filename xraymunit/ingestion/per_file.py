@@ -12,8 +12,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from xraymunit.io import dicom, raster
+from xraymunit.ingestion import rules
+from xraymunit.io.dicom_pixels import simpleitk_fallback_possible
 from xraymunit.ingestion.entries import writer_for
-from xraymunit.ingestion.settings import IngestError, IngestSettings
+from xraymunit.ingestion.settings import MAX_ASPECT, IngestError, IngestSettings
 
 
 def scan_file(path: Path, settings: IngestSettings) -> dict:
@@ -26,7 +28,7 @@ def scan_file(path: Path, settings: IngestSettings) -> dict:
             st = os.fstat(fp.fileno())
             fmt = raster.sniff_format(fp.read(16))
             if fmt is None:
-                result = dicom.scan_open_file(fp, st, settings.modalities, settings.min_side,
+                result = rules.scan_open_file(fp, st, settings.modalities, settings.min_side,
                                               settings.max_side).to_json()
             else:
                 result = _scan_raster(fp, fmt, settings)
@@ -50,7 +52,7 @@ def _scan_raster(fp, fmt: str, settings: IngestSettings) -> dict:
     if rows <= 0 or cols <= 0:
         scan.status, scan.reason, scan.detail = "failed", "zero_size", f"{rows} x {cols}"
     elif (min(rows, cols) < settings.min_side or max(rows, cols) > settings.max_side
-          or max(rows, cols) / min(rows, cols) > dicom.MAX_ASPECT):
+          or max(rows, cols) / min(rows, cols) > MAX_ASPECT):
         scan.status, scan.reason = "failed", "absurd_dimensions"
         scan.detail = f"{rows} x {cols} (accepted: sides {settings.min_side}-{settings.max_side})"
     return scan.to_json()
@@ -66,8 +68,9 @@ def _chain(settings: IngestSettings):
     if _CHAIN is None or _CHAIN_FP != settings.fingerprint:
         from xraymunit.data.transforms import ingest_transforms
 
+        extra = {} if settings.spacing_mm is None else {"spacing_mm": settings.spacing_mm}  # a chain without it: as before
         _CHAIN = ingest_transforms(size=settings.size, fit=settings.fit, window=settings.window,
-                                   percentiles=settings.percentiles, contrast=settings.contrast)
+                                   percentiles=settings.percentiles, contrast=settings.contrast, **extra)
         _CHAIN_FP = settings.fingerprint
     return _CHAIN
 
@@ -98,20 +101,11 @@ def decode_file(path: Path, scan: dict, private: Path, run_token: str, settings:
     if changed:
         return changed
     try:
-        out = _chain(settings)({"image": str(path), "header": scan})
+        out = _run_chain(path, scan, settings)
     except MemoryError:
         return _changed(path, ident) or {"status": "failed", "reason": "decode_error", "detail": "out of memory"}
     except Exception as exc:
-        cause = _root_cause(exc)
-        if isinstance(cause, dicom.PixelError):
-            return _changed(path, ident) or {"status": "failed", "reason": cause.reason, "detail": cause.detail}
-        if isinstance(cause, (FileNotFoundError, NotADirectoryError)):
-            return {"status": "failed", "reason": "missing_file", "detail": dicom.safe_detail(cause, "missing_file")}
-        if isinstance(cause, OSError) and "truncated" in str(cause).lower():
-            return _changed(path, ident) or {"status": "failed", "reason": "truncated",
-                                             "detail": dicom.safe_detail(cause, "truncated")}
-        return _changed(path, ident) or {"status": "failed", "reason": "decode_error",
-                                         "detail": dicom.safe_detail(cause, "decode_error")}
+        return _failure(path, ident, _root_cause(exc))
     changed = _changed(path, ident)  # replaced while being read: its pixels are not the header's
     if changed:
         return changed
@@ -126,6 +120,38 @@ def decode_file(path: Path, scan: dict, private: Path, run_token: str, settings:
     meta = out["image_meta_dict"]
     return {"status": "ok", "window_source": meta.get("window_source"), "window": meta.get("window"),
             "steps": meta.get("steps", []), **location}
+
+
+def _run_chain(path: Path, scan: dict, settings: IngestSettings) -> dict:
+    """The pixel chain on one file. When no pydicom plugin can decode its compressed pixel data,
+    once more with SimpleITK (GDCM) as the decoder; the step list then says "simpleitk_fallback"."""
+    pixel = scan.get("pixel") or {}
+    if pixel.get("decoder") != "simpleitk":
+        try:
+            return _chain(settings)({"image": str(path), "header": scan})
+        except Exception as exc:
+            cause = _root_cause(exc)
+            if not (isinstance(cause, dicom.PixelError) and cause.reason == "unsupported_transfer_syntax"
+                    and simpleitk_fallback_possible(pixel.get("transfer_syntax", ""))):
+                raise
+        scan = {**scan, "pixel": {**pixel, "decoder": "simpleitk"}}
+    out = _chain(settings)({"image": str(path), "header": scan})
+    steps = out["image_meta_dict"].setdefault("steps", [])
+    steps.insert(1 if steps else 0, "simpleitk_fallback")
+    return out
+
+
+def _failure(path: Path, ident: dict | None, cause: BaseException) -> dict:
+    """The failed result for an exception of the pixel chain (a file changed meanwhile says so first)."""
+    if isinstance(cause, dicom.PixelError):
+        return _changed(path, ident) or {"status": "failed", "reason": cause.reason, "detail": cause.detail}
+    if isinstance(cause, (FileNotFoundError, NotADirectoryError)):
+        return {"status": "failed", "reason": "missing_file", "detail": dicom.safe_detail(cause, "missing_file")}
+    if isinstance(cause, OSError) and "truncated" in str(cause).lower():
+        return _changed(path, ident) or {"status": "failed", "reason": "truncated",
+                                         "detail": dicom.safe_detail(cause, "truncated")}
+    return _changed(path, ident) or {"status": "failed", "reason": "decode_error",
+                                     "detail": dicom.safe_detail(cause, "decode_error")}
 
 
 def _ident_of(scan: dict) -> dict | None:

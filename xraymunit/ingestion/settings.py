@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xraymunit.errors import XraymunitError
-from xraymunit.io import dicom
 
 
 PIPELINE_VERSION = 1  # bump when the pixel path changes: cached entries are then re-decoded
@@ -19,6 +18,12 @@ PIPELINE_VERSION = 1  # bump when the pixel path changes: cached entries are the
 FITS = ("pad", "crop")
 WINDOW_MODES = ("auto", "percentile")
 CONTRASTS = ("none", "equalize", "clahe")
+# which files are accepted (applied by `rules`); here so that options import without pydicom
+DEFAULT_MODALITIES = ("CR", "DX")
+DEFAULT_MIN_SIDE = 64
+DEFAULT_MAX_SIDE = 12000
+MAX_ASPECT = 5.0
+DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)  # train/val/test fractions of patients (see `splits`)
 PRIVATE = "private"
 ENTRIES = "entries"
 JOURNAL_PREFIX = "journal"
@@ -40,10 +45,11 @@ class IngestSettings:
     fit: str = "pad"
     window: str = "auto"
     percentiles: tuple[float, float] = (0.5, 99.5)
-    modalities: tuple[str, ...] = dicom.DEFAULT_MODALITIES
-    min_side: int = dicom.DEFAULT_MIN_SIDE
-    max_side: int = dicom.DEFAULT_MAX_SIDE
+    modalities: tuple[str, ...] = DEFAULT_MODALITIES
+    min_side: int = DEFAULT_MIN_SIDE
+    max_side: int = DEFAULT_MAX_SIDE
     contrast: str = "none"
+    spacing_mm: float | None = None  # resample to this pixel spacing first; None = off
 
     def validate(self) -> "IngestSettings":
         if not 16 <= int(self.size) <= 4096:
@@ -61,13 +67,18 @@ class IngestSettings:
             raise IngestError("--modalities must name at least one modality (e.g. CR,DX)")
         if not 1 <= self.min_side <= self.max_side:
             raise IngestError(f"--min-side/--max-side must satisfy 1 <= min <= max, got {self.min_side}/{self.max_side}")
+        if self.spacing_mm is not None and not 0.01 <= self.spacing_mm <= 10:
+            raise IngestError(f"--spacing-mm must be between 0.01 and 10 mm, got {self.spacing_mm}")
         return self
 
     def to_json(self) -> dict:
         data = {**dataclasses.asdict(self), "percentiles": list(self.percentiles),
                 "modalities": list(self.modalities), "pipeline_version": PIPELINE_VERSION}
-        if self.contrast == "none":  # absent = none: cohorts ingested before the option keep their fingerprint
+        # options added later are absent at their old behaviour: earlier cohorts keep their fingerprint
+        if self.contrast == "none":
             del data["contrast"]
+        if self.spacing_mm is None:
+            del data["spacing_mm"]
         return data
 
     @functools.cached_property  # asked for once per file; the settings are frozen

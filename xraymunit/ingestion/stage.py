@@ -6,12 +6,16 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 from xraymunit import __version__
-from xraymunit.io import atomic, dicom, manifest, outdir
+from xraymunit.io import atomic, dicom, outdir
 from xraymunit.io.cohort import INGEST_REPORT
-from xraymunit.ingestion.finalize import finalize
+from xraymunit.ingestion.finish import finalize
+from xraymunit.ingestion.labels import KEY_PRIORITY, LabelsError, LabelTable, load_labels
+from xraymunit.ingestion.options import IngestOptions, build_options
+from xraymunit.ingestion.splits import check_fractions
+from xraymunit.runtime import progress_enabled
 from xraymunit.ingestion.journal import (RETRIED, FileState, Journal, files_list_bytes, files_list_name, journal_name,
                                       load_state, status_of)
 from xraymunit.ingestion.entries import EntryCheck, close_writers, new_run_token
@@ -26,64 +30,47 @@ OUT_PATHS = (PRIVATE, f"{PRIVATE}/journal.jsonl", f"{PRIVATE}/salt.key", f"{PRIV
 
 def _shard_part(args: dict) -> str | None:
     """Shards of one job array may write one folder at once (their journals and segments are their own)."""
-    shard = parse_shard(args["shard"])
+    shard = parse_shard(args["opts"].shard)
     return None if shard is None else f"shard-{shard[0]}-of-{shard[1]}"
 
 
-@outdir.owns("ingest", "out_dir", guard=OUT_PATHS, private=(PRIVATE,), part=_shard_part)
-def ingest(
-    input_dir: str | os.PathLike,
-    out_dir: str | os.PathLike = "cohort",
-    labels: str | os.PathLike | None = None,
-    size: int = 256,
-    workers: int = 1,
-    shard: str | tuple[int, int] | None = None,
-    modalities: Sequence[str] = dicom.DEFAULT_MODALITIES,
-    fit: str = "pad",
-    window: str = "auto",
-    percentiles: Sequence[float] = (0.5, 99.5),
-    contrast: str = "none",
-    salt_file: str | os.PathLike | None = None,
-    split: Sequence[float] = manifest.DEFAULT_FRACTIONS,
-    min_side: int = dicom.DEFAULT_MIN_SIDE,
-    max_side: int = dicom.DEFAULT_MAX_SIDE,
-    progress: bool = True,
-) -> IngestResult:
+def ingest(input_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
+           options: IngestOptions | None = None, **overrides: Any) -> IngestResult:
     """Ingest a folder of DICOM (or PNG/JPEG) radiographs into the cohort folder `out_dir`.
 
     Args:
-        input_dir: folder walked recursively (files with or without .dcm; DICOMDIR honoured).
-        out_dir: cohort folder (created; reruns resume from its private/ journal).
-        labels: optional labels CSV (see README "Ingest" for accepted columns).
-        size: side of the cached square images.
-        workers: decode processes (1 = in this process).
-        shard: "I/N": process only that hash partition and stop before finalizing.
-        modalities: DICOM modalities to keep; others are skipped with reason "modality".
-        fit: "pad" (default) or "crop" to make images square.
-        window: "auto" (VOI LUT / window / percentile) or "percentile".
-        percentiles: low/high percentiles of the robust window.
-        contrast: "none", "equalize" (histogram equalisation) or "clahe" (scikit-image), after windowing.
-        salt_file: use (or create) this salt instead of private/salt.key.
-        split: train/val/test fractions of patients.
-        min_side / max_side: plausible image side range; outside it is "absurd_dimensions".
-        progress: show tqdm progress bars.
+        input_dir: folder walked recursively (files with or without .dcm; DICOMDIR honoured);
+            default `options.input_dir`.
+        out_dir: cohort folder (created; reruns resume from its private/ journal); default
+            `options.out` ("cohort").
+        options: an `IngestOptions` (every option, its default and meaning: `xraymunit ingest --help`).
+        **overrides: options by field name, e.g. `labels=`, `size=256`, `workers=`, `shard="3/16"`,
+            `modalities=`, `fit=`, `window=`, `percentiles=`, `contrast=`, `salt_file=`, `split=`,
+            `min_side=`, `max_side=`, `spacing_mm=`, `progress=` (None: bars only on a terminal).
+            An unknown name is an IngestError.
     """
+    opts = build_options(options, overrides, input_dir=input_dir, out=out_dir)
+    if opts.input_dir is None:
+        raise IngestError("DICOM_DIR is required (or use --merge SHARD_DIR ...)")
+    return _ingest(opts.out, opts)
+
+
+@outdir.owns("ingest", "out_dir", guard=OUT_PATHS, private=(PRIVATE,), part=_shard_part)
+def _ingest(out_dir: str | os.PathLike, opts: IngestOptions) -> IngestResult:
     t0 = time.monotonic()
-    root = Path(input_dir)
+    root = Path(opts.input_dir)
     if not root.is_dir():
         raise IngestError(f"input folder not found: {root}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise IngestError(f"--out {out} exists and is not a folder")
-    if int(workers) < 1:
-        raise IngestError(f"--workers must be at least 1, got {workers}")
-    settings = IngestSettings(size=int(size), fit=fit, window=window,
-                              percentiles=tuple(float(p) for p in percentiles),  # type: ignore[arg-type]
-                              modalities=tuple(m.strip().upper() for m in modalities if m.strip()),
-                              min_side=int(min_side), max_side=int(max_side), contrast=contrast).validate()
-    shard_t = parse_shard(shard)
-    fractions = manifest.check_fractions(split)
-    table = manifest.load_labels(labels) if labels is not None else None
+    if int(opts.workers) < 1:
+        raise IngestError(f"--workers must be at least 1, got {opts.workers}")
+    settings = opts.settings()
+    shard_t = parse_shard(opts.shard)
+    fractions = check_fractions(opts.split)
+    table = load_labels(opts.labels) if opts.labels is not None else None
+    progress = progress_enabled(opts.progress)
 
     private = out / PRIVATE
     private.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -92,28 +79,14 @@ def ingest(
     unreadable: list[str] = []  # folders the walk could not list (warned); counted in the report
     all_rels = discover(root, exclude=[out], unreadable=unreadable)
     rels = [r for r in all_rels if in_shard(r, shard_t)]
-    fp = settings.fingerprint
-    state = load_state(private, fp)
-    phases["walk_and_journal"], tick = time.monotonic() - tick, time.monotonic()
+    state = load_state(private, settings.fingerprint)
+    phases["walk_and_journal"] = time.monotonic() - tick
 
     tune_allocator()
-    runner = Runner(int(workers))
-    decoded = reused = 0
+    runner = Runner(int(opts.workers))
     try:
-        with dicom.quiet_pydicom(), Journal(private / journal_name(shard_t)) as journal:
-            journal.write({"type": "run", "fp": fp, "settings": settings.to_json(), "shard": shard_t,
-                           "input_root": str(root.resolve()), "files_total": len(all_rels),
-                           "files": len(rels), "xraymunit": __version__})
-            _header_pass(root, rels, state, settings, runner, journal, progress)
-            phases["headers"], tick = time.monotonic() - tick, time.monotonic()
-            _add_dicomdir_references(root, rels, state, shard_t, journal, fp)
-            if table is not None and shard_t is None:
-                _check_labels_match(table, state, rels)
-            decoded, reused = _decode_pass(root, private, rels, state, settings, runner, journal, progress)
-            phases["decode"], tick = time.monotonic() - tick, time.monotonic()
-            atomic.write_bytes(private / files_list_name(shard_t), files_list_bytes(rels))
-            journal.write({"type": "done", "fp": fp, "shard": shard_t, "files": len(rels),
-                           "files_total": len(all_rels)})
+        decoded, reused = _passes(root, private, all_rels, rels, state, settings, shard_t, table, runner,
+                                  progress, phases)
         runner.close()
     except BaseException:
         runner.close(abort=True)
@@ -127,14 +100,38 @@ def ingest(
         reasons = Counter(status_of(st)[1] for _, st in records if status_of(st)[1])
         return IngestResult(out, len(rels), dict(counts), dict(reasons), decoded, reused, finalized=False,
                             report={"shard": list(shard_t), "seconds": round(time.monotonic() - t0, 2)})
-    run = {"decoded": decoded, "reused": reused, "workers": int(workers), "unreadable_folders": len(unreadable)}
-    report = finalize(out, records, settings, table, salt_file, fractions, progress, run=run)
+    tick = time.monotonic()
+    run = {"decoded": decoded, "reused": reused, "workers": int(opts.workers), "unreadable_folders": len(unreadable)}
+    report = finalize(out, records, settings, table, opts.salt_file, fractions, progress, run=run)
     phases["finalize"] = time.monotonic() - tick
     run["seconds"] = round(time.monotonic() - t0, 2)
     run["phase_seconds"] = {k: round(v, 2) for k, v in phases.items()}
     atomic.write_json(out / INGEST_REPORT, report)  # again, now with the finalize time
     return IngestResult(out, len(rels), report["by_status"], report["by_reason"], decoded, reused,
                         finalized=True, report=report)
+
+
+def _passes(root: Path, private: Path, all_rels: list[str], rels: list[str], state: dict[str, FileState],
+            settings: IngestSettings, shard_t: tuple[int, int] | None, table: LabelTable | None, runner: Runner,
+            progress: bool, phases: dict[str, float]) -> tuple[int, int]:
+    """Steps 2-3 under one journal: header pass, DICOMDIR references, label check, decode pass."""
+    fp = settings.fingerprint
+    tick = time.monotonic()
+    with dicom.quiet_pydicom(), Journal(private / journal_name(shard_t)) as journal:
+        journal.write({"type": "run", "fp": fp, "settings": settings.to_json(), "shard": shard_t,
+                       "input_root": str(root.resolve()), "files_total": len(all_rels),
+                       "files": len(rels), "xraymunit": __version__})
+        _header_pass(root, rels, state, settings, runner, journal, progress)
+        phases["headers"], tick = time.monotonic() - tick, time.monotonic()
+        _add_dicomdir_references(root, rels, state, shard_t, journal, fp)
+        if table is not None and shard_t is None:
+            _check_labels_match(table, state, rels)
+        decoded, reused = _decode_pass(root, private, rels, state, settings, runner, journal, progress)
+        phases["decode"] = time.monotonic() - tick
+        atomic.write_bytes(private / files_list_name(shard_t), files_list_bytes(rels))
+        journal.write({"type": "done", "fp": fp, "shard": shard_t, "files": len(rels),
+                       "files_total": len(all_rels)})
+    return decoded, reused
 
 
 def _header_pass(root: Path, rels: list[str], state: dict[str, FileState], settings: IngestSettings,
@@ -183,17 +180,17 @@ def _add_dicomdir_references(root: Path, rels: list[str], state: dict[str, FileS
     rels.sort()
 
 
-def _check_labels_match(table: manifest.LabelTable, state: dict[str, FileState], rels: list[str]) -> None:
+def _check_labels_match(table: LabelTable, state: dict[str, FileState], rels: list[str]) -> None:
     """Before hours of decoding: a labels CSV that matches no image is a wrong CSV or column."""
     usable = [r for r in rels if state[r].header["scan"]["status"] == "ok"]
     if not usable:
         return
-    probe = manifest.LabelTable(table.n_rows, table.primary, table.columns, table.index, table.ambiguous)
+    probe = LabelTable(table.n_rows, table.primary, table.columns, table.index, table.ambiguous)
     if any(probe.match(r, state[r].header["scan"].get("ids") or {})[0] is not None for r in usable):
         return
-    raise manifest.LabelsError(
+    raise LabelsError(
         f"none of the {table.n_rows} rows of the labels CSV matches any of the {len(usable)} usable images "
-        f"(key columns found: {', '.join(table.columns[k] for k in manifest.KEY_PRIORITY if k in table.columns)}); "
+        f"(key columns found: {', '.join(table.columns[k] for k in KEY_PRIORITY if k in table.columns)}); "
         f"paths must be relative to the input folder, UIDs exactly as in the headers")
 
 

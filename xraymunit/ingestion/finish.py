@@ -12,7 +12,11 @@ from typing import Sequence
 import numpy as np
 
 from xraymunit import __version__
-from xraymunit.io import atomic, dicom, manifest
+from xraymunit.io import atomic, manifest
+from xraymunit.io.dicom_header import REASONS
+from xraymunit.ingestion.keys import Pseudonymiser, display_path, load_or_create_salt
+from xraymunit.ingestion.labels import KEY_PRIORITY, LabelTable, folder_label
+from xraymunit.ingestion.splits import SPLITS, assign_splits, patient_table
 from xraymunit.io.cohort import CACHE_IMAGES, CACHE_META, INGEST_REPORT, MANIFEST
 from xraymunit.ingestion.journal import FileState, status_of
 from xraymunit.ingestion.entries import EntryCheck, entry_bytes, read_entry, remove_unreferenced
@@ -21,19 +25,19 @@ from xraymunit.ingestion.settings import ENTRIES, IngestError, IngestSettings, P
 
 
 def finalize(out: Path, records: list[tuple[str, FileState]], settings: IngestSettings,
-             table: manifest.LabelTable | None, salt_file: str | os.PathLike | None,
+             table: LabelTable | None, salt_file: str | os.PathLike | None,
              fractions: Sequence[float], progress: bool, run: dict) -> dict:
     """Manifest + splits + packed cache + report from journalled per-file records."""
     private = out / PRIVATE
-    salt, salt_source = manifest.load_or_create_salt(private, salt_file)
-    pseudo = manifest.Pseudonymiser(salt)
+    salt, salt_source = load_or_create_salt(private, salt_file)
+    pseudo = Pseudonymiser(salt)
     warnings: list[str] = []
     rows, keymap = [], []
     patient_fallback = Counter()
     for rel, st in records:
         row, ids = _manifest_row(rel, st, table, pseudo, patient_fallback)
         rows.append(row)
-        keymap.append({"image_key": row["image_key"], "rel_path": manifest.display_path(rel),
+        keymap.append({"image_key": row["image_key"], "rel_path": display_path(rel),
                        "patient_key": row["patient_key"],
                        "patient_id": ids.get("patient_id"), "study_key": row["study_key"], "study_uid": ids.get("study_uid"),
                        "series_key": row["series_key"], "series_uid": ids.get("series_uid"),
@@ -57,8 +61,8 @@ def finalize(out: Path, records: list[tuple[str, FileState]], settings: IngestSe
     if ok_rows:
         import pandas as pd
 
-        patients = manifest.patient_table(pd.DataFrame(ok_rows, columns=["patient_key", "label", "source_dataset"]))
-        split_of = manifest.assign_splits(patients, pseudo, fractions)
+        patients = patient_table(pd.DataFrame(ok_rows, columns=["patient_key", "label", "source_dataset"]))
+        split_of = assign_splits(patients, pseudo, fractions)
         for r in ok_rows:
             r["split"] = split_of[r["patient_key"]]
 
@@ -87,8 +91,8 @@ def finalize(out: Path, records: list[tuple[str, FileState]], settings: IngestSe
     return report
 
 
-def _manifest_row(rel: str, st: FileState, table: manifest.LabelTable | None,
-                  pseudo: manifest.Pseudonymiser, patient_fallback: Counter) -> tuple[dict, dict]:
+def _manifest_row(rel: str, st: FileState, table: LabelTable | None,
+                  pseudo: Pseudonymiser, patient_fallback: Counter) -> tuple[dict, dict]:
     scan = st.header["scan"]
     meta = dict(scan.get("meta") or {})
     ids = dict(scan.get("ids") or {})
@@ -112,7 +116,7 @@ def _manifest_row(rel: str, st: FileState, table: manifest.LabelTable | None,
         if not ids.get("patient_id") and hit.patient_id:
             ids["patient_id"] = hit.patient_id
     if row["label"] is None:
-        folder = manifest.folder_label(rel)
+        folder = folder_label(rel)
         if folder is not None:
             row["label"], row["label_source"] = folder, "folder"
     if ids.get("patient_id"):
@@ -253,14 +257,14 @@ def _cache_is_current(out: Path, signature: str, count: int, size: int) -> bool:
     return header_ok and meta.get("pack_signature") == signature
 
 
-def _report(df, settings: IngestSettings, fractions: Sequence[float], table: manifest.LabelTable | None,
+def _report(df, settings: IngestSettings, fractions: Sequence[float], table: LabelTable | None,
             salt_source: str, run: dict, warnings: list[str]) -> dict:
     by_status = {k: int(v) for k, v in df["status"].value_counts().sort_index().items()}
     reasons = df[df["status"] != "ok"]
     by_reason = {k: int(v) for k, v in reasons["reason"].value_counts().sort_index().items()}
     ok = df[df["status"] == "ok"]
     splits = {}
-    for split in manifest.SPLITS:
+    for split in SPLITS:
         part = ok[ok["split"] == split]
         splits[split] = {
             "patients": int(part["patient_key"].nunique()), "images": int(len(part)),
@@ -271,7 +275,7 @@ def _report(df, settings: IngestSettings, fractions: Sequence[float], table: man
         labels = {
             "csv_rows": table.n_rows, "csv_rows_matched": len(table.used_rows),
             "csv_rows_unmatched": table.n_rows - len(table.used_rows),
-            "key_columns": [table.columns[k] for k in manifest.KEY_PRIORITY if k in table.columns],
+            "key_columns": [table.columns[k] for k in KEY_PRIORITY if k in table.columns],
             "matched_by": {str(k): int(v) for k, v in ok["label_source"].value_counts().sort_index().items()},
         }
         if labels["csv_rows_unmatched"]:
@@ -286,7 +290,7 @@ def _report(df, settings: IngestSettings, fractions: Sequence[float], table: man
         "settings": {**settings.to_json(), "split_fractions": list(fractions)},
         "salt": salt_source,
         "files": int(len(df)), "by_status": by_status, "by_reason": by_reason,
-        "reason_descriptions": {k: dicom.REASONS.get(k, k) for k in by_reason},
+        "reason_descriptions": {k: REASONS.get(k, k) for k in by_reason},
         "images": int(len(ok)),
         "by_label": {str(k): int(v) for k, v in ok["label"].fillna("unlabelled").value_counts().sort_index().items()},
         "by_source_format": {str(k): int(v) for k, v in ok["source_format"].value_counts().sort_index().items()},

@@ -6,42 +6,47 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
-from xraymunit.io import manifest, outdir
-from xraymunit.ingestion.finalize import finalize
+from xraymunit.io import outdir
+from xraymunit.ingestion.labels import load_labels
+from xraymunit.ingestion.options import IngestOptions, build_options
+from xraymunit.ingestion.splits import check_fractions
+from xraymunit.runtime import progress_enabled
+from xraymunit.ingestion.finish import finalize
 from xraymunit.ingestion.journal import FileState, files_list_name, journal_name, load_state, read_files_list, read_journals
 from xraymunit.ingestion.settings import ENTRIES, IngestError, IngestResult, IngestSettings, PRIVATE
 from xraymunit.ingestion.stage import OUT_PATHS
 
 
-@outdir.owns("ingest --merge", "out_dir", guard=OUT_PATHS, private=(PRIVATE,))
-def merge(
-    shard_dirs: Sequence[str | os.PathLike],
-    out_dir: str | os.PathLike = "cohort",
-    labels: str | os.PathLike | None = None,
-    salt_file: str | os.PathLike | None = None,
-    split: Sequence[float] = manifest.DEFAULT_FRACTIONS,
-    progress: bool = True,
-) -> IngestResult:
+def merge(shard_dirs: Sequence[str | os.PathLike] | None = None, out_dir: str | os.PathLike | None = None,
+          options: IngestOptions | None = None, **overrides: Any) -> IngestResult:
     """Finalize a cohort from `--shard I/N` runs: check every shard finished with the same
     settings, gather their journals and entries into `out_dir/private/`, then build the
     manifest, splits and cache exactly as a single run would.
 
     Args:
         shard_dirs: the shards' --out folders (may include out_dir itself, or be empty when
-            all shards wrote into out_dir).
-        out_dir: the cohort folder to finalize.
-        labels / salt_file / split: as for `ingest`.
+            all shards wrote into out_dir); default `options.merge`.
+        out_dir: the cohort folder to finalize; default `options.out`.
+        options / **overrides: as for `ingest`; merge uses labels, salt_file, split, progress
+            (the image settings are the shards').
     """
+    opts = build_options(options, overrides, out=out_dir,
+                         merge=None if shard_dirs is None else tuple(Path(d) for d in shard_dirs))
+    return _merge(opts.out, opts)
+
+
+@outdir.owns("ingest --merge", "out_dir", guard=OUT_PATHS, private=(PRIVATE,))
+def _merge(out_dir: str | os.PathLike, opts: IngestOptions) -> IngestResult:
     t0 = time.monotonic()
     out = Path(out_dir)
-    dirs = [Path(d) for d in shard_dirs] or [out]
+    dirs = [Path(d) for d in opts.merge or ()] or [out]
     for d in dirs:
         if not (d / PRIVATE).is_dir():
             raise IngestError(f"{d} is not a shard folder (no {PRIVATE}/ journal); run `xraymunit ingest DIR --shard I/N --out {d}` first")
-    fractions = manifest.check_fractions(split)
-    table = manifest.load_labels(labels) if labels is not None else None
+    fractions = check_fractions(opts.split)
+    table = load_labels(opts.labels) if opts.labels is not None else None
     private = out / PRIVATE
     private.mkdir(parents=True, exist_ok=True, mode=0o700)
 
@@ -91,7 +96,7 @@ def merge(
     records = [(rel, st) if st.header else (rel, FileState(header={"type": "header", "rel": rel, "size": -1, "mtime_ns": -1,
                "scan": {"kind": None, "status": "failed", "reason": "decode_error", "detail": "no journal record",
                         "meta": {}, "ids": {}}})) for rel, st in records]
-    report = finalize(out, records, settings, table, salt_file, fractions, progress,
+    report = finalize(out, records, settings, table, opts.salt_file, fractions, progress_enabled(opts.progress),
                       run={"decoded": 0, "reused": sum(1 for _, st in records if st.image is not None),
                            "merged_shards": n, "seconds": round(time.monotonic() - t0, 2)})
     return IngestResult(out, len(records), report["by_status"], report["by_reason"], 0,
