@@ -141,9 +141,9 @@ def test_png_8bit_is_kept_as_published(chain):
 
 def test_custom_keys_and_header_passthrough(built):
     f = built.site.by_name("mono2_12bit_window")
-    from xraymunit.io import dicom
+    from xraymunit.ingestion.rules import scan_header
 
-    scan = dicom.scan_header(built.site.root / f.rel).to_json()
+    scan = scan_header(built.site.root / f.rel).to_json()
     c = ingest_transforms(size=64, keys="xray", header_key="hdr")
     out = c({"xray": str(built.site.root / f.rel), "hdr": scan})
     assert out["xray"].shape == (1, 64, 64) and "xray_meta_dict" in out

@@ -9,7 +9,7 @@ from fixtures.dicom_builder import source_pngs
 from fixtures.ingest_fixtures import *  # noqa: F401,F403 (fixtures)
 from fixtures.ingest_fixtures import DecodeCounter, by_path
 from xraymunit.ingestion import ingest
-from xraymunit.io import manifest
+from xraymunit.ingestion.labels import LabelsError
 
 
 def test_png_folder_with_labels_csv(built, tmp_path):
@@ -51,6 +51,6 @@ def test_labels_that_match_nothing_stop_before_decoding(built, tmp_path, monkeyp
     wrong = tmp_path / "wrong.csv"
     wrong.write_text("SOPInstanceUID,label\n1.2.3.4,abnormal\n")
     counter = DecodeCounter(monkeypatch)
-    with pytest.raises(manifest.LabelsError, match="none of the 1 rows"):
+    with pytest.raises(LabelsError, match="none of the 1 rows"):
         ingest(built.site.root, tmp_path / "out", labels=wrong, progress=False)
     assert counter.n == 0

@@ -57,7 +57,7 @@ def load_radiograph(path: str | os.PathLike, header: Mapping[str, Any] | None = 
 
 def _scan_dicom(path: Path) -> dict:
     """Header pass of a file read outside ingest (any modality and size), as ingest records it
-    (the same call as `dicom.load_dicom`, keeping the record: its spacing is needed too)."""
+    (keeping the record: its spacing is needed too)."""
     from xraymunit.ingestion.rules import scan_header  # structural checks only, no policy limits
 
     scan = scan_header(path, modalities=None, min_side=1, max_side=1 << 16)

@@ -58,19 +58,3 @@ def write_manifest(df: pd.DataFrame, path: str | os.PathLike) -> None:
         raise ValueError(f"manifest is missing columns {missing}")
     with atomic.atomic_path(path) as tmp:
         df.loc[:, list(COLUMN_NAMES)].to_parquet(tmp, index=False)
-
-
-# what a manifest row holds moved to ingest (keys, labels, splits): still reachable here for old code
-_MOVED = {"SaltError": "keys", "Pseudonymiser": "keys", "load_or_create_salt": "keys", "read_salt": "keys",
-          "create_salt": "keys", "display_path": "keys", "LabelsError": "labels", "LabelTable": "labels",
-          "load_labels": "labels", "folder_label": "labels", "KEY_PRIORITY": "labels", "SPLITS": "splits",
-          "DEFAULT_FRACTIONS": "splits", "check_fractions": "splits", "patient_table": "splits",
-          "assign_splits": "splits"}
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(f"xraymunit.ingestion.{_MOVED[name]}"), name)
-    raise AttributeError(f"module 'xraymunit.io.manifest' has no attribute {name!r}")
