@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import multiprocessing as mp
 import os
 import signal
@@ -241,11 +243,17 @@ class Runner:
             method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
             self.pool = mp.get_context(method).Pool(workers, initializer=_worker_init)
 
-    def imap(self, fn, items: Iterable, total: int) -> Iterator:
+    def imap(self, fn, items: Iterable, total: int, stop=None) -> Iterator:
+        """Results in completion order; with `stop` (a StopFlag) the pool's results end early once
+        a stop is requested, even while waiting (a worker killed by the same SIGTERM never answers)."""
         if self.pool is None:
             return map(fn, items)
         chunk = max(1, min(32, total // (self.workers * 8) or 1))
-        return self.pool.imap_unordered(fn, items, chunksize=chunk)
+        if stop is None:
+            return self.pool.imap_unordered(fn, items, chunksize=chunk)
+        # chunked by hand: with chunksize 1 the pool's iterator can wait with a timeout
+        chunks = self.pool.imap_unordered(functools.partial(_map_chunk, fn), _batched(items, chunk), chunksize=1)
+        return _until_stopped(chunks, stop)
 
     def close(self, abort: bool = False) -> None:
         if self.pool is not None:
@@ -255,6 +263,27 @@ class Runner:
                 self.pool.close()
             self.pool.join()
             self.pool = None
+
+
+def _map_chunk(fn, chunk: list) -> list:
+    return [fn(item) for item in chunk]
+
+
+def _batched(items: Iterable, n: int) -> Iterator[list]:
+    it = iter(items)
+    while chunk := list(itertools.islice(it, n)):
+        yield chunk
+
+
+def _until_stopped(chunks, stop) -> Iterator:
+    while not stop.requested:
+        try:
+            chunk = chunks.next(timeout=0.5)
+        except mp.TimeoutError:
+            continue
+        except StopIteration:
+            return
+        yield from chunk
 
 
 def progress_bar(total: int, desc: str, progress: bool):

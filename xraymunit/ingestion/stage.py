@@ -16,6 +16,7 @@ from xraymunit.ingestion.labels import KEY_PRIORITY, LabelsError, LabelTable, lo
 from xraymunit.ingestion.options import IngestOptions, build_options
 from xraymunit.ingestion.splits import check_fractions
 from xraymunit.runtime import progress_enabled
+from xraymunit.stopping import StopFlag, Stopped, stop_requests
 from xraymunit.ingestion.journal import (RETRIED, FileState, Journal, files_list_bytes, files_list_name, journal_name,
                                       load_state, status_of)
 from xraymunit.ingestion.entries import EntryCheck, close_writers, new_run_token
@@ -85,8 +86,9 @@ def _ingest(out_dir: str | os.PathLike, opts: IngestOptions) -> IngestResult:
     tune_allocator()
     runner = Runner(int(opts.workers))
     try:
-        decoded, reused = _passes(root, private, all_rels, rels, state, settings, shard_t, table, runner,
-                                  progress, phases)
+        with stop_requests() as stop:
+            decoded, reused = _passes(root, private, all_rels, rels, state, settings, shard_t, table, runner,
+                                      progress, phases, stop)
         runner.close()
     except BaseException:
         runner.close(abort=True)
@@ -113,20 +115,24 @@ def _ingest(out_dir: str | os.PathLike, opts: IngestOptions) -> IngestResult:
 
 def _passes(root: Path, private: Path, all_rels: list[str], rels: list[str], state: dict[str, FileState],
             settings: IngestSettings, shard_t: tuple[int, int] | None, table: LabelTable | None, runner: Runner,
-            progress: bool, phases: dict[str, float]) -> tuple[int, int]:
-    """Steps 2-3 under one journal: header pass, DICOMDIR references, label check, decode pass."""
+            progress: bool, phases: dict[str, float], stop: StopFlag) -> tuple[int, int]:
+    """Steps 2-3 under one journal: header pass, DICOMDIR references, label check, decode pass.
+
+    On SIGTERM (`stop`) a pass stops after the file in hand; every file journalled so far is kept
+    (the journal is closed, so flushed) and the rerun resumes from there.
+    """
     fp = settings.fingerprint
     tick = time.monotonic()
     with dicom.quiet_pydicom(), Journal(private / journal_name(shard_t)) as journal:
         journal.write({"type": "run", "fp": fp, "settings": settings.to_json(), "shard": shard_t,
                        "input_root": str(root.resolve()), "files_total": len(all_rels),
                        "files": len(rels), "xraymunit": __version__})
-        _header_pass(root, rels, state, settings, runner, journal, progress)
+        _header_pass(root, rels, state, settings, runner, journal, progress, stop)
         phases["headers"], tick = time.monotonic() - tick, time.monotonic()
         _add_dicomdir_references(root, rels, state, shard_t, journal, fp)
         if table is not None and shard_t is None:
             _check_labels_match(table, state, rels)
-        decoded, reused = _decode_pass(root, private, rels, state, settings, runner, journal, progress)
+        decoded, reused = _decode_pass(root, private, rels, state, settings, runner, journal, progress, stop)
         phases["decode"] = time.monotonic() - tick
         atomic.write_bytes(private / files_list_name(shard_t), files_list_bytes(rels))
         journal.write({"type": "done", "fp": fp, "shard": shard_t, "files": len(rels),
@@ -135,7 +141,7 @@ def _passes(root: Path, private: Path, all_rels: list[str], rels: list[str], sta
 
 
 def _header_pass(root: Path, rels: list[str], state: dict[str, FileState], settings: IngestSettings,
-                 runner: Runner, journal: Journal, progress: bool) -> None:
+                 runner: Runner, journal: Journal, progress: bool, stop: StopFlag) -> None:
     todo = []
     for rel in rels:
         st = state.get(rel)
@@ -150,12 +156,16 @@ def _header_pass(root: Path, rels: list[str], state: dict[str, FileState], setti
             todo.append(rel)
     fp = settings.fingerprint
     with progress_bar(len(todo), "headers", progress) as bar:
-        for rel, scan, size, mtime in runner.imap(scan_task, ((str(root), r, settings) for r in todo), len(todo)):
+        done = 0
+        items = runner.imap(scan_task, ((str(root), r, settings) for r in todo), len(todo), stop)
+        for done, (rel, scan, size, mtime) in enumerate(items, 1):
             rec = {"type": "header", "rel": rel, "fp": fp, "size": size, "mtime_ns": mtime, "scan": scan}
             journal.write(rec)
             st = state.setdefault(rel, FileState())
             st.header, st.image = rec, None
             bar.update()
+            _stop_if_requested(stop, "header", done, len(todo))
+    _stop_if_requested(stop, "header", done, len(todo))
 
 
 def _add_dicomdir_references(root: Path, rels: list[str], state: dict[str, FileState],
@@ -195,7 +205,8 @@ def _check_labels_match(table: LabelTable, state: dict[str, FileState], rels: li
 
 
 def _decode_pass(root: Path, private: Path, rels: list[str], state: dict[str, FileState],
-                 settings: IngestSettings, runner: Runner, journal: Journal, progress: bool) -> tuple[int, int]:
+                 settings: IngestSettings, runner: Runner, journal: Journal, progress: bool,
+                 stop: StopFlag) -> tuple[int, int]:
     todo, reused = [], 0
     entries = EntryCheck(private, settings.size)
     for rel in rels:
@@ -212,14 +223,23 @@ def _decode_pass(root: Path, private: Path, rels: list[str], state: dict[str, Fi
     token = new_run_token()
     tasks = ((str(root), rel, state[rel].header["scan"], str(private), token, settings) for rel in todo)
     with progress_bar(len(todo), f"decode ({runner.workers} worker{'s' if runner.workers > 1 else ''})", progress) as bar:
-        for rel, result in runner.imap(decode_task, tasks, len(todo)):
+        done = 0
+        for done, (rel, result) in enumerate(runner.imap(decode_task, tasks, len(todo), stop), 1):
             hdr = state[rel].header
             rec = {"type": "image", "rel": rel, "fp": fp, "size": hdr["size"], "mtime_ns": hdr["mtime_ns"], **result}
             journal.write(rec)
             state[rel].image = rec
             bar.update()
+            _stop_if_requested(stop, "decode", done, len(todo))
+    _stop_if_requested(stop, "decode", done, len(todo))
     for st in state.values():  # finalize needs neither: keep the main process small for big cohorts
         if st.header is not None:
             st.header["scan"].pop("pixel", None)
             st.header["scan"].pop("intensity", None)
     return len(todo), reused
+
+
+def _stop_if_requested(stop: StopFlag, phase: str, done: int, total: int) -> None:
+    if stop.requested:
+        raise Stopped(f"{stop.signal_name}: ingest stopped in the {phase} pass after {done} of {total} files; everything "
+                      f"journalled is kept — rerun the same command to resume")
