@@ -34,7 +34,10 @@ from xraymunit import judge as judge_mod  # noqa: E402
 from xraymunit.config.train import TrainConfig  # noqa: E402
 from xraymunit.io.cohort import Cohort  # noqa: E402
 from xraymunit.monitor import QualityMonitor  # noqa: E402
-from xraymunit.training.stage import MunitStep, amp_dtype, build_networks, build_perceptual, _adam  # noqa: E402
+from xraymunit.checkpoint import build_networks  # noqa: E402
+from xraymunit.runtime import amp_dtype  # noqa: E402
+from xraymunit.training.plan import build_perceptual  # noqa: E402
+from xraymunit.training.step import MunitStep, adam  # noqa: E402
 
 
 def cpu_flags() -> list[str]:
@@ -63,7 +66,7 @@ def bench(name: str, steps: int, work: Path) -> dict:
     dev = torch.device("cpu")
     judge = judge_mod.load_or_train(cohort, cfg.quality.judge)
     gens, dis = build_networks(cfg)
-    step = MunitStep(gens, dis, _adam(gens.parameters(), cfg), _adam(dis.parameters(), cfg), cfg.loss,
+    step = MunitStep(gens, dis, adam(gens.parameters(), cfg.optim), adam(dis.parameters(), cfg.optim), cfg.loss,
                      build_perceptual(cfg), dev, amp_dtype(cfg.train.amp, dev))
     b, s, d = cfg.train.batch_size, cfg.data.crop_size, cfg.model.style_dim
     x = torch.rand(b, 1, s, s) * 2 - 1

@@ -6,7 +6,7 @@
 
 Inputs are already on the device; the device is synchronised after every step. Each
 configuration runs in its own subprocess so its peak memory is its own. "ours" is
-xraymunit.training.stage.MunitStep with the settings `train.amp/channels_last: auto` pick; "ref" is
+xraymunit.training.step.MunitStep with the settings `train.amp/channels_last: auto` pick; "ref" is
 the reference implementation's computation schedule on the same networks
 (benchmarks/reference_step.py), fp32, measured in the same run. Images/s counts images per
 domain (batch size / step time), as the reference's iterations do.
@@ -34,7 +34,9 @@ def run_one(impl: str, size: int, batch: int, perceptual: bool, device_name: str
     from xraymunit.config.train import TrainConfig
     from xraymunit.losses import LossWeights, PerceptualLoss
     from xraymunit.models import build_vgg16
-    from xraymunit.training.stage import MunitStep, _adam, amp_dtype, build_networks, use_channels_last
+    from xraymunit.checkpoint import build_networks
+    from xraymunit.runtime import amp_dtype, use_channels_last
+    from xraymunit.training.step import MunitStep, adam
 
     device = torch.device(device_name)
     if device.type == "cuda":
@@ -60,8 +62,8 @@ def run_one(impl: str, size: int, batch: int, perceptual: bool, device_name: str
         gens.to(device, memory_format=fmt), dis.to(device, memory_format=fmt)
         p = PerceptualLoss(vgg).to(device, memory_format=fmt) if vgg is not None else None
         g_run, d_run = (torch.compile(gens), torch.compile(dis)) if compile_ else (gens, dis)
-        step = MunitStep(g_run, d_run, _adam(gens.parameters(), cfg), _adam(dis.parameters(), cfg), weights, p,
-                         device, dtype, cl)
+        step = MunitStep(g_run, d_run, adam(gens.parameters(), cfg.optim), adam(dis.parameters(), cfg.optim),
+                         weights, p, device, dtype, cl)
     gen = torch.Generator().manual_seed(0)
     x_a = (torch.rand(batch, 1, size, size, generator=gen) * 2 - 1).to(device)
     x_b = (torch.rand(batch, 1, size, size, generator=gen) * 2 - 1).to(device)

@@ -10,9 +10,10 @@ from xraymunit import checkpoint
 from xraymunit.losses import LossWeights
 from xraymunit.models import AdaINGenerator, MunitDiscriminators, MunitGenerators, build_vgg16
 from xraymunit.losses import PerceptualLoss
-from xraymunit.training.stage import MunitStep, TrainingError, train
+from xraymunit.training import TrainingError, train
+from xraymunit.training.step import MunitStep
 
-train_module = importlib.import_module("xraymunit.training.stage")  # the module (xraymunit.training.stage may be the function)
+step_module = importlib.import_module("xraymunit.training.step")  # where MunitStep looks up its loss terms
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +166,7 @@ def test_refuses_to_overwrite_and_checks_resume_config(cohort, tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(cohort, tmp_path, monkeypatch):
-    real_terms = train_module.generator_terms
+    real_terms = step_module.generator_terms
     calls = {"n": 0}
 
     def diverging_terms(*args, **kwargs):  # the model "diverges" at step 5
@@ -175,7 +176,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(cohort, tmp_pa
             terms["image_recon_a"] = terms["image_recon_a"] * float("nan")
         return terms
 
-    monkeypatch.setattr(train_module, "generator_terms", diverging_terms)
+    monkeypatch.setattr(step_module, "generator_terms", diverging_terms)
     cfg = tiny_train_config("train.steps=10", "train.checkpoint_every=2")
     with pytest.raises(TrainingError, match=r"non-finite loss.*step 5.*image_recon_a.*step 4"):
         train(cohort, tmp_path / "run", cfg, show_progress=False)

@@ -49,3 +49,18 @@ def test_train_under_two_processes_has_one_writer(tmp_path):
     assert steps == ["1", "2"]  # rank 0 alone logs
     assert checkpoint.load(out / "checkpoints" / "last.pt")["step"] == 2
     assert len(list((out / "tensorboard").glob("events.*"))) == 1
+
+
+def test_a_sigterm_on_one_rank_stops_every_rank_at_the_same_step_after_one_save(tmp_path):
+    from xraymunit.training.loop import STOP_SYNC_EVERY
+
+    cohort = write_cohort(tmp_path / "cohort", n_patients=12, size=64)
+    out = tmp_path / "run"
+    mp.spawn(ddp_workers.stop_worker,
+             args=(2, _free_port(), str(cohort), str(out), ["train.steps=20", "train.checkpoint_every=100"]),
+             nprocs=2, join=True)
+    messages = [(out / f"stopped_{rank}.txt").read_text() for rank in (0, 1)]  # both ranks raised Stopped
+    assert all(m.startswith(f"SIGTERM at step {STOP_SYNC_EVERY} of 20") for m in messages)
+    assert checkpoint.load(out / "checkpoints" / "last.pt")["step"] == STOP_SYNC_EVERY
+    with open(out / "metrics.csv", newline="") as fh:
+        assert [int(row["step"]) for row in csv.DictReader(fh)][-1] == STOP_SYNC_EVERY

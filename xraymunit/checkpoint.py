@@ -1,21 +1,35 @@
 """Training checkpoints: one plain dict per file, written atomically, read with weights_only=True.
 
-The dict carries the resolved config, so a checkpoint alone rebuilds its networks (no
-config file needed) and the step lives inside it, never in the file name.
+This module owns the MUNIT networks' life outside the training loop: it builds and seeds
+them (`build_networks`), writes a run's state (`save_training`), restores it for a resume
+(`restore_training`) and rebuilds the generators for inference (`load_generators`).
+
+The dict carries what inference needs apart from the training config: `model` (the
+ModelConfig fields, i.e. the constructor arguments), `image_size` and `domains`. `config`
+(the whole resolved TrainConfig) stays for provenance and resume, and is never parsed
+strictly on load, so renaming a training-only key cannot make a checkpoint unloadable.
+Files written before those keys existed (same FORMAT_VERSION) fall back to `config.model`
+and `config.data`, read leniently. The step lives inside the file, never in its name.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import platform
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from xraymunit import __version__
+from xraymunit.config.train import ModelConfig
 from xraymunit.errors import XraymunitError
 from xraymunit.io.atomic import atomic_path
+from xraymunit.models import MunitDiscriminators, MunitGenerators, init_weights
+
+if TYPE_CHECKING:
+    from xraymunit.config.train import TrainConfig
 
 FORMAT = "xraymunit.checkpoint"
 FORMAT_VERSION = 1
@@ -30,8 +44,10 @@ def versions() -> dict[str, str]:
 
 
 def save(path: str | Path, *, models: dict, optimizers: dict, schedulers: dict, step: int,
-         config: dict, extra: dict | None = None) -> Path:
-    """Write a checkpoint atomically (a killed run never leaves a truncated file)."""
+         config: dict, extra: dict | None = None, inference: dict | None = None) -> Path:
+    """Write a checkpoint atomically (a killed run never leaves a truncated file).
+
+    inference: the top-level keys inference reads (`model`, `image_size`, `domains`)."""
     state = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -42,6 +58,7 @@ def save(path: str | Path, *, models: dict, optimizers: dict, schedulers: dict, 
         "config": config,
         "versions": versions(),
         "extra": extra or {},
+        **(inference or {}),
     }
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -165,3 +182,130 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- the networks a checkpoint holds
+
+GENERATORS, DISCRIMINATORS = ("gen_a", "gen_b"), ("dis_a", "dis_b")
+
+
+def build_networks(cfg: "TrainConfig") -> tuple[MunitGenerators, MunitDiscriminators]:
+    """Both generators (cfg.model.gen_init) and both discriminators (cfg.model.dis_init), seeded
+    by train.seed, so two runs of one config start from the same weights."""
+    from xraymunit.data.datasets import stable_seed  # MONAI: only when training
+
+    gens = MunitGenerators(**cfg.model.generator_kwargs())
+    dis = MunitDiscriminators(**cfg.model.discriminator_kwargs())
+    init_weights(gens, cfg.model.gen_init, seed=stable_seed(cfg.train.seed, "gen"))
+    init_weights(dis, cfg.model.dis_init, seed=stable_seed(cfg.train.seed, "dis"))
+    return gens, dis
+
+
+def save_training(path: str | Path, gens: MunitGenerators, dis: MunitDiscriminators, *, optimizers: dict,
+                  schedulers: dict, step: int, cfg: "TrainConfig", extra: dict | None = None) -> Path:
+    """A training run's state: the four networks, optimisers, schedulers, config and what inference reads."""
+    from xraymunit.config import to_dict
+
+    models = {name: getattr(gens, name) for name in GENERATORS}
+    models.update({name: getattr(dis, name) for name in DISCRIMINATORS})
+    inference = {"model": dataclasses.asdict(cfg.model), "image_size": int(cfg.data.load_size),
+                 "domains": [cfg.data.domain_a, cfg.data.domain_b]}
+    return save(path, models=models, optimizers=optimizers, schedulers=schedulers, step=step,
+                config=to_dict(cfg), extra=extra, inference=inference)
+
+
+def restore_training(state: dict, gens: MunitGenerators, dis: MunitDiscriminators, *, optimizers: dict,
+                     schedulers: dict) -> int:
+    """Load a `save_training` state into freshly built objects; returns its step."""
+    for name in GENERATORS:
+        getattr(gens, name).load_state_dict(state["models"][name])
+    for name in DISCRIMINATORS:
+        getattr(dis, name).load_state_dict(state["models"][name])
+    for key, opt in optimizers.items():
+        opt.load_state_dict(state["optimizers"][key])
+    for key, sched in schedulers.items():
+        sched.load_state_dict(state["schedulers"][key])
+    return int(state["step"])
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceSpec:
+    """What rebuilding the generators needs: their constructor arguments, image side and domains."""
+
+    model: ModelConfig
+    image_size: int
+    domain_a: str
+    domain_b: str
+
+
+def inference_spec(path: str | Path, state: dict) -> InferenceSpec:
+    """The inference keys of a loaded checkpoint, checked (bounds before anything is built).
+
+    Top-level `model`/`image_size`/`domains` when present, else `config.model`/`config.data`;
+    only those keys are read, unknown ones ignored, missing ones take today's defaults."""
+    from xraymunit import config as config_mod
+    from xraymunit.config.train import DataConfig
+
+    saved = state.get("config") if isinstance(state.get("config"), dict) else {}
+    data = saved.get("data") if isinstance(saved.get("data"), dict) else {}
+    model = state["model"] if "model" in state else saved.get("model")
+    if not isinstance(model, dict):
+        raise CheckpointError(f"{path}: its config has no 'model' section (damaged, or not written by "
+                              f"xraymunit train)")
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    try:
+        parsed = config_mod.from_dict(ModelConfig, {k: v for k, v in model.items() if k in known}, prefix="model")
+    except config_mod.ConfigError as exc:
+        raise CheckpointError(f"{path}: its config cannot be read by this version ({exc})") from None
+    size = _integral(state["image_size"] if "image_size" in state else data.get("load_size", DataConfig.load_size))
+    check_model_args(path, vars(parsed), size)
+    domains = state["domains"] if "domains" in state else [data.get("domain_a", DataConfig.domain_a),
+                                                           data.get("domain_b", DataConfig.domain_b)]
+    if (not isinstance(domains, (list, tuple)) or len(domains) != 2
+            or not all(isinstance(d, str) and d for d in domains)):
+        raise CheckpointError(f"{path}: its domains are not two labels ({_short(domains)})")
+    return InferenceSpec(parsed, size, domains[0], domains[1])
+
+
+def _integral(value: Any) -> Any:
+    """1e3 → 1000 (YAML and JSON write some integers as floats); anything else unchanged."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+@dataclasses.dataclass
+class LoadedGenerators:
+    """Both generators of a checkpoint, ready for inference (eval mode, no gradients), and what
+    synthesis records: `state` is the checkpoint without its weights (config, extra, versions)."""
+
+    gens: MunitGenerators
+    model: ModelConfig
+    image_size: int
+    domain_a: str
+    domain_b: str
+    step: int
+    state: dict
+
+
+def load_generators(path: str | Path, device: str | torch.device = "cpu") -> LoadedGenerators:
+    """Rebuild both generators from a checkpoint alone (read once; no config file needed).
+
+    Before building anything: arguments in bounds, then every stored tensor's name and shape
+    equal to what those arguments build (on the meta device: shapes only, no memory), so a
+    damaged or falsified checkpoint is one line, never a runaway build or a mismatch dump."""
+    state = load(path)
+    spec = inference_spec(path, state)
+    with torch.device("meta"):
+        expected = MunitGenerators(**spec.model.generator_kwargs())
+    models = state["models"] if isinstance(state["models"], dict) else {}
+    for name in GENERATORS:
+        check_weights(path, name, getattr(expected, name).state_dict(), models.get(name))
+    gens = MunitGenerators(**spec.model.generator_kwargs())
+    try:
+        for name in GENERATORS:
+            getattr(gens, name).load_state_dict(models[name])
+    except (KeyError, RuntimeError) as exc:  # not expected after the checks above
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"{path}: generator weights do not fit its config ({first})") from None
+    gens.to(device).eval().requires_grad_(False)
+    meta = {k: v for k, v in state.items() if k not in ("models", "optimizers", "schedulers")}
+    return LoadedGenerators(gens, spec.model, spec.image_size, spec.domain_a, spec.domain_b, state["step"], meta)

@@ -1,6 +1,6 @@
 import pytest
 from helpers.evaluate_data import write_cohort
-from helpers.training import FAST, TINY
+from helpers.training import FAST, REPO, TINY
 
 from xraymunit.cli import main
 
@@ -92,3 +92,58 @@ def test_a_planted_checkpoints_link_is_refused(cohort, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "checkpoints" in err and "symbolic link" in err
     assert list(outside.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- SIGTERM (issue 14)
+
+
+def _metrics_steps(out):
+    import csv
+
+    path = out / "metrics.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        return [int(r["step"]) for r in csv.DictReader(fh) if r.get("step")]
+
+
+def test_sigterm_finishes_the_step_saves_last_pt_exits_143_and_resume_completes(cohort, tmp_path, capsys):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from xraymunit import checkpoint
+
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "xraymunit", *_train_argv(cohort, out, "train.steps=100000",
+                                                            "train.checkpoint_every=100000")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 300
+        while not _metrics_steps(out) or max(_metrics_steps(out)) < 2:  # a few steps done, none saved
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+            time.sleep(0.2)
+        seen = max(_metrics_steps(out))
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err[-2000:]
+    lines = [line for line in err.splitlines() if "stopped:" in line]
+    assert len(lines) == 1 and lines[0].startswith("xraymunit train: stopped: SIGTERM at step "), err[-2000:]
+    step = int(re.search(r"at step (\d+) of 100000", lines[0]).group(1))
+    assert "--resume" in lines[0] and str(out / "checkpoints" / "last.pt") in lines[0]
+    assert step >= seen > 0
+    assert checkpoint.load(out / "checkpoints" / "last.pt")["step"] == step  # the stop saved it: no periodic one
+    assert not list((out / "checkpoints").glob("step_*.pt")) and max(_metrics_steps(out)) == step
+    assert not list(out.rglob("*.tmp*"))  # written atomically, nothing half-written
+
+    code = main(["train", "--cohort", str(cohort), "--out", str(out), "--resume", "--no-progress",
+                 "--set", f"train.steps={step + 2}"])
+    assert code == 0 and f"trained to step {step + 2}" in capsys.readouterr().out
+    assert _metrics_steps(out) == list(range(1, step + 3))  # each step logged once across the two sittings

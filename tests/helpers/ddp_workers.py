@@ -25,7 +25,7 @@ def tiny_nets():
 def sgd_step(gens, dis, batch, wrap=None):
     """One MunitStep with plain SGD (so parameter updates are linear in the gradients)."""
     from xraymunit.losses import LossWeights
-    from xraymunit.training.stage import MunitStep
+    from xraymunit.training.step import MunitStep
 
     g_run, d_run = (wrap(gens), wrap(dis)) if wrap else (gens, dis)
     step = MunitStep(g_run, d_run, torch.optim.SGD(gens.parameters(), lr=0.01),
@@ -60,8 +60,29 @@ def train_worker(rank: int, world: int, port: int, cohort: str, out: str, overri
     """The real `train()` under a 2-process gloo group (as torchrun would launch it)."""
     from helpers.training import tiny_train_config
 
-    from xraymunit.training.stage import train
+    from xraymunit.training import train
 
     _env(rank, world, port)
     train(cohort, out, tiny_train_config(*overrides), show_progress=False)
+    dist.destroy_process_group()
+
+
+def stop_worker(rank: int, world: int, port: int, cohort: str, out: str, overrides: list[str]) -> None:
+    """`train()` under 2 processes where only rank 1 receives SIGTERM (its stop flag is set from the
+    start); each rank writes the Stopped message it raised, if any, to stopped_RANK.txt."""
+    import contextlib
+
+    from helpers.training import tiny_train_config
+
+    from xraymunit.stopping import StopFlag, Stopped
+    from xraymunit.training import stage
+
+    _env(rank, world, port)
+    flag = StopFlag()
+    flag.requested = rank == 1
+    stage.stop_requests = lambda: contextlib.nullcontext(flag)
+    try:
+        stage.train(cohort, out, tiny_train_config(*overrides), show_progress=False)
+    except Stopped as exc:
+        (Path(out) / f"stopped_{rank}.txt").write_text(str(exc))
     dist.destroy_process_group()

@@ -1,4 +1,4 @@
-"""`xraymunit train`: config file + overrides → TrainConfig → xraymunit.training.stage.train()."""
+"""`xraymunit train`: TrainRunOptions + config file + overrides → TrainConfig → xraymunit.training.train()."""
 
 from __future__ import annotations
 
@@ -10,42 +10,50 @@ DESCRIPTION = (
     "(data.domain_a / data.domain_b, default normal → abnormal, train split only). Writes "
     "config.yaml, checkpoints/, samples/, tensorboard/ and metrics.csv into --out."
 )
+EXAMPLES = """\
+examples:
+  xraymunit train --config configs/munit_cxr_256.yaml --cohort cohort/ --out runs/cxr256
+  xraymunit train --cohort cohort/ --out runs/cxr256 --resume --set train.steps=400000
+  torchrun --nproc_per_node 4 -m xraymunit train --config configs/munit_cxr_256.yaml --cohort cohort/ --out runs/ddp
+On SIGTERM the current step finishes, checkpoints/last.pt is saved and the run exits 143; --resume
+continues it exactly.
+"""
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "train", help=HELP, description=DESCRIPTION)
-    p.add_argument("--config", default=None,
-                   help="YAML config (e.g. configs/munit_cxr_256.yaml); omitted keys take the paper defaults")
-    p.add_argument("--cohort", required=True, help="cohort folder written by `xraymunit ingest`")
-    p.add_argument("--out", required=True, help="run folder to create (or to continue with --resume)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out exactly from checkpoints/last.pt "
-                        "(train.steps may be raised to train longer)")
-    p.add_argument("--device", default=None,
-                   help="cpu, cuda or cuda:N (overrides train.device; default from the config: auto)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set train.steps=5000 --set loss.perceptual=0 (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    from xraymunit.cli import EXIT_CODES_HELP
+    from xraymunit.options import add_options, cli_fields, flag_of
+    from xraymunit.training.options import TrainRunOptions
+
+    p = subparsers.add_parser("train", help=HELP, description=DESCRIPTION, epilog=EXAMPLES + EXIT_CODES_HELP,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    special = TrainRunOptions.REQUIRED + TrainRunOptions.APPENDED
+    add_options(p, TrainRunOptions, skip=special)
+    for field in cli_fields(TrainRunOptions):  # the same declarations, with what `option` cannot say
+        if field.name in special:
+            extra = {"required": True} if field.name in TrainRunOptions.REQUIRED else {"action": "append",
+                                                                                       "default": []}
+            p.add_argument(flag_of(field), dest=field.name, metavar=field.metadata["metavar"],
+                           help=field.metadata["help"], **extra)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from xraymunit import config
     from xraymunit.config.train import TrainConfig
-    from xraymunit.training.stage import train
+    from xraymunit.options import from_args
+    from xraymunit.training import train
+    from xraymunit.training.options import TrainRunOptions
 
-    overrides = list(args.overrides)
-    if args.device:
-        overrides.append(f"train.device={args.device}")
-    if args.resume and args.config is None:
-        from pathlib import Path
-
-        saved = Path(args.out) / "config.yaml"
-        cfg = config.load(TrainConfig, saved if saved.is_file() else None, overrides)
-    else:
-        cfg = config.load(TrainConfig, args.config, overrides)
-    result = train(args.cohort, args.out, cfg, resume=args.resume, show_progress=not args.no_progress)
+    opts = from_args(TrainRunOptions, args)
+    config_file = opts.config
+    if opts.resume and config_file is None:  # the run's own config
+        saved = Path(opts.out) / "config.yaml"
+        config_file = saved if saved.is_file() else None
+    cfg = config.load(TrainConfig, config_file, opts.config_overrides())
+    result = train(opts.cohort, opts.out, cfg, resume=opts.resume, show_progress=opts.progress)
     print(f"trained to step {result.steps}; checkpoint: {result.checkpoint}")
     print(f"tensorboard --logdir {result.run_dir / 'tensorboard'}")
     return 0

@@ -166,8 +166,8 @@ class LoopConfig:
             require(getattr(self, key) >= 1, key, "must be >= 1")
         require(self.quality_every >= 0, "quality_every", "must be >= 0 (0: no quality tracking)")
         require(self.time_limit_minutes >= 0, "time_limit_minutes", "must be >= 0 (0: no limit)")
-        require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
-                "device", "must be auto, cpu, cuda or cuda:N")
+        require(self.device in ("auto", "cpu", "mps") or self.device.startswith("cuda"),
+                "device", "must be auto, cpu, cuda, cuda:N or mps")
 
 
 @dataclass
