@@ -2,6 +2,7 @@
 
     python benchmarks/evaluate.py            # all cases (~10 min on 2 cores)
     python benchmarks/evaluate.py --quick    # only the ~60-image cohort
+    python benchmarks/evaluate.py --quick --workers 2   # also the tiny config with 2 worker processes
 
 Cases: a cohort like the bundled default data (~60 real images, 256 px) and a large one
 (~1,000 real + 1,000 synthetic images, 256 px), both written in the on-disk formats of
@@ -15,7 +16,7 @@ Prints a table and writes benchmarks/results/evaluate.json.
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import os
 import sys
 import tempfile
@@ -55,11 +56,11 @@ def make_case(root: Path, patients: int, styles: int) -> tuple[Path, Path, dict]
 
 def run_case(cohort: Path, synth: Path, out: Path, cfg: EvaluateConfig) -> dict:
     t = time.perf_counter()
-    m = evaluate(cohort, synth, out, cfg, progress=False)
+    m = evaluate(cohort, synth, out, dataclasses.replace(cfg, progress=False))
     wall = time.perf_counter() - t
     n_runs = len(m["runs"])
     return {"wall_s": round(wall, 1), "phases_s": m["timings"], "training_runs": n_runs, "steps_per_run": cfg.classifier.steps,
-            "arms": m["arms"], "levels": [lv["name"] for lv in m["levels"]], "seeds": len(m["seeds"]),
+            "workers": cfg.workers, "arms": m["arms"], "levels": [lv["name"] for lv in m["levels"]], "seeds": len(m["seeds"]),
             "auroc_real_all": m["results"][m["levels"][-1]["name"]]["arms"]["real"]["auroc"]["value"],
             "load_avg_after": os.getloadavg()}
 
@@ -86,19 +87,20 @@ def densenet121_step(batch: int = 32, size: int = 224, steps: int = 2) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="only the ~60-image cohort")
+    ap.add_argument("--workers", type=int, default=1, help="also run the tiny config with N worker processes")
     args = ap.parse_args()
-    configs = {
-        "tiny (configs/evaluate_tiny.yaml)": config.load(EvaluateConfig, ROOT / "configs" / "evaluate_tiny.yaml"),
-        "cpu defaults (no --config)": EvaluateConfig(),
-    }
+    tiny = config.load(EvaluateConfig, ROOT / "configs" / "evaluate_tiny.yaml")
+    configs = {"tiny (configs/evaluate_tiny.yaml)": tiny, "cpu defaults (no --config)": EvaluateConfig()}
+    if args.workers > 1:  # threads=0: each worker gets cpu_count // workers threads
+        configs[f"tiny --workers {args.workers}"] = dataclasses.replace(tiny, workers=args.workers, threads=0)
     results = {"machine": machine(), "cases": []}  # machine() records the load average: noisy runs show
     cases = list(CASES.items())[:1] if args.quick else list(CASES.items())
     with tempfile.TemporaryDirectory(prefix="xraymunit-bench-") as tmp:
         for case, (patients, styles) in cases:
             root = Path(tmp) / case.split()[0]
             cohort, synth, info = make_case(root, patients, styles)
-            for cname, cfg in configs.items():
-                r = run_case(cohort, synth, root / ("report-" + cname.split()[0]), cfg)
+            for i, (cname, cfg) in enumerate(configs.items()):
+                r = run_case(cohort, synth, root / f"report-{i}", cfg)  # a fresh folder: no run reused
                 row = {"case": case, **info, "config": cname, **r}
                 results["cases"].append(row)
                 print(f"{case:28s} {cname:34s} real={info['real_images']:5d} synth={info['synthetic_images']:5d} "

@@ -24,14 +24,13 @@ from xraymunit import checkpoint, config
 from xraymunit.config.evaluate import EvaluateConfig
 from xraymunit.config.train import LoopConfig
 from xraymunit.evaluation.stage import evaluate
-from xraymunit.evaluation.datasets import low_data_keys, real_split, select_synthetic, synthetic_images
+from xraymunit.evaluation.datasets import low_data_keys, select_synthetic, synthetic_images
 from xraymunit.evaluation.runcache import digest
 from xraymunit.io.cohort import Cohort, SyntheticSet
 from xraymunit.training.stage import TrainingError, domain_indices
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_EVAL = REPO / "configs" / "evaluate_tiny.yaml"
-evaluate_module = importlib.import_module("xraymunit.evaluation.stage")  # the module (xraymunit.evaluation.stage may be the function)
 
 # extras of the training loop that cost time and are not what these tests are about (when present)
 _LOOP = {f.name for f in dataclasses.fields(LoopConfig)}
@@ -131,13 +130,14 @@ def two_generators(cohort, tmp_path_factory):
 
 def test_evaluate_with_a_folder_per_level_uses_each_level_s_own_images(cohort, two_generators, tmp_path, monkeypatch):
     seen = []
-    real_pool = evaluate_module.TrainPool
+    runs_module = importlib.import_module("xraymunit.evaluation.runs")  # where the runs build their pools
+    real_pool = runs_module.TrainPool
 
     def spy(**kwargs):
         seen.append(kwargs["synthetic"])
         return real_pool(**kwargs)
 
-    monkeypatch.setattr(evaluate_module, "TrainPool", spy)
+    monkeypatch.setattr(runs_module, "TrainPool", spy)
     cfg = quick_eval("arms=[real, synthetic]", "seeds=1", "real_abnormal=[3, all]", "real_abnormal_subset=shared",
                      "quality.enabled=true", "quality.max_sources=4", "quality.max_images=12",
                      "quality.kid_subsets=2", "quality.fd_bootstrap=0", "quality.bootstrap=0")

@@ -27,6 +27,40 @@ def test_help_explains_every_option(capsys):
                 "--device", "--no-progress", "--fresh"):
         assert opt in text
     assert "real + classical augmentation" in text and "never trained on" in text
+    assert "examples:" in text and "--workers 4" in text and "torchrun --nproc_per_node" in text
+    assert "143 stopped by SIGTERM" in " ".join(text.split())  # EXIT_CODES_HELP
+
+
+def _evaluate_parser():
+    from xraymunit.cli import build_parser
+
+    return build_parser()._subparsers._group_actions[0].choices["evaluate"]
+
+
+def test_every_flag_is_a_field_declared_once():
+    from xraymunit.config.evaluate import EvaluateConfig, EvaluateInputs
+    from xraymunit.options import cli_fields
+
+    declared = [f for cls in (EvaluateInputs, EvaluateConfig) for f in cli_fields(cls)]
+    fields = {f.name: f for f in declared}
+    assert len(fields) == len(declared)  # no flag declared twice
+    dests = {a.dest for a in _evaluate_parser()._actions if a.option_strings} - {"help", "verbose", "quiet", "log_file"}
+    assert dests == set(fields), dests ^ set(fields)
+    for dest in dests:
+        assert fields[dest].metadata["help"], dest  # the help text lives in the field
+
+
+def test_config_file_values_stand_unless_a_flag_is_given(tmp_path):
+    from xraymunit.cli.evaluate import build_config
+
+    parser = _evaluate_parser()
+    base = ["--cohort", "c", "--out", "o", "--config", TINY]
+    cfg = build_config(parser.parse_args(base))
+    assert (cfg.seeds, cfg.real_abnormal, cfg.device, cfg.progress, cfg.workers) == (2, (5, "all"), "cpu", True, 1)
+    cfg = build_config(parser.parse_args([*base, "--set", "seeds=4", "--seeds", "3", "--real-abnormal", "7,all",
+                                          "--no-progress", "--workers", "2", "--device", "auto"]))
+    assert (cfg.seeds, cfg.real_abnormal, cfg.device, cfg.progress, cfg.workers) == (3, (7, "all"), "auto", False, 2)
+    assert build_config(parser.parse_args([*base, "--set", "seeds=4"])).seeds == 4
 
 
 def test_cli_runs_end_to_end(data, tmp_path, capsys):
@@ -48,6 +82,8 @@ def test_cli_runs_end_to_end(data, tmp_path, capsys):
     (["--real-abnormal", "ten,all"], "positive integers or 'all'"),
     (["--real-abnormal", "0"], "positive integers or 'all'"),
     (["--seeds", "0"], "seeds"),
+    (["--workers", "0"], "workers"),
+    (["--device", "tpu"], "device"),
     (["--set", "arms=[real, gan]"], "unknown arm"),
 ])
 def test_bad_options_exit_2_with_one_line(data, tmp_path, capsys, extra, message):

@@ -1,14 +1,13 @@
 """Classifier, batch sampling, augmentation and the synthetic-selection (leakage) rules."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from helpers.evaluate_data import write_cohort, write_synthetic
 from xraymunit.config.evaluate import AugmentConfig, ClassifierConfig, SyntheticConfig
 from xraymunit.evaluation import datasets as D
-from xraymunit.evaluation.classifier import (BatchSampler, Classifier, TrainPool, build_classifier, predict,
+from xraymunit.evaluation.classifier import (BatchSampler, TrainPool, build_classifier, predict,
                                              train_classifier)
 from xraymunit.evaluation.metrics import auroc
 from xraymunit.io.cohort import Cohort, SyntheticSet
@@ -144,3 +143,26 @@ def test_classical_augment_is_seeded_changes_images_and_stays_in_range():
     assert not torch.allclose(a1, x) and a1.shape == x.shape
     assert float(a1.min()) >= 0 and float(a1.max()) <= 1
     assert type(a1) is torch.Tensor
+
+
+def test_a_stop_request_abandons_the_run_between_steps(folders):
+    from xraymunit.evaluation.classifier import RunAbandoned
+
+    cohort, _ = folders
+    cfg = ClassifierConfig(**SMALL, steps=50, batch_size=8, eval_every=25)
+    train = D.real_split(cohort, "train", 32, "normal", "abnormal")
+    val = D.real_split(cohort, "val", 32, "normal", "abnormal")
+    pool = TrainPool(train.images[torch.as_tensor(train.where(0))], train.images[torch.as_tensor(train.where(1))])
+
+    class StopAfter:  # like xraymunit.stopping's flag, set by "SIGTERM" after 3 steps
+        def __init__(self):
+            self.asked = 0
+
+        @property
+        def requested(self):
+            self.asked += 1
+            return self.asked > 3
+
+    flag = StopAfter()
+    with pytest.raises(RunAbandoned, match="abandoned at step 3 of 50"):
+        train_classifier(pool, val, cfg, seed=0, stop=flag)

@@ -1,9 +1,16 @@
-"""`xraymunit evaluate`: parse options → EvaluateConfig → xraymunit.evaluation.stage.evaluate()."""
+"""`xraymunit evaluate`: flags built from EvaluateInputs and EvaluateConfig → xraymunit.evaluation.stage.evaluate().
+
+The study flags (--seeds, --real-abnormal, --device, --workers, --no-progress) are fields of
+EvaluateConfig: given, they override --config and --set; not given, the config's value stands.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from xraymunit.cli import EXIT_CODES_HELP
+from xraymunit.options import cli_fields
 
 DESCRIPTION = """\
 Does adding synthetic abnormal images help a normal-vs-abnormal classifier?
@@ -22,53 +29,55 @@ Writes OUT/metrics.json, OUT/summary.md, OUT/predictions.csv, PNG plots and the 
 config OUT/evaluate_config.yaml.
 """
 
-EPILOG = """\
+EPILOG = f"""\
 examples:
   xraymunit evaluate --cohort cohort/ --synthetic synth/ --out reports/cxr
   xraymunit evaluate --cohort cohort/ --synthetic synth/ --out reports/low \\
       --config configs/evaluate.yaml --real-abnormal 25,50,100,all --seeds 3 --device cuda
   xraymunit evaluate --cohort cohort/ --out reports/baseline      # arms 1-2 only
-  xraymunit evaluate --cohort cohort/ --out reports/honest --real-abnormal 25,all \
+  xraymunit evaluate --cohort cohort/ --out reports/honest --real-abnormal 25,all \\
       --synthetic 25=synth_25/ --synthetic all=synth_all/ --set real_abnormal_subset=shared
   xraymunit evaluate ... --set classifier.steps=500 --set stats.bootstrap=2000
+  xraymunit evaluate ... --workers 4       # 4 classifier runs at a time (one GPU each when several)
+  torchrun --nproc_per_node 4 -m xraymunit evaluate ...   # the runs spread over 4 ranks; rank 0 reports
+Finished runs are kept in OUT/runs/: on SIGTERM the current run is abandoned, the finished ones
+are kept, and the command exits 143; rerun it to resume. The report is the same however many
+processes trained the runs.
+{EXIT_CODES_HELP}
 """
 
 
 def register(subparsers) -> None:
+    from xraymunit.config.evaluate import REPEATABLE, REQUIRED, EvaluateConfig, EvaluateInputs
+    from xraymunit.options import add_options
+
     p = subparsers.add_parser(
         "evaluate", help="downstream classifier study + synthetic image quality → report",
         description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--cohort", required=True, metavar="DIR",
-                   help="cohort folder written by `xraymunit ingest` (manifest.parquet + cache/)")
-    p.add_argument("--synthetic", metavar="[LEVEL=]DIR", action="append", default=None,
-                   help="synthetic folder written by `xraymunit synthesize`; without it arms 3 and 4 "
-                        "and the quality metrics are skipped (the report says so). One generator per "
-                        "low-data level: repeat as LEVEL=DIR (e.g. --synthetic 25=synth_25 --synthetic "
-                        "all=synth_all); arms 3/4 of level K then use only that level's images")
-    p.add_argument("--out", required=True, metavar="DIR",
-                   help="report folder to write (created; files in it are replaced atomically)")
-    p.add_argument("--config", metavar="YAML", default=None,
-                   help="evaluation config (e.g. configs/evaluate.yaml for a study, "
-                        "configs/evaluate_tiny.yaml for a quick CPU smoke run); default: built-in CPU defaults")
-    p.add_argument("--real-abnormal", metavar="LEVELS", default=None,
-                   help="comma-separated numbers of real abnormal training images to keep, e.g. "
-                        "25,50,100,all (low-data study; the same K images for every arm of a seed)")
-    p.add_argument("--seeds", type=int, metavar="N", default=None,
-                   help="number of seeds per arm (every arm uses the same seeds)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="override any config key, e.g. --set classifier.steps=500 (repeatable; "
-                        "applied after --config, before --real-abnormal/--seeds/--device)")
-    p.add_argument("--device", default=None, metavar="DEV",
-                   help="cpu, cuda or cuda:N (overrides the config's device)")
-    p.add_argument("--training-run", metavar="[LEVEL=]RUN_DIR", action="append", default=None,
-                   help="the MUNIT run folder behind the synthetic images (repeat as LEVEL=RUN_DIR, like "
-                        "--synthetic): its quality tracking (quality.csv, quality.png) goes into the report")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--fresh", action="store_true",
-                   help="retrain every run; by default finished runs kept in OUT/runs/ are reused when "
-                        "their fingerprint (config, seed, image keys) matches, so an interrupted study resumes")
+    add_options(p, EvaluateInputs, skip=REPEATABLE)
+    _add_repeatable(p, EvaluateInputs, REPEATABLE)
+    study = p.add_argument_group("study options (override --config and --set)")
+    add_options(study, EvaluateConfig)
+    for action in p._actions:  # (options.option has no `required`: these have no default)
+        if action.dest in REQUIRED:
+            action.required = True
+        elif action.dest in {f.name for f in cli_fields(EvaluateConfig)}:
+            action.default = argparse.SUPPRESS  # not given: the config file's value stands
     p.set_defaults(func=run)
+
+
+def _add_repeatable(parser, cls, names: tuple[str, ...]) -> None:
+    """Flags that may be repeated (values collected in a list), built from their fields' declarations."""
+    import dataclasses
+
+    from xraymunit.options import flag_of
+
+    for field in dataclasses.fields(cls):
+        if field.name in names:
+            meta = field.metadata
+            parser.add_argument(flag_of(field), dest=field.name, action="append", default=None,
+                                metavar=meta["metavar"], help=meta["help"].replace("%", "%%"))
 
 
 def parse_synthetic(values: list[str] | None, option: str = "--synthetic") -> str | dict[str, str] | None:
@@ -95,28 +104,31 @@ def parse_synthetic(values: list[str] | None, option: str = "--synthetic") -> st
     return plain[0] if plain else pairs
 
 
-def run(args: argparse.Namespace) -> int:
-    from xraymunit import config
-    from xraymunit.config import ConfigError
-    from xraymunit.config.evaluate import EvaluateConfig, parse_levels
-    from xraymunit.evaluation.stage import evaluate
-    from xraymunit.evaluation.report import headline
+def build_config(args: argparse.Namespace):
+    """EvaluateConfig from --config, then --set, then the study flags given on the command line."""
+    import dataclasses
 
-    overrides = list(args.overrides)
-    if args.real_abnormal is not None:
-        levels = parse_levels(args.real_abnormal)
-        overrides.append("real_abnormal=[" + ", ".join(str(v) for v in levels) + "]")
-    if args.seeds is not None:
-        if args.seeds < 1:
-            raise ConfigError("--seeds must be >= 1")
-        overrides.append(f"seeds={args.seeds}")
-    if args.device is not None:
-        overrides.append(f"device={args.device}")
-    if args.no_progress:
-        overrides.append("progress=false")
-    cfg = config.load(EvaluateConfig, args.config, overrides)
+    from xraymunit import config
+    from xraymunit.config.evaluate import EvaluateConfig
+
+    cfg = config.load(EvaluateConfig, args.config, args.overrides or [])
+    given = {f.name: getattr(args, f.name) for f in cli_fields(EvaluateConfig) if hasattr(args, f.name)}
+    if not given:
+        return cfg
+    cfg = dataclasses.replace(cfg, **given)
+    cfg.validate()
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from xraymunit.evaluation.report import headline
+    from xraymunit.evaluation.stage import evaluate
+
+    cfg = build_config(args)
     metrics = evaluate(args.cohort, parse_synthetic(args.synthetic), args.out, cfg, resume=not args.fresh,
                        training_run=parse_synthetic(args.training_run, "--training-run"))
+    if metrics.get("report", True) is None:  # a torchrun rank other than 0: rank 0 prints the report
+        return 0
     out = Path(args.out)
     print(f"report: {out / 'summary.md'}  (metrics: {out / 'metrics.json'})")
     for line in headline(metrics):

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional, Union
 
 from xraymunit.config import ConfigError, require
+from xraymunit.options import option
+from xraymunit.runtime import DEVICE_HELP
 
 ARMS = ("real", "classical", "synthetic", "classical+synthetic")
 """The four arms: (1) real only, (2) + classical augmentation, (3) + synthetic abnormal, (4) both."""
@@ -174,7 +176,11 @@ class QualityConfig:
 
 @dataclass
 class EvaluateConfig:
-    """Everything `xraymunit evaluate` needs besides the input and output folders."""
+    """Everything `xraymunit evaluate` needs besides the input and output folders.
+
+    The fields with a CLI flag (`option`) are the flags of `xraymunit evaluate`; a flag given on
+    the command line overrides the config file and --set.
+    """
 
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -182,18 +188,25 @@ class EvaluateConfig:
     stats: StatsConfig = field(default_factory=StatsConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     arms: tuple[str, ...] = ARMS
-    seeds: int = 3
+    seeds: int = option(3, "number of seeds per arm (every arm uses the same seeds)", parse=int, metavar="N")
     seed_base: int = 0
-    real_abnormal: tuple[Union[int, str], ...] = ("all",)
+    real_abnormal: tuple[Union[int, str], ...] = option(
+        ("all",), "comma-separated numbers of real abnormal training images to keep, e.g. 25,50,100,all "
+        "(low-data study; the same K images for every arm of a seed)", metavar="LEVELS")
     # Which K real abnormals a low-data level keeps: per_seed = each seed its own nested subset
     # (seeds also vary the data); shared = every seed the subset of seed_base (seeds vary only
     # initial weights and sampling), so one generator per level trained on those K matches all seeds.
     real_abnormal_subset: Literal["per_seed", "shared"] = "per_seed"
     normal_label: str = "normal"
     abnormal_label: str = "abnormal"
-    device: str = "cpu"
+    device: str = option("cpu", f"where the classifiers train: {DEVICE_HELP}; with --workers, cuda means one "
+                         "GPU per worker, round-robin", metavar="DEV")
     threads: int = 0
-    progress: bool = True
+    progress: Optional[bool] = option(None, "no progress bars (default: bars only when stderr is a terminal)",
+                                      flag="--no-progress")
+    workers: int = option(1, "classifier runs trained at the same time by local worker processes (one GPU "
+                          "each when several GPUs, else CPU threads shared out); under torchrun the runs are "
+                          "spread over the ranks instead", parse=int, metavar="N")
 
     def validate(self) -> None:
         require(len(self.arms) >= 1, "arms", f"must list at least one of {list(ARMS)}")
@@ -202,6 +215,8 @@ class EvaluateConfig:
         require(len(set(self.arms)) == len(self.arms), "arms", "must not repeat an arm")
         require(self.seeds >= 1, "seeds", "must be >= 1")
         require(self.seed_base >= 0, "seed_base", "must be >= 0")
+        if isinstance(self.real_abnormal, str):  # the CLI form '25,50,all'
+            self.real_abnormal = parse_levels(self.real_abnormal)
         require(len(self.real_abnormal) >= 1, "real_abnormal", "must list at least one level")
         self.real_abnormal = tuple(parse_level(v) for v in self.real_abnormal)
         require(len(set(self.real_abnormal)) == len(self.real_abnormal), "real_abnormal",
@@ -210,9 +225,46 @@ class EvaluateConfig:
                 "must be per_seed or shared")
         require(self.normal_label != self.abnormal_label, "abnormal_label",
                 "must differ from normal_label")
-        require(self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps",
-                "device", "must be cpu, cuda, cuda:N or mps")
+        require(self.device in ("auto", "cpu", "mps") or self.device.startswith("cuda"),
+                "device", "must be auto, cpu, cuda, cuda:N or mps")
         require(self.threads >= 0, "threads", "must be >= 0 (0 = torch's default)")
+        require(self.workers >= 1, "workers", "must be >= 1")
+
+
+@dataclass
+class EvaluateInputs:
+    """What `xraymunit evaluate` reads and where it writes: the CLI's folders and config sources.
+
+    Not part of EvaluateConfig (the study, saved as OUT/evaluate_config.yaml and reusable
+    between cohorts); `evaluate(cohort, synthetic, out, config, resume=..., training_run=...)`
+    takes the same things as arguments.
+    """
+
+    cohort: Optional[str] = option(None, "cohort folder written by `xraymunit ingest` (manifest.parquet + cache/)",
+                                   metavar="DIR")
+    synthetic: Optional[list[str]] = option(
+        None, "synthetic folder written by `xraymunit synthesize`; without it arms 3 and 4 and the quality metrics "
+        "are skipped (the report says so). One generator per low-data level: repeat as LEVEL=DIR (e.g. "
+        "--synthetic 25=synth_25 --synthetic all=synth_all); arms 3/4 of level K then use only that level's images",
+        metavar="[LEVEL=]DIR")
+    out: Optional[str] = option(None, "report folder to write (created; files in it are replaced atomically)",
+                                metavar="DIR")
+    config: Optional[str] = option(
+        None, "evaluation config (e.g. configs/evaluate.yaml for a study, configs/evaluate_tiny.yaml for a quick "
+        "CPU smoke run); default: built-in CPU defaults", metavar="YAML")
+    overrides: Optional[list[str]] = option(
+        None, "override any config key, e.g. --set classifier.steps=500 (repeatable; applied after --config, "
+        "before the other flags)", flag="--set", metavar="KEY=VALUE")
+    training_run: Optional[list[str]] = option(
+        None, "the MUNIT run folder behind the synthetic images (repeat as LEVEL=RUN_DIR, like --synthetic): its "
+        "quality tracking (quality.csv, quality.png) goes into the report", metavar="[LEVEL=]RUN_DIR")
+    fresh: bool = option(False, "retrain every run; by default finished runs kept in OUT/runs/ are reused when "
+                         "their fingerprint (config, seed, image keys) matches, so an interrupted study resumes")
+
+
+REPEATABLE = ("synthetic", "overrides", "training_run")
+"""EvaluateInputs fields whose flag may be given several times (their values are collected in a list)."""
+REQUIRED = ("cohort", "out")
 
 
 def parse_level(value: int | str) -> int | str:

@@ -148,6 +148,10 @@ def embed(model: Classifier, images: torch.Tensor, device: str | torch.device, b
     return torch.cat(out).numpy() if out else np.zeros((0, 0))
 
 
+class RunAbandoned(Exception):
+    """A classifier run stopped before its last step on request; nothing of it is kept."""
+
+
 def train_classifier(
     pool: TrainPool,
     val: ImageSet,
@@ -156,6 +160,7 @@ def train_classifier(
     device: str | torch.device = "cpu",
     augment=None,
     progress=None,
+    stop=None,
 ) -> TrainResult:
     """Train for exactly cfg.steps steps; keep the weights with the best val AUROC.
 
@@ -166,6 +171,8 @@ def train_classifier(
         seed: fixes initial weights, batch stream and dropout.
         augment: callable on a batch (classical augmentation) or None.
         progress: a tqdm bar advanced once per step, or None.
+        stop: a `xraymunit.stopping` flag; once it is requested the run is abandoned between two
+            steps (RunAbandoned), so a SIGTERM never waits for a whole run.
     """
     if len(pool.normal) == 0 or len(pool.abnormal) == 0:
         raise ValueError("a training pool needs at least one normal and one abnormal image")
@@ -178,6 +185,8 @@ def train_classifier(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # dropout
         for step in range(1, cfg.steps + 1):
+            if stop is not None and stop.requested:
+                raise RunAbandoned(f"abandoned at step {step - 1} of {cfg.steps}")
             x, y = sampler()
             if augment is not None:
                 x = augment(x)

@@ -74,16 +74,41 @@ def assess(
     syn = synthetic_images(synth, rows, size)
     model.eval()
 
-    f_syn, f_src = embed(model, syn.images, device), embed(model, src_imgs, device)
-    f_nor, f_abn = embed(model, ref_normal.images, device), embed(model, ref_abnormal.images, device)
-    kid = dict(subset_size=cfg.kid_subset_size, subsets=cfg.kid_subsets, seed=seed)
+    feats = [embed(model, x, device) for x in (syn.images, src_imgs, ref_normal.images, ref_abnormal.images)]
     tick()
+    realism = _realism(*feats, cfg, seed)
+    tick()
+    diversity = _diversity(model, syn.images, sidx, ref_abnormal, cfg, size, device, seed)
+    tick()
+    content = _content(src_imgs, syn.images, sidx, src_patients, cfg, size, seed)
+    tick()
+    mem = Q.memorisation(
+        Q.pixel_vectors(syn.images, cfg.memorisation_size), src_patients[sidx],  # resolved via the cohort
+        Q.pixel_vectors(train.images, cfg.memorisation_size), train.patients,
+        synth_keys=syn.keys, train_keys=train.keys,
+    )
+    tick()
+    result = {
+        "n_synthetic": int(len(syn)), "n_inputs": int(len(uniq)), "image_size": int(size),
+        "reference": {"n_real_normal": int(len(ref_normal)), "n_real_abnormal": int(len(ref_abnormal))},
+        "realism": realism,
+        "diversity": diversity,
+        "content_preservation": content,
+        "memorisation": mem,
+    }
+    grid = _grid(cohort, synth, ok, uniq, rows, sidx, cfg)
+    return result, grid
+
+
+def _realism(f_syn, f_src, f_nor, f_abn, cfg: QualityConfig, seed: int) -> dict:
+    """Fréchet distance and KID in the feature space, each next to its real-image yardstick."""
+    kid = dict(subset_size=cfg.kid_subset_size, subsets=cfg.kid_subsets, seed=seed)
 
     def dist(a, b, what):
         return {"compares": what, "n": [int(len(a)), int(len(b))],
                 **Q.frechet_with_ci(a, b, cfg.fd_bootstrap, seed=seed), **Q.kernel_distance_summary(a, b, **kid)}
 
-    realism = {
+    return {
         "feature_dim": int(f_syn.shape[1]) if f_syn.ndim == 2 and f_syn.size else 0,
         "synthetic_vs_real_abnormal": dist(f_syn, f_abn, "synthetic abnormal vs real abnormal (lower = more realistic)"),
         "yardstick_real_normal_vs_real_abnormal": dist(f_nor, f_abn, "real normal vs real abnormal (the gap a translation must close)"),
@@ -91,14 +116,16 @@ def assess(
         "synthetic_vs_real_normal": dist(f_syn, f_nor, "synthetic abnormal vs real normal"),
     }
 
-    tick()
-    # diversity: all pairs of styles of one input, vs pairs of unrelated real abnormal images
+
+def _diversity(model: Classifier, syn_images: torch.Tensor, sidx: np.ndarray, ref_abnormal: ImageSet,
+               cfg: QualityConfig, size: int, device, seed: int) -> dict:
+    """All pairs of styles of one input, vs pairs of unrelated real abnormal images."""
     pairs = Q.pairs_within_groups(sidx, cfg.max_images, seed, 0x9C)  # 20 styles → 190 pairs per input: a subset
     real_pairs = Q.distinct_patient_pairs(ref_abnormal.patients, max(len(pairs), 50), seed, 0x9B)
     k_ms = (cfg.ms_ssim_kernel, cfg.ms_ssim_scales)
     kernel, weights = Q.ms_ssim_setup(size, *k_ms)
 
-    def diversity(images, pr, groups, batch: int = 64):
+    def measure(images, pr, groups, batch: int = 64):
         if len(pr) == 0:
             return {"lpips_style": Q.mean_sd([]), "one_minus_ms_ssim": Q.mean_sd([])}
         lp, ms = [], []
@@ -111,44 +138,28 @@ def assess(
         return {"lpips_style": Q.mean_sd(np.concatenate(lp), **boot),
                 "one_minus_ms_ssim": Q.mean_sd(np.concatenate(ms), **boot)}
 
-    div_syn = diversity(syn.images, pairs, sidx[pairs[:, 0]] if len(pairs) else None)  # resample inputs
-    div_real = diversity(ref_abnormal.images, real_pairs, None)
+    div_syn = measure(syn_images, pairs, sidx[pairs[:, 0]] if len(pairs) else None)  # resample inputs
+    div_real = measure(ref_abnormal.images, real_pairs, None)
     div_syn["n_inputs"] = int(len(np.unique(sidx)))
-    tick()
+    return {"synthetic_styles_of_same_input": div_syn, "yardstick_real_abnormal_pairs": div_real,
+            "ms_ssim_kernel": kernel, "ms_ssim_scales": len(weights)}
 
-    # content preservation on low-passed images
+
+def _content(src_imgs: torch.Tensor, syn_images: torch.Tensor, sidx: np.ndarray, src_patients: np.ndarray,
+             cfg: QualityConfig, size: int, seed: int) -> dict:
+    """Content preservation: SSIM of each input and its translations after a low-pass, vs two patients."""
     sigma = cfg.lowpass_sigma * size
-    lp_src, lp_syn = Q.lowpass(src_imgs, sigma), Q.lowpass(syn.images, sigma)
+    lp_src, lp_syn = Q.lowpass(src_imgs, sigma), Q.lowpass(syn_images, sigma)
     ssim_kept = Q.ssim(lp_src[torch.as_tensor(sidx)], lp_syn, cfg.ssim_window) if len(sidx) else np.zeros(0)
     unrel = Q.distinct_patient_pairs(src_patients, 200, seed, 0x9B)
     ssim_unrel = (Q.ssim(lp_src[torch.as_tensor(unrel[:, 0])], lp_src[torch.as_tensor(unrel[:, 1])], cfg.ssim_window)
                   if len(unrel) else np.zeros(0))
-    content = {
+    return {
         "lowpass_sigma_px": float(sigma),
         "ssim_input_vs_translation": Q.mean_sd(ssim_kept, groups=sidx, n_boot=cfg.bootstrap, seed=seed),
         "yardstick_ssim_unrelated_inputs": Q.mean_sd(ssim_unrel, n_boot=cfg.bootstrap, seed=seed),
         "note": "1 = anatomy identical after low-pass; the yardstick is two different patients",
     }
-
-    tick()
-    mem = Q.memorisation(
-        Q.pixel_vectors(syn.images, cfg.memorisation_size), src_patients[sidx],  # resolved via the cohort
-        Q.pixel_vectors(train.images, cfg.memorisation_size), train.patients,
-        synth_keys=syn.keys, train_keys=train.keys,
-    )
-
-    tick()
-    result = {
-        "n_synthetic": int(len(syn)), "n_inputs": int(len(uniq)), "image_size": int(size),
-        "reference": {"n_real_normal": int(len(ref_normal)), "n_real_abnormal": int(len(ref_abnormal))},
-        "realism": realism,
-        "diversity": {"synthetic_styles_of_same_input": div_syn, "yardstick_real_abnormal_pairs": div_real,
-                      "ms_ssim_kernel": kernel, "ms_ssim_scales": len(weights)},
-        "content_preservation": content,
-        "memorisation": mem,
-    }
-    grid = _grid(cohort, synth, ok, uniq, rows, sidx, cfg)
-    return result, grid
 
 
 def _grid(cohort: Cohort, synth: SyntheticSet, ok: pd.DataFrame, uniq, rows: pd.DataFrame, sidx,

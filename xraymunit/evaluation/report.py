@@ -1,8 +1,7 @@
 """The evaluation report: metrics.json for machines, PNG plots, summary.md for a person.
 
-Every file is written atomically; summary.md leads with the answer (does synthetic help,
-with its CI), then the table of arms, the quality numbers next to their yardsticks, and
-the caveats a reviewer would raise.
+Every file is written atomically. The text of summary.md is composed in `summary` (its
+functions are also reachable from here: headline, overall, summary, caveats).
 """
 
 from __future__ import annotations
@@ -13,12 +12,10 @@ import numpy as np
 import pandas as pd
 
 from xraymunit import config as config_mod
+from xraymunit.evaluation.summary import ARM_LABEL, METRIC_LABEL, _ci, caveats, headline, overall, summary
 from xraymunit.io import atomic, csvfile
 
-ARM_LABEL = {"real": "(1) real only", "classical": "(2) real + classical aug.",
-             "synthetic": "(3) real + synthetic", "classical+synthetic": "(4) real + classical + synthetic"}
-METRIC_LABEL = {"auroc": "AUROC", "sensitivity_at_specificity": "Sens@Spec",
-                "balanced_accuracy": "Bal. acc."}
+__all__ = ["write", "headline", "overall", "summary", "caveats", "ARM_LABEL", "METRIC_LABEL"]
 
 
 def write(out: Path, metrics: dict, runs: list[dict], test, val, grid: dict | None, cfg) -> None:
@@ -69,13 +66,14 @@ def _predictions(path: Path, runs, val, test) -> None:
     csvfile.write_csv(table, path, index=False)  # labels / source names come from a user's CSV
 
 
-def _figure():
-    import matplotlib
+def _subplots(rows: int, cols: int, **kwargs):
+    """A Figure and its axes without pyplot: the caller's (a notebook's) backend stays as it is."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=kwargs.pop("figsize", None))
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(rows, cols, **kwargs)
 
 
 def _save(fig, path: Path) -> None:
@@ -87,9 +85,8 @@ def _plot_roc(path: Path, metrics: dict, runs, test) -> None:
     """One panel per level; per arm the ROC averaged over seeds (vertical averaging)."""
     from xraymunit.evaluation.metrics import roc_curve
 
-    plt = _figure()
     levels = [lv["name"] for lv in metrics["levels"]]
-    fig, axes = plt.subplots(1, len(levels), figsize=(4.2 * len(levels), 4.2), squeeze=False)
+    fig, axes = _subplots(1, len(levels), figsize=(4.2 * len(levels), 4.2), squeeze=False)
     grid = np.linspace(0, 1, 201)
     for ax, level in zip(axes[0], levels):
         for arm in metrics["arms"]:
@@ -109,14 +106,12 @@ def _plot_roc(path: Path, metrics: dict, runs, test) -> None:
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(f"ROC on the test split (mean over {len(metrics['seeds'])} seed(s); AUROC with 95% CI)", fontsize=9)
     _save(fig, path)
-    plt.close(fig)
 
 
 def _plot_levels(path: Path, metrics: dict) -> None:
     """AUROC (and the other metrics) against the number of real abnormal training images."""
-    plt = _figure()
     names = list(METRIC_LABEL)
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.8), squeeze=False)
+    fig, axes = _subplots(1, len(names), figsize=(4.2 * len(names), 3.8), squeeze=False)
     levels = metrics["levels"]
     xs = np.array([lv["n_real_abnormal"] for lv in levels], float)
     for ax, name in zip(axes[0], names):
@@ -137,14 +132,12 @@ def _plot_levels(path: Path, metrics: dict) -> None:
     axes[0][0].legend(fontsize=7)
     fig.suptitle("Test metrics vs number of real abnormal training images (mean over seeds, 95% CI)", fontsize=9)
     _save(fig, path)
-    plt.close(fig)
 
 
 def _plot_grid(path: Path, grid: dict) -> None:
-    plt = _figure()
     rows = len(grid["inputs"])
     cols = 1 + max(len(s) for s in grid["styles"])
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows), squeeze=False)
+    fig, axes = _subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows), squeeze=False)
     for r in range(rows):
         for c in range(cols):
             ax = axes[r][c]
@@ -156,292 +149,3 @@ def _plot_grid(path: Path, grid: dict) -> None:
                 ax.set_title("input (normal)" if c == 0 else f"style {c}", fontsize=7)
     fig.suptitle("Synthetic abnormal images: each row is one input and several sampled styles", fontsize=8)
     _save(fig, path)
-    plt.close(fig)
-
-
-# ---------------------------------------------------------------- summary.md
-def _num(v, nd=3) -> str:
-    return "n/a" if v is None else f"{v:.{nd}f}"
-
-
-def _ci(m: dict, nd=3) -> str:
-    if m is None or m.get("value") is None:
-        return "n/a"
-    return f"{m['value']:.{nd}f} [{_num(m['ci_low'], nd)}, {_num(m['ci_high'], nd)}]"
-
-
-def _delta(d: dict) -> str:
-    if d is None or d.get("delta") is None:
-        return "n/a"
-    p = "" if d.get("p_bootstrap") is None else f", p={d['p_bootstrap']:.3f}"
-    return f"{d['delta']:+.3f} [{_num(d['ci_low'])}, {_num(d['ci_high'])}]{p}"
-
-
-def headline(metrics: dict) -> list[str]:
-    """One sentence per level and comparison: the answer to 'does synthetic help?'."""
-    lines = []
-    for lv in metrics["levels"]:
-        comps = metrics["results"][lv["name"]]["comparisons"]
-        for key, text in (("synthetic vs real", "real + synthetic vs real only"),
-                          ("classical+synthetic vs classical", "real + classical + synthetic vs real + classical")):
-            if key in comps:
-                d = comps[key]["auroc"]
-                lines.append(f"- With {lv['n_real_abnormal']}{' (all)' if lv['name'] == 'all' else ''} real abnormal training images: "
-                             f"{text}: ΔAUROC {_delta(d)} → **{d['verdict']}**.")
-    return lines
-
-
-def overall(metrics: dict) -> str:
-    """The one-line answer: at how many levels adding synthetic images changed AUROC significantly."""
-    verdicts = [metrics["results"][lv["name"]]["comparisons"][key]["auroc"]["verdict"]
-                for lv in metrics["levels"] for key in ("synthetic vs real", "classical+synthetic vs classical")
-                if key in metrics["results"][lv["name"]]["comparisons"]]
-    n_better, n_worse = verdicts.count("better"), verdicts.count("worse")
-    if n_better and not n_worse:
-        word = "**Yes**"
-    elif n_worse and not n_better:
-        word = "**No — it hurt**"
-    elif n_better and n_worse:
-        word = "**Mixed**"
-    else:
-        word = "**Not shown**"
-    return (f"{word}: adding synthetic images raised test AUROC significantly in {n_better} and lowered it in "
-            f"{n_worse} of {len(verdicts)} comparisons ({int(round(metrics['config']['stats']['ci'] * 100))}% CI "
-            "of the paired difference excluding 0).")
-
-
-def summary(metrics: dict) -> str:
-    cfg = metrics["config"]
-    ci = int(round(cfg["stats"]["ci"] * 100))
-    spec = cfg["stats"]["specificity"]
-    L = ["# Evaluation summary", ""]
-    L.append("## Does synthetic help?")
-    L.append("")
-    head = headline(metrics)
-    if head:
-        L.append(overall(metrics))
-        L.append("")
-        L += head
-        L.append("")
-        L.append(f"Δ = arm − reference on the *same* test resamples and seeds (paired patient bootstrap, "
-                 f"{cfg['stats']['bootstrap']} resamples, {ci}% CI); **better/worse** only when the CI excludes 0.")
-    else:
-        L.append("Not measured: no synthetic arm was run (" + "; ".join(metrics["notes"]) + ").")
-    L.append("")
-    d = metrics["data"]
-    L.append(f"Test split (the only images scored, all real): {d['test']['n_normal']} normal + "
-             f"{d['test']['n_abnormal']} abnormal images from {d['test']['n_patients']} patients. "
-             f"Seeds: {len(metrics['seeds'])}; every arm: {cfg['classifier']['steps']} steps × batch "
-             f"{cfg['classifier']['batch_size']} of {cfg['classifier']['arch']} at {cfg['classifier']['image_size']} px, "
-             f"model selected on val AUROC.")
-    L.append("")
-    L.append("## Arms")
-    for lv in metrics["levels"]:
-        res = metrics["results"][lv["name"]]
-        L.append("")
-        L.append(f"### Real abnormal training images: {lv['name']} (n = {lv['n_real_abnormal']})")
-        L.append("")
-        gen = (metrics.get("generators") or {}).get("levels", {}).get(lv["name"])
-        if gen:
-            L.append(f"Synthetic images (arms 3/4): {_generator(gen)}.")
-            L.append("")
-        L.append(f"| arm | train normal / abnormal / synthetic | AUROC [{ci}% CI] | sens @ spec {spec:.2f} | "
-                 f"balanced acc. | ΔAUROC vs (1) | ΔAUROC vs (2) |")
-        L.append("|---|---|---|---|---|---|---|")
-        for arm in metrics["arms"]:
-            if arm not in res["arms"]:
-                continue  # no synthetic folder for this level (see the notes)
-            a = res["arms"][arm]
-            tc = a["train_counts"]
-            c1 = res["comparisons"].get(f"{arm} vs real", {}).get("auroc")
-            c2 = res["comparisons"].get(f"{arm} vs classical", {}).get("auroc")
-            L.append(f"| {ARM_LABEL[arm]} | {tc['real_normal']} / {tc['real_abnormal']} / {tc['synthetic_abnormal']} | "
-                     f"{_ci(a['auroc'])} | {_ci(a['sensitivity_at_specificity'])} | {_ci(a['balanced_accuracy'])} | "
-                     f"{_delta(c1) if c1 else '—'} | {_delta(c2) if c2 else '—'} |")
-        src = {arm: res["arms"][arm].get("per_source") for arm in metrics["arms"]
-               if arm in res["arms"] and res["arms"][arm].get("per_source")}
-        if src:
-            L.append("")
-            L.append("Per source dataset (AUROC):")
-            L.append("")
-            names = sorted(next(iter(src.values())))
-            L.append("| arm | " + " | ".join(names) + " |")
-            L.append("|---|" + "---|" * len(names))
-            for arm, per in src.items():
-                cells = [(_ci(per[n]["auroc"]) if per[n]["auroc"] else "undefined (one class)") for n in names]
-                L.append(f"| {ARM_LABEL[arm]} | " + " | ".join(cells) + " |")
-    L.append("")
-    L += _quality_section(metrics)
-    L += _training_quality_section(metrics)
-    if metrics.get("shortcut_test"):
-        from xraymunit.confounds import summary_lines
-
-        L += summary_lines(metrics["shortcut_test"])
-    L.append("## Caveats")
-    L.append("")
-    L += [f"- {c}" for c in caveats(metrics)]
-    L.append("")
-    L.append("Files: metrics.json (every number with its CI), predictions.csv (every score), roc.png, "
-             "metric_vs_real_abnormal.png" + (", styles_grid.png" if "grid" in metrics["files"]["plots"] else "")
-             + ", evaluate_config.yaml.")
-    L.append("")
-    return "\n".join(L)
-
-
-def _generator(gen: dict) -> str:
-    """'generator <sha> (step N), folder F' — the checkpoint behind a level's synthetic images."""
-    shas = ", ".join(f"`{h[:12]}`" for h in gen.get("checkpoint_sha256") or []) or "unknown checkpoint"
-    steps = gen.get("checkpoint_step") or []
-    step = f" (step {', '.join(map(str, steps))})" if steps else ""
-    return f"generator {shas}{step}, folder `{gen['synthetic']}`"
-
-
-def _fd(d: dict) -> str:
-    if d.get("frechet_ci_low") is None:
-        return _num(d.get("frechet"))
-    return f"{_num(d['frechet'])} [{_num(d['frechet_ci_low'])}, {_num(d['frechet_ci_high'])}]"
-
-
-def _mci(d: dict) -> str:
-    if d.get("mean") is None:
-        return "n/a"
-    if d.get("ci_low") is None:
-        return _num(d["mean"])
-    return f"{_num(d['mean'])} [{_num(d['ci_low'])}, {_num(d['ci_high'])}]"
-
-
-def _training_quality_section(metrics: dict) -> list[str]:
-    tq = metrics.get("training_quality")
-    if not tq:
-        return []
-    L = ["## Quality during training", "",
-         "Measured by the cohort's judge on fixed val images while the generator trained "
-         "(`quality.csv` in the run folder; best.pt criterion: xraymunit/quality_log.py).", "",
-         "| run | measurement | step | minutes | judged abnormal a2b (real abn. / real normal) | FD to real B "
-         "(inputs) | diversity LPIPS-style (real B pairs) | content SSIM (two patients) | score |",
-         "|---|---|---|---|---|---|---|---|---|"]
-    for level, t in tq.items():
-        for which in ("first", "best", "last"):
-            r = t.get(which)
-            if not r:
-                continue
-            L.append(f"| {level} | {which} | {int(r['step'])} | {r['seconds'] / 60:.1f} | {_num(r['a2b_success'])} "
-                     f"({_num(r['a2b_success_real_abnormal'])} / {_num(r['a2b_success_real_normal'])}) | "
-                     f"{_num(r['a2b_fd'])} ({_num(r['a2b_fd_inputs'])}) | {_num(r['a2b_diversity_lpips'])} "
-                     f"({_num(r['real_b_pairs_lpips'])}) | {_num(r['a2b_content_ssim'])} "
-                     f"({_num(r['content_ssim_unrelated'])}) | {_num(r['score'])} |")
-    files = [f"`{n}`" for k, n in (metrics.get("files", {}).get("plots") or {}).items() if k.startswith("training_quality")]
-    L += ["", f"Curves: {', '.join(files)} (each measure vs step and vs wall-clock time, yardsticks dashed)."
-          if files else "", ""]
-    return L
-
-
-def _quality_section(metrics: dict) -> list[str]:
-    q = metrics.get("quality")
-    L = ["## Synthetic image quality", ""]
-    if not q:
-        return L + ["Not computed (" + ("no synthetic folder" if metrics["synthetic"] is None else "disabled or no images") + ").", ""]
-    r, dv, c, m = q["realism"], q["diversity"], q["content_preservation"], q["memorisation"]
-    L.append(f"On {q['n_synthetic']} synthetic images of {q['n_inputs']} inputs; reference real images from "
-             f"{', '.join(q['reference_splits'])} ({q['reference']['n_real_normal']} normal, "
-             f"{q['reference']['n_real_abnormal']} abnormal). Feature network: {q['feature_network']}.")
-    if (q.get("synthetic_set") or {}).get("level") is not None:
-        L.append("")
-        L.append(f"One generator per level: these numbers assess level {q['synthetic_set']['level']}'s synthetic "
-                 f"set (the largest level with one), `{q['synthetic_set']['folder']}`.")
-    if q.get("judge"):
-        L.append("")
-        L.append(f"Judge: {q['judge']['describe']}. It was trained on every real train-split image, abnormal ones "
-                 "included: in a low-data study it has seen more abnormal images than the classifier arms of a "
-                 "level. It only measures; it never trains an arm.")
-    L.append("")
-    L.append("| measure | synthetic | yardstick |")
-    L.append("|---|---|---|")
-    ja = q.get("judged_abnormal")
-    if ja and ja.get("synthetic") is not None:
-        L.append(f"| translation success: share judged abnormal (↑) | {_num(ja['synthetic'])} of {ja['n_synthetic']} | "
-                 f"real abnormal {_num(ja['yardstick_real_abnormal'])}; real normal {_num(ja['yardstick_real_normal'])} |")
-    s, y = r["synthetic_vs_real_abnormal"], r["yardstick_real_normal_vs_real_abnormal"]
-    i = r["inputs_vs_real_abnormal"]
-    L.append(f"| Fréchet distance to real abnormal (↓) | {_fd(s)} | real normal ↔ abnormal {_fd(y)}; "
-             f"inputs before translation {_fd(i)} |")
-    L.append(f"| KID to real abnormal (↓) | {_num(s['kid'], 4)} ± {_num(s['kid_sd'], 4)} | real normal ↔ abnormal "
-             f"{_num(y['kid'], 4)}; inputs {_num(i['kid'], 4)} |")
-    ds, dr = dv["synthetic_styles_of_same_input"], dv["yardstick_real_abnormal_pairs"]
-    L.append(f"| diversity, LPIPS-style (↑) | {_mci(ds['lpips_style'])} | real abnormal pairs "
-             f"{_mci(dr['lpips_style'])} |")
-    L.append(f"| diversity, 1 − MS-SSIM (↑) | {_mci(ds['one_minus_ms_ssim'])} | real abnormal pairs "
-             f"{_mci(dr['one_minus_ms_ssim'])} |")
-    L.append(f"| content kept, low-pass SSIM input ↔ output (↑) | {_mci(c['ssim_input_vs_translation'])} | "
-             f"two different patients {_mci(c['yardstick_ssim_unrelated_inputs'])} |")
-    L.append(f"| memorisation: images closer to a training image than any two real ones | {m['n_flagged']} of "
-             f"{m['n_synthetic']} | threshold {_num(m['threshold_closest_real_pair'])} |")
-    L.append("")
-    return L
-
-
-def caveats(metrics: dict) -> list[str]:
-    cfg = metrics["config"]
-    out = []
-    sel = metrics.get("synthetic_selection")
-    if sel:
-        ex = "; ".join(f"{k}: {v}" for k, v in sel["excluded_by_reason"].items()) or "none"
-        out.append(f"Synthetic images: {sel['used_for_training']} of {sel['total']} used for training; "
-                   f"excluded — {ex}. Images derived from val/test patients are never trained on.")
-    gens = metrics.get("generators") or {}
-    low = any(lv["name"] != "all" for lv in metrics["levels"])
-    if gens.get("mode") == "per_level":
-        for name, g in gens["levels"].items():
-            s = (g or {}).get("selection")
-            if s:
-                ex = "; ".join(f"{k}: {v}" for k, v in s["excluded_by_reason"].items()) or "none"
-                out.append(f"Level {name} synthetic images: {s['used_for_training']} of {s['total']} used for "
-                           f"training; excluded — {ex}.")
-        out.append("One generator per low-data level: arms 3/4 of level K train only on the synthetic images of "
-                   "that level's folder (its generator is named under each level). That a level's generator saw "
-                   "only the level's K real abnormal images is how it was trained, not something this report "
-                   "can check: the pipeline's `generators: per_level` trains it on exactly those image keys "
-                   "(`data.domain_b_keys`) and its checkpoint records their hash (extra.images_b_keys_sha, "
-                   "the same hash as real_abnormal_keys_sha of the runs in metrics.json).")
-    elif gens.get("mode") == "single" and low:
-        out.append("**Warning:** low-data levels keep K real abnormal training images, but the MUNIT generator "
-                   "itself was trained on *all* train-split abnormal images (and reference styles may come from "
-                   "them): arms 3/4 at small K indirectly see more abnormal data than arms 1/2. Strict low-data "
-                   "claims need a generator trained on the same K images (pipeline `generators: per_level`).")
-    if low:
-        if cfg.get("real_abnormal_subset") == "shared":
-            out.append(f"Low-data subsets are shared: every seed keeps the same K real abnormal images (those of "
-                       f"seed {cfg['seed_base']}), so seeds vary only initial weights and batch sampling; the "
-                       "CIs do not include the variation between different K-image subsets.")
-        out.append("The val split is used in full at every level.")
-    t = metrics["data"]["test"]
-    if min(t["n_normal"], t["n_abnormal"]) < 50:
-        out.append(f"The test split is small ({t['n_normal']} normal, {t['n_abnormal']} abnormal): CIs are wide "
-                   "and a null result is weak evidence of no effect.")
-    out.append(f"CIs resample test {cfg['stats']['bootstrap_unit']}s (training variation enters only through the "
-               f"{len(metrics['seeds'])} seed(s); per-seed values and their SD are in metrics.json). "
-               "p-values in the tables are per comparison; Holm-adjusted ones (AUROC, within each level) "
-               "are in metrics.json as p_holm.")
-    if cfg["classifier"]["steps"] < 200:
-        out.append(f"The training budget is tiny ({cfg['classifier']['steps']} steps): treat these numbers as a "
-                   "smoke test of the pipeline, not as a study result.")
-    q = metrics.get("quality")
-    if q:
-        mem = q["memorisation"]
-        if mem["n_flagged"]:
-            out.append(f"**Memorisation:** {mem['n_flagged']} of {mem['n_synthetic']} synthetic images are closer to a "
-                       "real training image of another patient than any two real training images are to each other "
-                       "(near-copies; listed in metrics.json → quality.memorisation.flagged). Gains from such images "
-                       "are not gains from synthesis.")
-        div = q["diversity"]
-        syn_d = div["synthetic_styles_of_same_input"]["lpips_style"]["mean"]
-        real_d = div["yardstick_real_abnormal_pairs"]["lpips_style"]["mean"]
-        if syn_d is not None and real_d and syn_d < 0.1 * real_d:
-            out.append(f"**Low diversity:** styles of one input differ by {syn_d:.3f} (LPIPS-style) against {real_d:.3f} "
-                       "between real abnormal images: the generator may ignore its style code (mode collapse).")
-    if metrics.get("quality"):
-        out.append("FID/KID/LPIPS-style use a network trained on this cohort, not ImageNet Inception/AlexNet: "
-                   "compare them within this study (against the yardsticks), never with published values. "
-                   "FID is biased upwards for small sets; KID is unbiased.")
-    out += metrics["notes"]
-    return out

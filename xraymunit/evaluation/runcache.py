@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,7 @@ class RunCache:
                 if meta.get("fingerprint") != fp:
                     return None
                 meta["_val_scores"], meta["_test_scores"] = z["val"].copy(), z["test"].copy()
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return None  # a damaged file is simply recomputed
         return meta
 

@@ -1,0 +1,157 @@
+"""Several processes for one study: the classifier runs shared out over torchrun ranks or over
+local worker processes (`--workers N`).
+
+Each process builds the same plan (plan_study is deterministic), takes the runs i with
+i % world == rank, and writes every finished run to OUT/runs/ (the run cache). Rank 0 / the
+parent then reads all runs back from the cache and writes the report once, so the report is
+the sequential run's: a run's scores depend on its fingerprint, never on who trained it.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from xraymunit.config.evaluate import EvaluateConfig
+from xraymunit.errors import XraymunitError
+from xraymunit.stopping import EXIT_TERMINATED
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Group:
+    """This process's place in a torchrun launch (rank 0 of 1 when not launched by torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+    local_world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+def is_main_process() -> bool:
+    """Rank 0 (or a single process): the only one that writes the report, so the only one that locks OUT."""
+    return int(os.environ.get("WORLD_SIZE", "1")) <= 1 or int(os.environ.get("RANK", "0")) == 0
+
+
+def join_group(device: str) -> Group:
+    """Join torchrun's process group (gloo on CPU, nccl on CUDA) when WORLD_SIZE > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Group()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return Group(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_WORLD_SIZE", world)))
+
+
+def share(jobs: list, rank: int, world: int) -> list:
+    """This process's deterministic share of the runs: run i goes to rank i % world."""
+    return [job for i, job in enumerate(jobs) if i % world == rank]
+
+
+def cpu_threads(cfg: EvaluateConfig, processes: int) -> int:
+    """Torch threads per process, so `processes` processes together do not oversubscribe the CPU."""
+    return cfg.threads or max(1, (os.cpu_count() or 1) // max(processes, 1))
+
+
+def worker_device(device: str, index: int) -> str:
+    """Worker `index`'s device: plain cuda / auto with GPUs → round-robin cuda:i; else as asked."""
+    if device in ("cuda", "auto") and torch.cuda.is_available() and torch.cuda.device_count() > 0:
+        return f"cuda:{index % torch.cuda.device_count()}"
+    return device
+
+
+@dataclass(frozen=True)
+class WorkerTask:
+    """What a worker process needs to rebuild the plan (paths only: picklable)."""
+
+    cohort: str
+    synthetic: object  # None, a folder, or {level name: folder or None}
+    out: str
+    resume: bool
+    show: bool
+
+
+class WorkerFailed(XraymunitError):
+    """A worker process ended with an error (its own message is in the log above)."""
+
+
+def run_workers(task: WorkerTask, cfg: EvaluateConfig, n_jobs: int, stop) -> bool:
+    """Train the study's n_jobs runs in cfg.workers spawned processes (no more than there are runs);
+    False when stopped by `stop`.
+
+    On a stop request the workers are sent SIGTERM: each abandons its current run; the runs
+    they finished are in the cache.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    n = max(1, min(cfg.workers, n_jobs))
+    procs = [ctx.Process(target=_worker, args=(i, n, task, cfg), name=f"evaluate-worker-{i}") for i in range(n)]
+    for p in procs:
+        p.start()
+    stopping = False
+    while any(p.is_alive() for p in procs):
+        for p in procs:
+            p.join(timeout=0.2)
+        if stop.requested and not stopping:
+            stopping = True
+            for p in procs:
+                if p.is_alive():
+                    os.kill(p.pid, signal.SIGTERM)
+    failed = [(p.name, p.exitcode) for p in procs if p.exitcode not in (0, EXIT_TERMINATED)]
+    if failed and not stopping:
+        raise WorkerFailed(f"{len(failed)} evaluate worker(s) failed ({', '.join(f'{n}: exit status {c}' for n, c in failed)}); "
+                           "their error is logged above; rerun to resume from the finished runs")
+    return not (stopping or any(p.exitcode == EXIT_TERMINATED for p in procs))
+
+
+def _worker(index: int, workers: int, task: WorkerTask, cfg: EvaluateConfig) -> None:
+    """One spawned worker: rebuild the plan, train its share of the runs into the cache."""
+    from xraymunit.evaluation.classifier import RunAbandoned
+    from xraymunit.evaluation.plan import plan_study
+    from xraymunit.evaluation.runcache import RunCache
+    from xraymunit.evaluation.runs import RunExecutor, run_share
+    from xraymunit.runtime import resolve_device
+    from xraymunit.stopping import stop_requests
+
+    with stop_requests() as stop:
+        device = resolve_device(worker_device(cfg.device, index))
+        if device.type == "cpu":
+            torch.set_num_threads(cpu_threads(cfg, workers))
+        elif cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        plan = plan_study(task.cohort, task.synthetic, cfg)
+        executor = RunExecutor(plan, cfg, device, RunCache(Path(task.out) / "runs", enabled=task.resume))
+        try:
+            run_share(executor, share(plan.jobs(), index, workers), show=task.show, stop=stop,
+                      desc=f"evaluate worker {index}", position=index)
+        except RunAbandoned:
+            raise SystemExit(EXIT_TERMINATED) from None
+
+
+def paths_of(synthetic):
+    """The synthetic argument with opened sets replaced by their folders (for a worker process)."""
+    from collections.abc import Mapping
+
+    if synthetic is None or isinstance(synthetic, (str, Path)):
+        return None if synthetic is None else str(synthetic)
+    if isinstance(synthetic, Mapping):
+        return {str(k): paths_of(v) for k, v in synthetic.items()}
+    return str(synthetic.root)

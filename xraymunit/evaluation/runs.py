@@ -1,0 +1,113 @@
+"""Execute the study's classifier runs: train (or reuse from OUT/runs/) and score each one.
+
+A run is identified by (level, seed, arm) and fingerprinted by everything that determines
+it, so it gives the same scores whichever process trains it and in whichever order: that is
+what lets workers and torchrun ranks share the runs out (`parallel`) and a stopped study
+resume from the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from xraymunit import config as config_mod
+from xraymunit.config.evaluate import EvaluateConfig
+from xraymunit.evaluation.classifier import TrainPool, predict, train_classifier
+from xraymunit.evaluation.datasets import ClassicalAugment, low_data_keys
+from xraymunit.evaluation.plan import Level, StudyPlan, file_stamp
+from xraymunit.evaluation.runcache import RunCache, digest, fingerprint
+from xraymunit.evaluation.statistics import threshold
+
+log = logging.getLogger(__name__)
+
+
+class RunExecutor:
+    """Trains or reloads the runs of one plan on one device."""
+
+    def __init__(self, plan: StudyPlan, cfg: EvaluateConfig, device, cache: RunCache):
+        self.plan, self.cfg, self.device, self.cache = plan, cfg, device, cache
+        train, sets = plan.train, plan.sets
+        self.normal_rows = train.where(0)
+        self.base_fp = {"classifier": config_mod.to_dict(cfg.classifier), "device": torch.device(device).type,
+                        "cache": file_stamp(plan.cohort.root / "cache" / "images.npy"),  # re-ingest → retrain
+                        "train_normal": digest(train.keys[self.normal_rows]), "val": digest(sets["val"].keys),
+                        "test": digest(sets["test"].keys)}
+        self._position = {k: i for i, k in enumerate(train.keys)}
+        self._kept: dict[tuple[int, int], np.ndarray] = {}
+
+    def real_abnormal_rows(self, level: Level, seed: int) -> np.ndarray:
+        """Rows of train holding the level's K real abnormals (low_data_keys: the pipeline's rule too)."""
+        cfg = self.cfg
+        subset_seed = cfg.seed_base if cfg.real_abnormal_subset == "shared" else seed
+        if (level.n_abnormal, subset_seed) not in self._kept:
+            keys = low_data_keys(self.plan.cohort, level.n_abnormal, subset_seed, cfg.normal_label, cfg.abnormal_label)
+            self._kept[level.n_abnormal, subset_seed] = np.sort(np.array([self._position[k] for k in keys], np.int64))
+        return self._kept[level.n_abnormal, subset_seed]
+
+    def fingerprint(self, level: Level, seed: int, arm: str) -> str:
+        keep = self.real_abnormal_rows(level, seed)
+        synth = self.plan.synthetic[level.name].fingerprint
+        return fingerprint({**self.base_fp, "arm": arm, "seed": seed,
+                            "real_abnormal": digest(self.plan.train.keys[keep]),
+                            "augment": config_mod.to_dict(self.cfg.augment) if "classical" in arm else None,
+                            "synthetic": synth if "synthetic" in arm else None})
+
+    def cached(self, level: Level, seed: int, arm: str) -> dict | None:
+        """The finished run from OUT/runs/ when its fingerprint matches, else None."""
+        run = self.cache.load(level.name, arm, seed, self.fingerprint(level, seed, arm))
+        if run is not None:
+            del run["fingerprint"]  # a reused run's record is the same as a freshly trained one's
+            run["threshold"] = threshold(self.plan.sets["val"].labels, run["_val_scores"], self.cfg)
+        return run
+
+    def train(self, level: Level, seed: int, arm: str, bar=None, stop=None) -> dict:
+        """Train, score and cache one run (RunAbandoned when `stop` is requested meanwhile)."""
+        cfg, plan = self.cfg, self.plan
+        keep = self.real_abnormal_rows(level, seed)
+        synth = plan.synthetic[level.name].images
+        train, val, test = plan.train, plan.sets["val"], plan.sets["test"]
+        pool = TrainPool(normal=train.images[torch.as_tensor(self.normal_rows)],
+                         abnormal=train.images[torch.as_tensor(keep)],
+                         synthetic=synth.images if "synthetic" in arm else None,
+                         synthetic_mix=cfg.synthetic.mix, balanced=cfg.classifier.balanced_batches)
+        aug = ClassicalAugment(cfg.augment, cfg.classifier.image_size, seed) if "classical" in arm else None
+        res = train_classifier(pool, val, cfg.classifier, seed, self.device, augment=aug, progress=bar, stop=stop)
+        v, t = predict(res.model, val.images, self.device), predict(res.model, test.images, self.device)
+        run = {"level": level.name, "arm": arm, "seed": seed, "train_counts": pool.counts(),
+               "best_step": res.best_step, "val_auroc": res.best_val_auroc, "threshold": threshold(val.labels, v, cfg),
+               "history": res.history, "real_abnormal_keys_sha": digest(train.keys[keep]),
+               "_val_scores": v, "_test_scores": t}
+        self.cache.save(run, self.fingerprint(level, seed, arm))
+        return run
+
+    def run(self, level: Level, seed: int, arm: str, bar=None, stop=None) -> tuple[dict, bool]:
+        """(the run, whether it was reused from the cache)."""
+        run = self.cached(level, seed, arm)
+        if run is not None:
+            if bar is not None:
+                bar.update(self.cfg.classifier.steps)
+            return run, True
+        return self.train(level, seed, arm, bar, stop), False
+
+
+def run_share(executor: RunExecutor, jobs: list, *, show: bool, stop=None, desc: str = "evaluate: training",
+              position: int | None = None) -> tuple[list[dict], int]:
+    """Run `jobs` in order; (finished runs, how many were reused). Raises RunAbandoned on a stop request."""
+    from tqdm.auto import tqdm
+
+    from xraymunit.evaluation.classifier import RunAbandoned
+
+    steps = executor.cfg.classifier.steps
+    runs, reused = [], 0
+    with tqdm(total=len(jobs) * steps, desc=desc, unit="step", disable=not show, position=position) as bar:
+        for level, seed, arm in jobs:
+            if stop is not None and stop.requested:
+                raise RunAbandoned("stop requested between runs")
+            bar.set_postfix_str(f"{level.name}/{arm}/seed{seed}")
+            run, was_cached = executor.run(level, seed, arm, bar, stop)
+            runs.append(run)
+            reused += was_cached
+    return runs, reused

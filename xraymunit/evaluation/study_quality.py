@@ -1,0 +1,87 @@
+"""The quality part of a study: the cohort's judge, the reference images, and `quality_study.assess`
+on the synthetic set, plus translation success (the share the judge calls abnormal)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from xraymunit.config.evaluate import EvaluateConfig
+from xraymunit.evaluation.datasets import ImageSet, real_split, synthetic_images
+from xraymunit.evaluation.plan import StudyPlan
+from xraymunit.io.cohort import Cohort, SyntheticSet
+
+
+def study_quality(plan: StudyPlan, cfg: EvaluateConfig, dev, show: bool) -> tuple[dict | None, dict | None]:
+    """(quality metrics, styles grid) of the assessed synthetic set; notes go into plan.notes."""
+    from tqdm.auto import tqdm
+
+    from xraymunit.evaluation.quality_study import assess
+    from xraymunit.judge import load_or_train as load_judge
+
+    syn, co, notes = plan.assessed, plan.cohort, plan.notes
+    if syn is None:
+        notes.append("no synthetic folder: quality metrics skipped")
+        return None, None
+    if not cfg.quality.enabled:
+        return None, None
+    rows = quality_rows(syn.manifest, co, cfg)
+    if len(rows) == 0:
+        notes.append("quality metrics skipped: no synthetic image with a PNG and a source in the cohort")
+        return None, None
+    judge = load_judge(co, cfg.quality.judge, device=dev, progress=show)
+    jsize = judge.image_size
+    ref_all = _concat([real_split(co, s, jsize, cfg.normal_label, cfg.abnormal_label)
+                       for s in cfg.quality.reference_splits])
+    train_j = real_split(co, "train", jsize, cfg.normal_label, cfg.abnormal_label)
+    with tqdm(total=5, desc="evaluate: quality metrics", unit="phase", disable=not show) as qbar:
+        quality, grid = assess(judge.model, co, syn, rows, ref_all.subset(ref_all.where(0)),
+                               ref_all.subset(ref_all.where(1)), train_j, cfg.quality, jsize, dev,
+                               seed=cfg.seed_base, bar=qbar)
+    quality["judged_abnormal"] = judged_abnormal(judge, syn, rows, ref_all, cfg.quality, cfg.seed_base)
+    quality["judge"] = {k: judge.info[k] for k in ("fingerprint", "val_auroc", "test_auroc", "threshold",
+                                                   "n_train", "weak")}
+    quality["judge"]["describe"] = judge.describe()
+    quality["feature_network"] = (
+        f"the cohort's judge (xraymunit/judge.py; {judge.describe()}): {judge.info['config']['classifier']['arch']} "
+        f"with one input channel at {jsize}px, trained on this cohort's real train split only; FID/KID use "
+        f"its penultimate layer (global-average-pooled last dense block), the LPIPS-style distance its "
+        f"stem and dense-block outputs")
+    if judge.weak:
+        notes.append(f"**Warning:** the judge is weak ({judge.describe()}): every quality number is unreliable")
+    quality["reference_splits"] = list(cfg.quality.reference_splits)
+    quality["synthetic_set"] = {"folder": str(syn.root),
+                                "level": plan.with_synthetic[-1].name if plan.per_level else None}
+    return quality, grid
+
+
+def quality_rows(manifest: pd.DataFrame, co: Cohort, cfg: EvaluateConfig) -> pd.DataFrame:
+    """Synthetic rows to assess: intended abnormal, with a PNG, whose source image is in the cohort."""
+    keys = set(co.ok()["image_key"])
+    m = manifest
+    ok = (m["intended_label"] == cfg.synthetic.intended_label) & m["png_path"].map(lambda p: isinstance(p, str) and bool(p))
+    ok &= m["source_image_key"].isin(keys)
+    return m[ok].reset_index(drop=True)
+
+
+def judged_abnormal(judge, syn: SyntheticSet, rows: pd.DataFrame, ref: ImageSet, qcfg, seed: int) -> dict:
+    """Translation success: the share of synthetic images the judge calls abnormal (at its val-chosen
+    threshold), next to the same share for the real reference abnormal and normal images."""
+    from xraymunit.evaluation.quality_study import pick_rows
+
+    picked = pick_rows(rows, qcfg, seed)
+    images = synthetic_images(syn, picked, judge.image_size).images
+    t = judge.threshold
+    real = judge.scores(ref.images)
+    return {"synthetic": float(np.mean(judge.scores(images) > t)) if len(images) else None,
+            "n_synthetic": int(len(images)),
+            "yardstick_real_abnormal": float(np.mean(real[ref.labels == 1] > t)) if (ref.labels == 1).any() else None,
+            "yardstick_real_normal": float(np.mean(real[ref.labels == 0] > t)) if (ref.labels == 0).any() else None,
+            "threshold": t, "note": "share judged abnormal at the judge's val-chosen (Youden) threshold"}
+
+
+def _concat(sets: list[ImageSet]) -> ImageSet:
+    return ImageSet(torch.cat([s.images for s in sets]), np.concatenate([s.labels for s in sets]),
+                    np.concatenate([s.keys for s in sets]), np.concatenate([s.patients for s in sets]),
+                    np.concatenate([s.sources for s in sets]))
