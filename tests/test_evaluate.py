@@ -15,7 +15,6 @@ from xraymunit.evaluation.stage import EvaluateError, evaluate
 from xraymunit.io.cohort import Cohort
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "evaluate_tiny.yaml"
-NOT_YET_SHIPPED = {"workers"}  # issue 15's --workers; configs/evaluate*.yaml do not set it yet
 
 
 def tiny(*overrides):
@@ -177,8 +176,7 @@ def test_shipped_configs_load_set_every_key_and_comment_it(name):
     cfg = config.load(EvaluateConfig, path)
     data = yaml.safe_load(path.read_text())
 
-    # every key is written out (NOT_YET_SHIPPED: keys added since, until the shipped configs list them)
-    assert dotted_keys(config.to_dict(cfg)) - NOT_YET_SHIPPED == dotted_keys(data) - NOT_YET_SHIPPED
+    assert dotted_keys(config.to_dict(cfg)) == dotted_keys(data)  # every key is written out
     for line in path.read_text().splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             assert "#" in line, f"{name}: no comment on {line!r}"

@@ -65,3 +65,19 @@ def test_an_integer_default_of_one_is_shown():  # 1 == True must not hide it
     parser = argparse.ArgumentParser()
     add_options(parser, Workers)
     assert "processes (default: 1)" in parser.format_help()
+
+
+def test_required_and_repeatable_flags():
+    @dataclass
+    class Run:
+        out: str | None = option(None, "run folder", required=True)
+        overrides: tuple = option((), "KEY=VALUE override (repeatable)", append=True, metavar="KEY=VALUE",
+                                  flag="--set")
+
+    parser = argparse.ArgumentParser()
+    add_options(parser, Run)
+    with pytest.raises(SystemExit):
+        parser.parse_args([])
+    assert from_args(Run, parser.parse_args(["--out", "o"])) == Run(out="o", overrides=())
+    got = from_args(Run, parser.parse_args(["--out", "o", "--set", "a=1", "--set", "b=2"]))
+    assert got.overrides == ["a=1", "b=2"]

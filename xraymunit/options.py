@@ -20,15 +20,16 @@ _MISSING = dataclasses.MISSING
 def option(default: Any = _MISSING, help: str = "", *, flag: str | None = None, positional: bool = False,
            choices: tuple | None = None, parse: Callable[[str], Any] | None = None, metavar: str | None = None,
            nargs: str | int | None = None, cli: bool = True, default_factory: Callable[[], Any] | None = None,
-           show_default: bool = True) -> Any:
+           show_default: bool = True, required: bool = False, append: bool = False) -> Any:
     """A dataclass field with its CLI spelling.
 
     flag: the option string (default `--field-name`); a bool defaulting to True needs an explicit
     `--no-...` flag, and a `--no-...` flag on a None default (automatic) stores False. parse: argparse `type` (a text → value function). cli=False: Python/config
-    only. show_default: append "(default: X)" to the help text.
+    only. show_default: append "(default: X)" to the help text. required: the flag must be given
+    (the field's default serves Python callers). append: repeatable flag collecting a list.
     """
     meta = dict(help=help, flag=flag, positional=positional, choices=choices, parse=parse, metavar=metavar,
-                nargs=nargs, cli=cli, show_default=show_default)
+                nargs=nargs, cli=cli, show_default=show_default, required=required, append=append)
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -57,15 +58,19 @@ def _shown(value: Any) -> str:
 
 
 def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, *,
-                skip: tuple[str, ...] = ()) -> None:
-    """Add one argument per CLI field of `cls` (in declaration order)."""
+                skip: tuple[str, ...] = (), absent_unless_given: bool = False) -> None:
+    """Add one argument per CLI field of `cls` (in declaration order).
+
+    absent_unless_given: a flag not given leaves no attribute on the namespace, so another
+    source (a config file) keeps its value; the help still shows the declared default.
+    """
     for field in cli_fields(cls):
         if field.name in skip:
             continue
         meta, default = field.metadata, _default(field)
         text = meta["help"]
-        if meta["show_default"] and not (default is None or isinstance(default, bool) or default == "") \
-                and "default" not in text:
+        empty = default is None or isinstance(default, bool) or (isinstance(default, (str, list, tuple)) and not default)
+        if meta["show_default"] and not empty and "default" not in text:
             text = f"{text} (default: {_shown(default)})"
         kwargs: dict[str, Any] = {"help": text.replace("%", "%%")}
         if meta["positional"]:
@@ -82,12 +87,20 @@ def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: 
             for key, arg in (("choices", "choices"), ("parse", "type"), ("metavar", "metavar"), ("nargs", "nargs")):
                 if meta[key] is not None:
                     kwargs[arg] = meta[key]
-        parser.add_argument(flag_of(field), dest=field.name, default=default, **kwargs)
+            if meta["append"]:
+                kwargs["action"], default = "append", None  # argparse appends to a given default list
+        if meta["required"]:
+            kwargs["required"] = True
+        parser.add_argument(flag_of(field), dest=field.name,
+                            default=argparse.SUPPRESS if absent_unless_given else default, **kwargs)
 
 
 def from_args(cls: type[T], args: argparse.Namespace, **extra: Any) -> T:
     """The options object for a parsed namespace: CLI fields from `args`, the rest from `extra`/defaults."""
     values = {f.name: getattr(args, f.name) for f in cli_fields(cls) if hasattr(args, f.name)}
+    for f in cli_fields(cls):  # a repeatable flag never given: the field's own default
+        if f.metadata.get("append") and values.get(f.name) is None:
+            values.pop(f.name, None)
     values.update(extra)
     return cls(**values)
 

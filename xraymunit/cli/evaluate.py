@@ -48,36 +48,17 @@ processes trained the runs.
 
 
 def register(subparsers) -> None:
-    from xraymunit.config.evaluate import REPEATABLE, REQUIRED, EvaluateConfig, EvaluateInputs
+    from xraymunit.config.evaluate import EvaluateConfig, EvaluateInputs
     from xraymunit.options import add_options
 
     p = subparsers.add_parser(
         "evaluate", help="downstream classifier study + synthetic image quality → report",
         description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_options(p, EvaluateInputs, skip=REPEATABLE)
-    _add_repeatable(p, EvaluateInputs, REPEATABLE)
+    add_options(p, EvaluateInputs)
     study = p.add_argument_group("study options (override --config and --set)")
-    add_options(study, EvaluateConfig)
-    for action in p._actions:  # (options.option has no `required`: these have no default)
-        if action.dest in REQUIRED:
-            action.required = True
-        elif action.dest in {f.name for f in cli_fields(EvaluateConfig)}:
-            action.default = argparse.SUPPRESS  # not given: the config file's value stands
+    add_options(study, EvaluateConfig, absent_unless_given=True)  # not given: the config file's value stands
     p.set_defaults(func=run)
-
-
-def _add_repeatable(parser, cls, names: tuple[str, ...]) -> None:
-    """Flags that may be repeated (values collected in a list), built from their fields' declarations."""
-    import dataclasses
-
-    from xraymunit.options import flag_of
-
-    for field in dataclasses.fields(cls):
-        if field.name in names:
-            meta = field.metadata
-            parser.add_argument(flag_of(field), dest=field.name, action="append", default=None,
-                                metavar=meta["metavar"], help=meta["help"].replace("%", "%%"))
 
 
 def parse_synthetic(values: list[str] | None, option: str = "--synthetic") -> str | dict[str, str] | None:

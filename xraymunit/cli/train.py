@@ -22,19 +22,12 @@ continues it exactly.
 
 def register(subparsers) -> None:
     from xraymunit.cli import EXIT_CODES_HELP
-    from xraymunit.options import add_options, cli_fields, flag_of
+    from xraymunit.options import add_options
     from xraymunit.training.options import TrainRunOptions
 
     p = subparsers.add_parser("train", help=HELP, description=DESCRIPTION, epilog=EXAMPLES + EXIT_CODES_HELP,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    special = TrainRunOptions.REQUIRED + TrainRunOptions.APPENDED
-    add_options(p, TrainRunOptions, skip=special)
-    for field in cli_fields(TrainRunOptions):  # the same declarations, with what `option` cannot say
-        if field.name in special:
-            extra = {"required": True} if field.name in TrainRunOptions.REQUIRED else {"action": "append",
-                                                                                       "default": []}
-            p.add_argument(flag_of(field), dest=field.name, metavar=field.metadata["metavar"],
-                           help=field.metadata["help"], **extra)
+    add_options(p, TrainRunOptions)
     p.set_defaults(func=run)
 
 

@@ -241,30 +241,26 @@ class EvaluateInputs:
     """
 
     cohort: Optional[str] = option(None, "cohort folder written by `xraymunit ingest` (manifest.parquet + cache/)",
-                                   metavar="DIR")
+                                   metavar="DIR", required=True)
     synthetic: Optional[list[str]] = option(
         None, "synthetic folder written by `xraymunit synthesize`; without it arms 3 and 4 and the quality metrics "
         "are skipped (the report says so). One generator per low-data level: repeat as LEVEL=DIR (e.g. "
         "--synthetic 25=synth_25 --synthetic all=synth_all); arms 3/4 of level K then use only that level's images",
-        metavar="[LEVEL=]DIR")
+        metavar="[LEVEL=]DIR", append=True)
     out: Optional[str] = option(None, "report folder to write (created; files in it are replaced atomically)",
-                                metavar="DIR")
+                                metavar="DIR", required=True)
     config: Optional[str] = option(
         None, "evaluation config (e.g. configs/evaluate.yaml for a study, configs/evaluate_tiny.yaml for a quick "
         "CPU smoke run); default: built-in CPU defaults", metavar="YAML")
     overrides: Optional[list[str]] = option(
         None, "override any config key, e.g. --set classifier.steps=500 (repeatable; applied after --config, "
-        "before the other flags)", flag="--set", metavar="KEY=VALUE")
+        "before the other flags)", flag="--set", metavar="KEY=VALUE", append=True)
     training_run: Optional[list[str]] = option(
         None, "the MUNIT run folder behind the synthetic images (repeat as LEVEL=RUN_DIR, like --synthetic): its "
-        "quality tracking (quality.csv, quality.png) goes into the report", metavar="[LEVEL=]RUN_DIR")
+        "quality tracking (quality.csv, quality.png) goes into the report", metavar="[LEVEL=]RUN_DIR", append=True)
     fresh: bool = option(False, "retrain every run; by default finished runs kept in OUT/runs/ are reused when "
                          "their fingerprint (config, seed, image keys) matches, so an interrupted study resumes")
 
-
-REPEATABLE = ("synthetic", "overrides", "training_run")
-"""EvaluateInputs fields whose flag may be given several times (their values are collected in a list)."""
-REQUIRED = ("cohort", "out")
 
 
 def parse_level(value: int | str) -> int | str:

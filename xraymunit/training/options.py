@@ -17,9 +17,9 @@ from xraymunit.runtime import DEVICE_HELP
 @dataclass
 class TrainRunOptions:
     cohort: str | Path | None = option(None, "cohort folder written by `xraymunit ingest`",
-                                       metavar="DIR")
+                                       metavar="DIR", required=True)
     out: str | Path | None = option(None, "run folder to create (or to continue with --resume)",
-                                    metavar="DIR")
+                                    metavar="DIR", required=True)
     config: str | Path | None = option(None, "YAML config (e.g. configs/munit_cxr_256.yaml); omitted keys take "
                                               "the paper defaults; with --resume and no --config: the run's "
                                               "config.yaml", metavar="FILE")
@@ -28,13 +28,9 @@ class TrainRunOptions:
     device: str | None = option(None, f"{DEVICE_HELP}; overrides train.device (default from the config: auto)")
     overrides: list[str] = option(help="override a config key, e.g. --set train.steps=5000 --set "
                                        "loss.perceptual=0 (repeatable)", flag="--set", metavar="KEY=VALUE",
-                                  default_factory=list)
+                                  default_factory=list, append=True)
     progress: bool | None = option(None, "no progress bar (default: a bar only when stderr is a terminal)",
                                    flag="--no-progress")
-
-    # argparse needs more than `option` declares: required flags, and --set repeatable (action="append")
-    REQUIRED = ("cohort", "out")
-    APPENDED = ("overrides",)
 
     def config_overrides(self) -> list[str]:
         """--set items, then --device as train.device (it wins)."""
