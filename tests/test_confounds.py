@@ -149,11 +149,11 @@ def test_a_real_ingest_without_both_domains_in_val_is_handled(ingested):  # noqa
 def test_train_writes_the_shortcut_test_and_logs_the_warning(tmp_path, caplog):
     from helpers.training import tiny_train_config
 
-    from xraymunit.training.stage import train
+    from xraymunit.training import train
 
     co = cohort_with(tmp_path / "cohort", view_is_label=True)
     cfg = tiny_train_config("train.steps=1", "loss.perceptual=0", "train.quality_every=0")
-    with caplog.at_level(logging.WARNING, logger="xraymunit.training.stage"):
+    with caplog.at_level(logging.WARNING, logger="xraymunit.training.plan"):
         train(co.root, tmp_path / "run", cfg, show_progress=False)
     result = json.loads((tmp_path / "run" / "shortcut_test.json").read_text())
     assert result["tests"]["metadata"]["factor"] == "view_position" and result["warn"]

@@ -68,7 +68,7 @@ def test_mode_seeking_term_rewards_styles_that_change_the_image():
 def test_diversity_term_trains_with_second_styles():
     from xraymunit.losses import LossWeights
     from xraymunit.models import MunitDiscriminators, MunitGenerators
-    from xraymunit.training.stage import MunitStep
+    from xraymunit.training.step import MunitStep
 
     torch.manual_seed(0)
     gens = MunitGenerators(dim=8, n_res=1, mlp_dim=16)

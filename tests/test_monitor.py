@@ -11,7 +11,8 @@ from helpers.training import tiny_train_config
 
 from xraymunit import checkpoint, monitor, quality_log
 from xraymunit.io.cohort import Cohort
-from xraymunit.training.stage import build_networks, train
+from xraymunit.checkpoint import build_networks
+from xraymunit.training import train
 
 QUICK = ["quality.judge.classifier.image_size=32", "quality.judge.classifier.steps=30",
          "quality.judge.classifier.eval_every=10", "quality.judge.bootstrap=50",

@@ -27,7 +27,8 @@ from xraymunit.evaluation.stage import evaluate
 from xraymunit.evaluation.datasets import low_data_keys, select_synthetic, synthetic_images
 from xraymunit.evaluation.runcache import digest
 from xraymunit.io.cohort import Cohort, SyntheticSet
-from xraymunit.training.stage import TrainingError, domain_indices
+from xraymunit.training.data import domain_indices
+from xraymunit.training.errors import TrainingError
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_EVAL = REPO / "configs" / "evaluate_tiny.yaml"
@@ -99,7 +100,7 @@ def test_domain_b_keys_selects_exactly_those_images(cohort):
 
 
 def test_training_records_the_domain_b_keys(cohort, tmp_path):
-    from xraymunit.training.stage import train
+    from xraymunit.training import train
 
     co = Cohort.open(cohort)
     keys = low_data_keys(co, 4, 0)

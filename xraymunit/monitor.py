@@ -43,14 +43,6 @@ def _pick(rows, n: int, seed: int, what: str):
     return rows.iloc[np.sort(rng.permutation(len(rows))[:n])]
 
 
-def _load(cohort: Cohort, rows, size: int) -> torch.Tensor:
-    """Cache images → (n, 1, size, size) in [0, 1] (area-shrunk like the training loader)."""
-    x = torch.from_numpy(cohort.stack(rows["cache_index"].to_numpy()))[:, None].float()
-    if x.shape[-1] != size:
-        x = torch.nn.functional.interpolate(x, size=(size, size), mode="area")
-    return x.clamp(0, 1)
-
-
 B2A_STYLES = 2  # b→a is measured by its success share only: two styles per input are enough
 PLOT_BUDGET = 50  # redraw quality.png only when the last drawing took < 1/50 of the time since
 
@@ -69,7 +61,8 @@ class QualityMonitor:
             raise ValueError(f"quality monitoring needs >= 2 val images of each domain (has {len(a)} "
                              f"'{cfg.data.domain_a}', {len(b)} '{cfg.data.domain_b}')")
         a, b = _pick(a, q.n_inputs, seed, "monitor-a"), _pick(b, q.n_reference, seed, "monitor-b")
-        self.real_a, self.real_b = _load(cohort, a, self.size), _load(cohort, b, self.size)
+        self.real_a = cohort.tensor(a["cache_index"].to_numpy(), self.size)
+        self.real_b = cohort.tensor(b["cache_index"].to_numpy(), self.size)
         self.patients_a = a["patient_key"].to_numpy(dtype=object)
         self.patients_b = b["patient_key"].to_numpy(dtype=object)
         gen = torch.Generator().manual_seed(stable_seed(seed, "monitor-styles"))
