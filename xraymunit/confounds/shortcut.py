@@ -82,21 +82,7 @@ def shortcut_test(cohort: Cohort, domain_a: str = "normal", domain_b: str = "abn
     train = _rows(cohort, domain_a, domain_b, "train", source_datasets)
     val = _rows(cohort, domain_a, domain_b, "val", source_datasets)
     doms = (domain_a, domain_b)
-    result = {
-        "format": "xraymunit.shortcut_test", "format_version": 1,
-        "domains": {"a": domain_a, "b": domain_b}, "source_datasets": list(source_datasets or []) or None,
-        "threshold": threshold, "ci_level": ci, "n_boot": n_boot, "seed": seed,
-        "ci_method": ("union of the patient-bootstrap percentile CI and a Wilson score CI with n = the smaller "
-                      "number of val patients per domain (AUROC max-variance bound); warn when ci_low > threshold"),
-        "models": (f"L2 logistic regression (penalty {L2}, balanced classes) on: header metadata (one-hot "
-                   f"categoricals, standardised numerics + quintile bins); a {THUMB_SIDE}x{THUMB_SIDE} area-shrunk "
-                   f"thumbnail; a {HIST_BINS}-bin intensity histogram"),
-        "n_train": {d: int((train["label"] == d).sum()) for d in doms},
-        "n_val": {d: int((val["label"] == d).sum()) for d in doms},
-        "n_val_patients": {d: int(val.loc[val["label"] == d, "patient_key"].nunique()) for d in doms},
-        "min_val_patients_to_warn": min_val_patients_to_warn(threshold, ci),
-        "decision": False, "warn": False, "note": None, "tests": {}, "image_factors": {},
-    }
+    result = _result_header(train, val, doms, source_datasets, seed, threshold, ci, n_boot)
     missing = [f"{s} has no '{d}' image" for s, rows in (("train", train), ("val", val)) for d in doms
                if not (rows["label"] == d).any()]
     if missing:
@@ -134,6 +120,40 @@ def shortcut_test(cohort: Cohort, domain_a: str = "normal", domain_b: str = "abn
     result["tests"]["metadata"] = meta
 
     # (b) thumbnail, (c) histogram: on a seeded sample of at most max_images per domain and split
+    va_s = _image_tests(cohort, train, val, doms, result, assess, W, max_images, seed, n_boot)
+    for name, test in result["tests"].items():
+        test["n_val"] = dict(result["n_val"]) if name == "metadata" else {
+            d: int((va_s["label"] == d).sum()) for d in doms}
+        test["message"] = _message(name, test, domain_a, domain_b, threshold, ci)
+    result["warn"] = any(t["warn"] for t in result["tests"].values())
+    return result
+
+
+def _result_header(train: pd.DataFrame, val: pd.DataFrame, doms: tuple[str, str], source_datasets, seed: int,
+                   threshold: float, ci: float, n_boot: int) -> dict:
+    """The JSON-ready result before any test ran: what was tested, how, and on how many images."""
+    domain_a, domain_b = doms
+    return {
+        "format": "xraymunit.shortcut_test", "format_version": 1,
+        "domains": {"a": domain_a, "b": domain_b}, "source_datasets": list(source_datasets or []) or None,
+        "threshold": threshold, "ci_level": ci, "n_boot": n_boot, "seed": seed,
+        "ci_method": ("union of the patient-bootstrap percentile CI and a Wilson score CI with n = the smaller "
+                      "number of val patients per domain (AUROC max-variance bound); warn when ci_low > threshold"),
+        "models": (f"L2 logistic regression (penalty {L2}, balanced classes) on: header metadata (one-hot "
+                   f"categoricals, standardised numerics + quintile bins); a {THUMB_SIDE}x{THUMB_SIDE} area-shrunk "
+                   f"thumbnail; a {HIST_BINS}-bin intensity histogram"),
+        "n_train": {d: int((train["label"] == d).sum()) for d in doms},
+        "n_val": {d: int((val["label"] == d).sum()) for d in doms},
+        "n_val_patients": {d: int(val.loc[val["label"] == d, "patient_key"].nunique()) for d in doms},
+        "min_val_patients_to_warn": min_val_patients_to_warn(threshold, ci),
+        "decision": False, "warn": False, "note": None, "tests": {}, "image_factors": {},
+    }
+
+
+def _image_tests(cohort: Cohort, train: pd.DataFrame, val: pd.DataFrame, doms: tuple[str, str], result: dict,
+                 assess, W: np.ndarray, max_images: int, seed: int, n_boot: int) -> pd.DataFrame:
+    """Thumbnail and histogram tests (+ each image statistic alone) into `result`; returns the val sample."""
+    domain_a, domain_b = doms
     tr_s = _sample(train, domain_a, domain_b, max_images, seed)
     va_s = _sample(val, domain_a, domain_b, max_images, seed + 1)
     y_ts = (tr_s["label"] == domain_b).to_numpy()
@@ -149,13 +169,7 @@ def shortcut_test(cohort: Cohort, domain_a: str = "normal", domain_b: str = "abn
         test = assess(f_tr[name], y_ts, f_va[name], y_vs, W_s, n_eff_s)
         test["factor"] = _top(image_factors)
         result["tests"][name] = test
-
-    for name, test in result["tests"].items():
-        test["n_val"] = dict(result["n_val"]) if name == "metadata" else {
-            d: int((va_s["label"] == d).sum()) for d in doms}
-        test["message"] = _message(name, test, domain_a, domain_b, threshold, ci)
-    result["warn"] = any(t["warn"] for t in result["tests"].values())
-    return result
+    return va_s
 
 
 def check(cohort: Cohort, path: str | Path, domain_a: str = "normal", domain_b: str = "abnormal",
