@@ -67,7 +67,7 @@ def main() -> None:
     inputs = torch.from_numpy(rng.random((args.inputs, 1, args.size, args.size), dtype=np.float32) * 2 - 1).to(device)
     styles = torch.randn(args.inputs, args.styles, 8, generator=torch.Generator().manual_seed(0)).to(device)
     n_out = args.inputs * args.styles
-    from xraymunit.synthesis.stage import auto_batch_size
+    from xraymunit.synthesis.renderer import auto_batch_size
 
     args.batch_size = args.batch_size or auto_batch_size(args.size, device)
     cuda = device.type == "cuda"
@@ -89,7 +89,7 @@ def main() -> None:
 
     from concurrent.futures import ThreadPoolExecutor
 
-    from xraymunit.synthesis.stage import _render_threads
+    from xraymunit.synthesis.renderer import render_threads as _render_threads
 
     def core(amp=None, n_inputs=args.inputs, batch_size=args.batch_size, render=None, cast_once=True, threads=1):
         """amp=bf16: content under autocast; rendering by the bf16-cast decoder (as the stage

@@ -121,8 +121,9 @@ def test_render_threads_change_speed_not_bytes_or_order(trained, tmp_path, monke
     threads = torch.get_num_threads()
     one = synthesize(ckpt, cohort, tmp_path / "one", n_styles=3, limit=5, render_threads=1, show_progress=False)
     seen = set()
-    module = load_generators.__globals__  # the module's namespace (synthesize itself is wrapped by outdir.owns)
-    original = module["_to_model_input"]
+    from xraymunit.synthesis import renderer as module
+
+    original = module.to_model_input
 
     def spy(*args):  # which threads render, with how many op threads each
         import threading
@@ -130,7 +131,7 @@ def test_render_threads_change_speed_not_bytes_or_order(trained, tmp_path, monke
         seen.add((threading.get_ident(), torch.get_num_threads()))
         return original(*args)
 
-    monkeypatch.setitem(module, "_to_model_input", spy)
+    monkeypatch.setattr(module, "to_model_input", spy)
     three = synthesize(ckpt, cohort, tmp_path / "three", n_styles=3, limit=5, render_threads=3, show_progress=False)
     assert len({ident for ident, _ in seen}) > 1 and {n for _, n in seen} == {max(1, threads // 3)}
     assert torch.get_num_threads() == threads  # restored
@@ -142,7 +143,7 @@ def test_render_threads_change_speed_not_bytes_or_order(trained, tmp_path, monke
 
 
 def test_render_thread_choice():
-    from xraymunit.synthesis.stage import _render_threads
+    from xraymunit.synthesis.renderer import render_threads as _render_threads
 
     cores = torch.get_num_threads()
     cpu, gpu = torch.device("cpu"), torch.device("cuda")

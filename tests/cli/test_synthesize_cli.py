@@ -130,3 +130,48 @@ def test_a_falsified_checkpoint_is_exit_2_and_one_stderr_line(trained, tmp_path)
         assert proc.returncode == 2 and len(lines) == 1, proc.stderr
         assert lines[0].startswith("xraymunit synthesize: error: ") and str(bad) in lines[0]
         assert ("model.n_res = 1000000000" if name == "n_res" else "has shape") in lines[0]
+
+
+# --------------------------------------------------------------------------- options declared once (issue 14)
+
+
+def _synth_parser():
+    from xraymunit.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sub.choices["synthesize"]
+
+
+def test_every_flag_is_a_field_of_synthesize_options():
+    import dataclasses
+
+    from xraymunit.synthesis.options import SynthesizeOptions
+
+    dests = {a.dest for a in _synth_parser()._actions} - {"help", "verbose", "quiet", "log_file"}
+    assert dests == {f.name for f in dataclasses.fields(SynthesizeOptions)}
+    required = {a.dest for a in _synth_parser()._actions if a.required}
+    assert required == {"checkpoint", "cohort", "out"}
+
+
+def test_help_has_an_example_and_the_exit_codes(capsys):
+    from xraymunit.cli import EXIT_CODES_HELP
+
+    with pytest.raises(SystemExit):
+        main(["synthesize", "--help"])
+    text = capsys.readouterr().out
+    assert "xraymunit synthesize --checkpoint" in text and "torchrun --nproc_per_node" in text
+    assert EXIT_CODES_HELP.split()[0] in text and "143" in text
+    assert "(default: 20)" in text  # from the field's default
+
+
+def test_cli_and_api_build_the_same_options(tmp_path):
+    from xraymunit.options import from_args
+    from xraymunit.synthesis.options import SynthesizeOptions
+
+    args = _synth_parser().parse_args(["--checkpoint", "c.pt", "--cohort", "co", "--out", "o", "--format", "both",
+                                       "--reference", "r1.png", "r2.png", "--no-progress", "--n-styles", "5"])
+    opts = from_args(SynthesizeOptions, args)
+    assert opts == SynthesizeOptions("c.pt", "co", "o", n_styles=5, formats=("png", "dicom"),
+                                     references=["r1.png", "r2.png"], show_progress=False)
+    assert SynthesizeOptions("c", "co", "o").show_progress is None  # automatic: a bar only on a terminal
