@@ -40,14 +40,6 @@ from xraymunit.training.plan import build_perceptual  # noqa: E402
 from xraymunit.training.step import MunitStep, adam  # noqa: E402
 
 
-def cpu_flags() -> list[str]:
-    try:
-        flags = next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return []
-    return sorted(f for f in flags if f.startswith(("avx512_bf16", "amx", "avx512f", "avx2")))
-
-
 def median_time(fn, n: int) -> float:
     fn()  # warm-up
     times = []
@@ -88,7 +80,7 @@ def main() -> None:
     p.add_argument("--configs", nargs="+", default=["munit_tiny_cpu", "munit_cxr_128_cpu"])
     p.add_argument("--steps", type=int, default=5)
     args = p.parse_args()
-    info = {**machine(), "cpu_flags": cpu_flags()}
+    info = machine()  # CPU model and speed flags included
     with tempfile.TemporaryDirectory() as tmp:
         rows = [bench(n, args.steps, Path(tmp)) for n in args.configs]
     for r in rows:

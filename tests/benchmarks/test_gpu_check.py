@@ -1,0 +1,88 @@
+"""benchmarks/gpu_check.sh: every item prints a strict JSON line with the device, torch, dtype and positive
+measurements (the --smoke rehearsal on a CPU), and the total time budget holds: items that would run past
+it print a "skipped: time budget" line instead.
+
+The smoke run gets --budget-s 600 (item budgets scale with it): ~1 minute on a quiet 2-core machine, but
+a loaded one must not turn a slow item into a skipped one, which this test would count as a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "benchmarks" / "gpu_check.sh"
+ITEMS = {"train_step", "train_step_compile", "synthesize", "synthesize_compile", "quality_training", "summary"}
+CONTEXT = ("item", "status", "device", "cpu", "cpu_flags", "torch", "dtype", "elapsed_s")
+
+
+def gpu_check(out: Path, *args: str, timeout: float) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    proc = subprocess.run(["bash", str(SCRIPT), "--out", str(out), "--device", "cpu", *args],
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**{k: v for k, v in os.environ.items() if k != "OUT"},
+                               "XRAYMUNIT_PYTHON": sys.executable})
+    lines = [json.loads(line, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
+             for line in proc.stdout.splitlines()]
+    for line in lines:
+        assert set(CONTEXT) <= set(line), line
+        assert line["device"] and line["torch"] and isinstance(line["cpu_flags"], list)
+    assert (out / "gpu_check.jsonl").read_text().splitlines() == proc.stdout.splitlines()
+    return proc, lines
+
+
+def positive(*values) -> bool:
+    return all(isinstance(v, (int, float)) and v > 0 for v in values)
+
+
+@pytest.mark.slow
+def test_smoke_measures_every_item(tmp_path):
+    proc, lines = gpu_check(tmp_path, "--smoke", "--budget-s", "600", timeout=700)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {line["item"] for line in lines} == ITEMS
+    assert all(line["status"] == "ok" for line in lines), [l for l in lines if l["status"] != "ok"]
+
+    steps = [l for l in lines if l["item"] == "train_step"]
+    assert sorted((l["config"]["impl"], l["config"]["batch"], l["config"]["perceptual"]) for l in steps) == [
+        ("ours", 1, False), ("ours", 2, True), ("ref", 1, False), ("ref", 2, True)]
+    for line in steps:
+        assert positive(line["images_per_s"], line["step_s_median"], line["peak_mem_mb"]), line
+        assert line["dtype"] in ("float32", "bfloat16")
+    assert all(positive(l["speedup_vs_ref"]) for l in steps if l["config"]["impl"] == "ours")
+    assert all(l["dtype"] == "float32" for l in steps if l["config"]["impl"] == "ref")
+
+    by_item = {l["item"]: l for l in lines}
+    comp = by_item["train_step_compile"]
+    assert comp["config"]["compile"] is True and positive(comp["images_per_s"], comp["speedup_vs_eager"])
+    assert "disabled" in comp["compile_note"]  # a CPU smoke run never waits for the compiler
+
+    synth = by_item["synthesize"]
+    assert positive(synth["images_per_s"], synth["decode_only_images_per_s"], synth["naive_images_per_s"],
+                    synth["peak_mem_mb"])
+    assert 0 <= synth["time_share_outside_decoding"] < 1 and synth["bound"] in ("decoding",
+                                                                                "writing PNGs / the stage around the decoder")
+    assert positive(by_item["synthesize_compile"]["images_per_s"], by_item["synthesize_compile"]["compile_speedup"])
+
+    quality = by_item["quality_training"]
+    assert quality["steps"] == 2 and quality["n_measurements"] >= 1
+    assert positive(quality["images_per_s"], quality["train_seconds"])
+    assert 0 <= quality["last"]["a2b_success"] <= 1 and quality["best"] is not None
+    assert (tmp_path / "quality.csv").is_file() and (tmp_path / "logs" / "synthesize.log").is_file()
+    assert by_item["summary"]["total_s"] <= 600
+
+
+def test_budget_is_never_exceeded(tmp_path):
+    started = time.monotonic()
+    proc, lines = gpu_check(tmp_path, "--smoke", "--budget-s", "15", timeout=120)
+    took = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {line["item"] for line in lines} == ITEMS  # every item says what became of it
+    skipped = [l for l in lines if l["status"].startswith("skipped: time budget")]
+    assert skipped and lines[-1]["item"] == "summary" and lines[-1]["total_s"] <= 15
+    assert took < 15 + 10  # interpreter start-up and exit on top of the script's own clock
