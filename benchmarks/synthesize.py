@@ -56,7 +56,7 @@ def main() -> None:
     from xraymunit.config import to_dict
     from xraymunit.config.train import TrainConfig
     from xraymunit.synthesis.stage import synthesize
-    from xraymunit.training.stage import build_networks
+    from xraymunit.checkpoint import build_networks
 
     device = torch.device(args.device)
     cfg = TrainConfig()

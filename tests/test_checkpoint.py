@@ -115,6 +115,7 @@ def _load_generators(path):
 
 def test_a_valid_checkpoint_rebuilds_its_generators(generator_checkpoint):
     loaded = _load_generators(generator_checkpoint)
+    assert loaded.sha256 == checkpoint.file_sha256(generator_checkpoint)  # hashed from the one read
     saved = checkpoint.load(generator_checkpoint)["models"]["gen_b"]
     assert all(torch.equal(v, saved[k]) for k, v in loaded.gens.gen_b.state_dict().items())
     assert (loaded.model.dim, loaded.image_size, loaded.domain_a, loaded.domain_b, loaded.step) == (

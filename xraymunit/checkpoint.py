@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,13 +73,16 @@ def _cpu_state(module: torch.nn.Module) -> dict:
     return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
 
-def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read and check a checkpoint; errors say what is wrong with the file."""
+def load(path: str | Path, map_location: str | torch.device = "cpu", *, data: bytes | None = None) -> dict[str, Any]:
+    """Read and check a checkpoint; errors say what is wrong with the file.
+
+    data: the file's bytes when the caller already read them (to hash them too): read once."""
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        source = io.BytesIO(data) if data is not None else path
+        state = torch.load(source, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated, not a torch file, pickled code...
         raise CheckpointError(f"{path} is not a readable xraymunit checkpoint ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
@@ -284,6 +288,7 @@ class LoadedGenerators:
     domain_b: str
     step: int
     state: dict
+    sha256: str  # of the file's bytes: the provenance of everything rendered from it
 
 
 def load_generators(path: str | Path, device: str | torch.device = "cpu") -> LoadedGenerators:
@@ -292,7 +297,11 @@ def load_generators(path: str | Path, device: str | torch.device = "cpu") -> Loa
     Before building anything: arguments in bounds, then every stored tensor's name and shape
     equal to what those arguments build (on the meta device: shapes only, no memory), so a
     damaged or falsified checkpoint is one line, never a runaway build or a mismatch dump."""
-    state = load(path)
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    data = path.read_bytes()
+    state = load(path, data=data)
     spec = inference_spec(path, state)
     with torch.device("meta"):
         expected = MunitGenerators(**spec.model.generator_kwargs())
@@ -308,4 +317,5 @@ def load_generators(path: str | Path, device: str | torch.device = "cpu") -> Loa
         raise CheckpointError(f"{path}: generator weights do not fit its config ({first})") from None
     gens.to(device).eval().requires_grad_(False)
     meta = {k: v for k, v in state.items() if k not in ("models", "optimizers", "schedulers")}
-    return LoadedGenerators(gens, spec.model, spec.image_size, spec.domain_a, spec.domain_b, state["step"], meta)
+    return LoadedGenerators(gens, spec.model, spec.image_size, spec.domain_a, spec.domain_b, state["step"], meta,
+                            hashlib.sha256(data).hexdigest())

@@ -26,7 +26,7 @@ def option(default: Any = _MISSING, help: str = "", *, flag: str | None = None, 
     flag: the option string (default `--field-name`); a bool defaulting to True needs an explicit
     `--no-...` flag, and a `--no-...` flag on a None default (automatic) stores False. parse: argparse `type` (a text → value function). cli=False: Python/config
     only. show_default: append "(default: X)" to the help text. required: the flag must be given
-    (the field's default serves Python callers). append: repeatable flag collecting a list.
+    (the field's default serves Python callers; a field without a default is always required). append: repeatable flag collecting a list.
     """
     meta = dict(help=help, flag=flag, positional=positional, choices=choices, parse=parse, metavar=metavar,
                 nargs=nargs, cli=cli, show_default=show_default, required=required, append=append)
@@ -89,8 +89,8 @@ def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: 
                     kwargs[arg] = meta[key]
             if meta["append"]:
                 kwargs["action"], default = "append", None  # argparse appends to a given default list
-        if meta["required"]:
-            kwargs["required"] = True
+        if meta["required"] or (field.default is _MISSING and field.default_factory is _MISSING):  # type: ignore[misc]
+            kwargs["required"] = True  # no default: the flag must be given
         parser.add_argument(flag_of(field), dest=field.name,
                             default=argparse.SUPPRESS if absent_unless_given else default, **kwargs)
 

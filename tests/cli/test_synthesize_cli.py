@@ -3,7 +3,7 @@ from helpers.evaluate_data import write_cohort
 from helpers.training import tiny_train_config
 
 from xraymunit.cli import main
-from xraymunit.training.stage import train
+from xraymunit.training import train
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +117,8 @@ def test_a_falsified_checkpoint_is_exit_2_and_one_stderr_line(trained, tmp_path)
     import torch
 
     cohort, ckpt = trained
-    for name, change in [("n_res", lambda s: s["config"]["model"].update(n_res=1e9)),
-                         ("dim", lambda s: s["config"]["model"].update(dim=12))]:
+    for name, change in [("n_res", lambda s: s["model"].update(n_res=1e9)),
+                         ("dim", lambda s: s["model"].update(dim=12))]:
         state = torch.load(ckpt, weights_only=True)
         change(state)
         bad = tmp_path / f"{name}.pt"

@@ -15,7 +15,7 @@ import pytest
 from helpers.locks import held_elsewhere, start_holder
 from xraymunit.errors import XraymunitError
 from xraymunit.ingestion.walk import discover
-from xraymunit.io import atomic, outdir
+from xraymunit.io import atomic, diskspace, outdir
 
 
 # --------------------------------------------------------------------------- the lock
@@ -171,8 +171,8 @@ def test_private_folder_is_forced_to_0700(tmp_path, caplog):
 @pytest.mark.parametrize("code, words", [(errno.ENOSPC, "no space left on device"),
                                          (errno.EDQUOT, "disk quota exceeded")])
 def test_disk_full_becomes_one_line_naming_the_folder(tmp_path, code, words):
-    with pytest.raises(outdir.DiskFullError) as exc:
-        with outdir.disk_full(tmp_path):
+    with pytest.raises(diskspace.DiskFullError) as exc:
+        with diskspace.disk_full(tmp_path):
             raise OSError(code, os.strerror(code), str(tmp_path / "cache" / "images.npy"))
     message = str(exc.value)
     assert message.startswith(words) and str(tmp_path) in message and "rerun" in message and "\n" not in message
@@ -180,8 +180,8 @@ def test_disk_full_becomes_one_line_naming_the_folder(tmp_path, code, words):
 
 
 def test_disk_full_wrapped_by_a_library_is_recognised(tmp_path):
-    with pytest.raises(outdir.DiskFullError):
-        with outdir.disk_full(tmp_path):
+    with pytest.raises(diskspace.DiskFullError):
+        with diskspace.disk_full(tmp_path):
             try:
                 raise OSError(errno.ENOSPC, "No space left on device")
             except OSError as exc:
@@ -191,21 +191,21 @@ def test_disk_full_wrapped_by_a_library_is_recognised(tmp_path):
 def test_torch_write_failures_count_as_disk_full_only_when_the_disk_is_nearly_full(tmp_path, monkeypatch):
     torch_error = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
     with pytest.raises(RuntimeError):  # plenty of space: a real bug, keep the traceback
-        with outdir.disk_full(tmp_path):
+        with diskspace.disk_full(tmp_path):
             raise torch_error
 
     class Full:
         f_bavail, f_frsize = 10, 4096
 
     monkeypatch.setattr(outdir.os, "statvfs", lambda path: Full())
-    with pytest.raises(outdir.DiskFullError):
-        with outdir.disk_full(tmp_path):
+    with pytest.raises(diskspace.DiskFullError):
+        with diskspace.disk_full(tmp_path):
             raise torch_error
 
 
 def test_other_errors_pass_through_unchanged(tmp_path):
     with pytest.raises(PermissionError):
-        with outdir.disk_full(tmp_path):
+        with diskspace.disk_full(tmp_path):
             raise PermissionError(errno.EACCES, "Permission denied")
 
 
@@ -217,7 +217,7 @@ def test_claim_translates_disk_full_and_the_atomic_writer_leaves_nothing(tmp_pat
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(atomic, "_fsync_file", full)
-    with pytest.raises(outdir.DiskFullError, match=str(folder)):
+    with pytest.raises(diskspace.DiskFullError, match=str(folder)):
         with outdir.claim(folder, "evaluate"):
             atomic.write_json(folder / "metrics.json", {"a": 1})
     assert sorted(p.name for p in folder.iterdir()) == [outdir.LOCK_NAME]  # no half file, no temporary

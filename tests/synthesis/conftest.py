@@ -7,7 +7,7 @@ from helpers.training import tiny_train_config
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
-    from xraymunit.training.stage import train
+    from xraymunit.training import train
 
     root = tmp_path_factory.mktemp("synth-tiny")
     cohort = write_cohort(root / "cohort", n_patients=14, size=32)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from xraymunit.io.cohort import Cohort
-from xraymunit.synthesis.model import load_generators
+from xraymunit.checkpoint import load_generators
 from xraymunit.synthesis.renderer import Renderer, render_threads
 from xraymunit.synthesis.styles import random_styles
 
@@ -15,7 +15,8 @@ from xraymunit.synthesis.styles import random_styles
 @pytest.fixture(scope="module")
 def parts(tiny):
     cohort, ckpt = tiny
-    gens, cfg, _ = load_generators(ckpt, torch.device("cpu"))
+    loaded = load_generators(ckpt, torch.device("cpu"))
+    gens, cfg = loaded.gens, loaded
     data = Cohort.open(cohort)
     image = data.image(int(data.select("train", "normal")["cache_index"].iloc[0]))
     return gens, cfg, image
@@ -23,7 +24,7 @@ def parts(tiny):
 
 def _renderer(parts, batch_size, bf16=False):
     gens, cfg, _ = parts  # copies: a renderer casts its decoder in place
-    return Renderer(copy.deepcopy(gens.gen_a), copy.deepcopy(gens.gen_b), torch.device("cpu"), cfg.data.load_size, bf16=bf16,
+    return Renderer(copy.deepcopy(gens.gen_a), copy.deepcopy(gens.gen_b), torch.device("cpu"), cfg.image_size, bf16=bf16,
                     batch_size=batch_size)
 
 

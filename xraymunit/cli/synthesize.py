@@ -24,9 +24,6 @@ On SIGTERM the current batches finish, their images are kept and listed, and the
 {EXIT_CODES_HELP}
 """
 
-REQUIRED = ("checkpoint", "cohort", "out")
-
-
 def register(subparsers) -> None:
     from xraymunit.options import add_options
     from xraymunit.synthesis.options import SynthesizeOptions
@@ -34,10 +31,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("synthesize", help="generate many synthetic images per source image",
                               description=DESCRIPTION, epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_options(p, SynthesizeOptions)
-    for action in p._actions:  # (options.option has no `required`: these three have no default)
-        if action.dest in REQUIRED:
-            action.required = True
+    add_options(p, SynthesizeOptions)  # --checkpoint, --cohort, --out have no default: required
     p.set_defaults(func=run)
 
 

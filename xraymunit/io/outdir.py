@@ -14,7 +14,8 @@ enters `claim(folder, stage)` (or decorates its entry with `owns`) for the whole
   known write paths, checked up front) must be a real file or folder, never a symbolic link.
   `--out` itself may be a link to a folder: that is the user's choice, not a planted one.
 * **Disk full is a user-fixable condition, not a bug:** ENOSPC / EDQUOT during the run
-  become one line naming the folder; every writer is atomic, so the rerun resumes.
+  become one line naming the folder (`xraymunit.io.diskspace`); every writer is atomic, so
+  the rerun resumes.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from xraymunit.errors import XraymunitError
+from xraymunit.io.diskspace import FULL_ERRNOS, disk_full
 
 LOCK_NAME = ".xraymunit.lock"
 log = logging.getLogger(__name__)
@@ -51,10 +53,6 @@ class FolderBusyError(OutputFolderError):
 
 class UnsafeLinkError(OutputFolderError):
     """A symbolic link inside the output folder would redirect a write outside it."""
-
-
-class DiskFullError(OutputFolderError):
-    """The disk (or quota) is full; the run can be resumed once space is freed."""
 
 
 @dataclass
@@ -99,7 +97,7 @@ def claim(folder: str | os.PathLike, stage: str, *, guard: Iterable[str] = (),
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            if exc.errno in _FULL:
+            if exc.errno in FULL_ERRNOS:
                 raise
             raise OutputFolderError(f"cannot create the output folder {path}: {exc.strerror}") from None
         st = os.stat(path)
@@ -342,62 +340,3 @@ def ensure_private(path: str | os.PathLike) -> None:
         os.chmod(path, 0o700)
         log.warning("%s had mode %04o; set to 0700 (it holds the salt and identifiers)", path,
                     stat.S_IMODE(st.st_mode))
-
-
-# --------------------------------------------------------------------------- disk full
-
-
-_FULL = (errno.ENOSPC, errno.EDQUOT)
-_FULL_TEXT = ("No space left on device", "Disk quota exceeded")
-# torch.save reports a failed write as a RuntimeError without errno ("unexpected pos", "file write failed")
-_TORCH_WRITE_FAILED = ("unexpected pos", "file write failed", "PytorchStreamWriter failed")
-_NEARLY_FULL_BYTES = 64 << 20
-
-
-@contextlib.contextmanager
-def disk_full(folder: str | os.PathLike) -> Iterator[None]:
-    """Turn "no space left on device" (or quota exceeded) raised inside into one-line DiskFullError.
-
-    Writers are atomic (a temporary file replaced at the end), so nothing half-written is
-    left and the rerun resumes; the traceback of such an error helps nobody.
-    """
-    try:
-        yield
-    except DiskFullError:
-        raise
-    except Exception as exc:
-        full = _disk_full_errno(exc, folder)
-        if full is None:
-            raise
-        what = "disk quota exceeded" if full == errno.EDQUOT else "no space left on device"
-        raise DiskFullError(f"{what} writing {_where(exc, folder)}; free space and rerun: the run resumes") from exc
-
-
-def _disk_full_errno(exc: BaseException, folder) -> int | None:
-    seen = 0
-    current: BaseException | None = exc
-    while current is not None and seen < 8:  # libraries may wrap the OSError
-        if isinstance(current, OSError) and current.errno in _FULL:
-            return current.errno
-        text = str(current)
-        for code, phrase in zip(_FULL, _FULL_TEXT):
-            if phrase in text:
-                return code
-        if isinstance(current, RuntimeError) and any(t in text for t in _TORCH_WRITE_FAILED):
-            with contextlib.suppress(OSError):
-                vfs = os.statvfs(folder)
-                if vfs.f_bavail * vfs.f_frsize < _NEARLY_FULL_BYTES:
-                    return errno.ENOSPC
-        current = current.__cause__ or current.__context__
-        seen += 1
-    return None
-
-
-def _where(exc: BaseException, folder) -> str:
-    folder = os.path.abspath(os.fspath(folder))
-    name = getattr(exc, "filename", None)
-    if isinstance(name, (str, bytes, os.PathLike)):
-        name = os.path.abspath(os.fsdecode(name))
-        if not name.startswith(folder.rstrip(os.sep) + os.sep):
-            return os.path.dirname(name)
-    return folder

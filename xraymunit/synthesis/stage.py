@@ -32,13 +32,12 @@ import pandas as pd
 
 from xraymunit import __version__
 from xraymunit import checkpoint as checkpoints
-from xraymunit.io import atomic, outdir
+from xraymunit.io import atomic, diskspace, outdir
 from xraymunit.io.cohort import MANIFEST, Cohort
 from xraymunit.runtime import amp_dtype, progress_enabled
 from xraymunit.stopping import Stopped, stop_requests
 from xraymunit.synthesis import distributed
 from xraymunit.synthesis.distributed import Group
-from xraymunit.synthesis.model import load_generators
 from xraymunit.synthesis.options import (DIRECTIONS, FORMATS, MAX_STYLES, SynthesisError,
                                          SynthesizeOptions)
 from xraymunit.synthesis.plan import RunIdentity, SourcePlan, StyleCodes, plan_sources, share
@@ -49,7 +48,7 @@ from xraymunit.synthesis.writer import Writer, wait_bounded, write_manifest
 log = logging.getLogger(__name__)
 
 __all__ = ["DIRECTIONS", "FORMATS", "MAX_STYLES", "SynthesisError", "SynthesisResult", "SynthesizeOptions",
-           "auto_batch_size", "file_key", "load_generators", "load_reference", "random_styles", "render_threads",
+           "auto_batch_size", "file_key", "load_reference", "random_styles", "render_threads",
            "run", "slerp", "synthesize"]
 
 RUN_FILE = "synthesis.json"
@@ -131,13 +130,13 @@ def run(opts: SynthesizeOptions) -> SynthesisResult:
 
 def prepare(opts: SynthesizeOptions, checkpoint_path: Path, device) -> Prepared:
     """Load the generators, select the sources, encode references: nothing is written yet."""
-    gens, cfg, state = load_generators(checkpoint_path, device)
-    source_label, target_label = cfg.data.domain_a, cfg.data.domain_b
-    encoder, decoder = gens.gen_a, gens.gen_b
+    loaded = checkpoints.load_generators(checkpoint_path, device)
+    source_label, target_label = loaded.domain_a, loaded.domain_b
+    encoder, decoder = loaded.gens.gen_a, loaded.gens.gen_b
     if opts.direction == "b2a":
         source_label, target_label = target_label, source_label
         encoder, decoder = decoder, encoder
-    size = cfg.data.load_size
+    size = loaded.image_size
     data = Cohort.open(opts.cohort)
     rows = data.select(None if opts.split == "all" else opts.split, source_label)
     rows = rows.sort_values("image_key").reset_index(drop=True)
@@ -152,8 +151,8 @@ def prepare(opts: SynthesizeOptions, checkpoint_path: Path, device) -> Prepared:
     if opts.references:
         ref_styles = renderer.encode_styles([load_reference(r, size) for r in opts.references])
         ref_keys = tuple(file_key(r) for r in opts.references)
-    codes = StyleCodes(mode, opts.seed, cfg.model.style_dim, opts.n_styles, opts.interpolate, ref_styles, ref_keys)
-    ckpt_sha, step = checkpoints.file_sha256(checkpoint_path), int(state["step"])
+    codes = StyleCodes(mode, opts.seed, loaded.model.style_dim, opts.n_styles, opts.interpolate, ref_styles, ref_keys)
+    ckpt_sha, step = loaded.sha256, loaded.step
     run_id = RunIdentity(ckpt_sha, step, opts.direction, source_label, target_label, mode, opts.seed, size,
                          opts.formats)
     record = {
@@ -177,7 +176,7 @@ def _hold(prep: Prepared, group: Group):
         error = distributed.broadcast(group, None)
         if error:
             raise SynthesisError(f"rank 0 could not start: {error}")
-        with outdir.disk_full(prep.out):
+        with diskspace.disk_full(prep.out):
             yield False
         return
     with contextlib.ExitStack() as stack:

@@ -17,26 +17,19 @@ from pathlib import Path
 
 import torch
 
-from xraymunit.checkpoint import build_networks
 from xraymunit.config.train import TrainConfig
 from xraymunit.data.datasets import stable_seed
 from xraymunit.io import outdir
-from xraymunit.runtime import amp_dtype, progress_enabled
+from xraymunit.runtime import progress_enabled
 from xraymunit.stopping import stop_requests
-from xraymunit.training.data import display_batch, domain_indices, make_loader
+from xraymunit.training.data import display_batch, make_loader
 from xraymunit.training.distributed import barrier, is_main_process
-from xraymunit.training.errors import TrainingError
 from xraymunit.training.loop import Loop, Records
-from xraymunit.training.plan import Parts, Plan, build_parts, build_perceptual, plan
+from xraymunit.training.plan import Parts, Plan, build_parts, plan
 from xraymunit.training.records import Checkpointer, Clock, RunLog, quality_monitor
-from xraymunit.training.step import MunitStep, adam
 
 log = logging.getLogger(__name__)
 
-# Re-exported for callers of the former single-module stage (synthesis imports amp_dtype from here
-# until it moves to xraymunit.runtime; tests and benchmarks import the rest).
-__all__ = ["TrainResult", "TrainingError", "train", "MunitStep", "amp_dtype", "build_networks", "build_perceptual",
-           "domain_indices", "adam"]
 
 
 @dataclass
