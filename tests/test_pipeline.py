@@ -1,6 +1,5 @@
 """The README's main job, end to end (slow: it trains the tiny model of the default config)."""
 
-import importlib
 import json
 import sys
 
@@ -70,24 +69,24 @@ def test_crash_then_rerun_resumes_and_changed_settings_set_old_outputs_aside(tmp
     sys.path.insert(0, str(REPO / "pipelines"))
     import normal_to_abnormal
 
-    synth_module = importlib.import_module("xraymunit.synthesis.stage")  # the module, not the function
-
     quick = ["--set", "train.set=[train.steps=4, train.checkpoint_every=2]",
              "--set", "evaluate.set=[seeds=1, 'real_abnormal=[all]', quality.enabled=false]",
              "--set", "synthesize.n_styles=2", "--out", str(tmp_path), "--no-progress"]
-    real = synth_module.synthesize
+    import xraymunit
+
+    real = xraymunit.synthesize  # the pipeline calls the public function
 
     def crash(*args, **kwargs):
         raise RuntimeError("power cut during synthesis")
 
-    monkeypatch.setattr(synth_module, "synthesize", crash)
+    monkeypatch.setattr(xraymunit, "synthesize", crash)
     with pytest.raises(RuntimeError, match="power cut"):
         normal_to_abnormal.main(quick)
     state = json.loads((tmp_path / "pipeline_state.json").read_text())
     assert (state["ingest"]["status"], state["train"]["status"], state["synthesize"]["status"]) == (
         "done", "done", "running")
 
-    monkeypatch.setattr(synth_module, "synthesize", real)
+    monkeypatch.setattr(xraymunit, "synthesize", real)
     assert normal_to_abnormal.main(quick) == 0
     log = (tmp_path / "pipeline.log").read_text()
     assert "ingest: up to date" in log and "train: up to date" in log
@@ -118,6 +117,6 @@ def test_a_second_pipeline_into_a_busy_out_refuses_in_one_line(tmp_path, capsys)
     with held_elsewhere(tmp_path, "pipeline") as holder:
         code = normal_to_abnormal.main(["--out", str(tmp_path), "--no-progress"])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("pipeline: error:")
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("xraymunit pipeline: error:")
     assert str(tmp_path) in err and f"pipeline, pid {holder.pid}" in err
     assert not (tmp_path / "pipeline_state.json").exists() and not (tmp_path / "cohort").exists()

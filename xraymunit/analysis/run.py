@@ -1,4 +1,5 @@
-"""Find a run's stage outputs (cohort/, synth/, report/) from one folder, as the pipeline lays them out.
+"""Find a run's stage outputs (cohort/, synth/, report/) from one folder, as the pipeline lays them out
+(`xraymunit.pipeline.layout.RunLayout`, the one definition of that layout).
 
 A notebook is pointed at one folder (an environment variable); the synthetic set and the
 evaluation report are optional, so the same notebook works on a bare ingested cohort.
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from xraymunit.analysis.report import load_metrics
 from xraymunit.io.cohort import MANIFEST, Cohort, CohortError, SyntheticSet
+from xraymunit.pipeline.layout import RunLayout
 
 ENV_VAR = "XRAYMUNIT_RUN"
 
@@ -25,6 +27,11 @@ class Run:
     synth: SyntheticSet | None
     metrics: dict | None
     report_dir: Path | None
+
+    @property
+    def layout(self) -> RunLayout:
+        """Where the pipeline puts each stage's outputs in this run folder (train/, synth/, report/, ...)."""
+        return RunLayout(self.root)
 
     def describe(self) -> str:
         """One line per stage output: what was found where (printed at the top of a notebook)."""
@@ -44,21 +51,22 @@ def open_run(root: str | Path, *, cohort: str | Path | None = None, synth: str |
     """Open ROOT/cohort (required), ROOT/synth and ROOT/report (optional).
 
     Args:
-        root: a pipeline output folder (pipelines/normal_to_abnormal.py --out), or a cohort folder
+        root: a pipeline output folder (`xraymunit pipeline --out`), or a cohort folder
             itself (a folder with manifest.parquet and cache/).
         cohort, synth, report: explicit folders that override the ROOT/<name> defaults, for stage
             outputs that live elsewhere.
     """
     root = Path(root).expanduser().resolve()
+    layout = RunLayout(root)
     if cohort is None:
         is_cohort = (root / MANIFEST).is_file() and (root / "cache").is_dir()
-        cohort = root if is_cohort else root / "cohort"
+        cohort = root if is_cohort else layout.cohort
     if not Path(cohort).exists():
-        raise CohortError(f"no cohort at {cohort}: run the pipeline (python pipelines/normal_to_abnormal.py "
-                          f"--out {root}) or `xraymunit ingest ... --out {cohort}`, or point {ENV_VAR} elsewhere")
+        raise CohortError(f"no cohort at {cohort}: run the pipeline (`xraymunit pipeline --out {root}`) "
+                          f"or `xraymunit ingest ... --out {cohort}`, or point {ENV_VAR} elsewhere")
     co = Cohort.open(cohort)
-    synth = Path(synth) if synth is not None else root / "synth"
+    synth = Path(synth) if synth is not None else layout.synth()
     syn = SyntheticSet.open(synth) if (synth / MANIFEST).is_file() else None
-    report = Path(report) if report is not None else root / "report"
+    report = Path(report) if report is not None else layout.report
     metrics = load_metrics(report)
     return Run(root=root, cohort=co, synth=syn, metrics=metrics, report_dir=report if metrics else None)

@@ -9,14 +9,14 @@ from pathlib import Path
 import pandas as pd
 
 from xraymunit.io.cohort import Cohort
+from xraymunit.pipeline.layout import RunLayout
 from xraymunit.quality_log import quality_figure, read_quality_csv
 
 
 def training_runs(root: str | Path) -> dict[str, Path]:
     """MUNIT run folders of a pipeline output with quality tracking: train/ (one generator) or
     train_<level>/ (one per level), by name."""
-    root = Path(root)
-    runs = [root / "train"] + sorted(root.glob("train_*"))
+    runs = RunLayout(Path(root)).training_runs()
     return {p.name: p for p in runs if (p / "quality.csv").is_file()}
 
 

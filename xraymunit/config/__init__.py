@@ -186,9 +186,42 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
+def shipped_dir() -> Path:
+    """The configs shipped with xraymunit: xraymunit/configs/ in an installed wheel (copied there at
+    build time), else the repository's configs/ (a source checkout or an editable install)."""
+    package = Path(__file__).resolve().parents[1]
+    inside = package / "configs"
+    return inside if inside.is_dir() else package.parent / "configs"
+
+
+def shipped_names() -> list[str]:
+    """Names of the shipped configs (file stems), sorted."""
+    folder = shipped_dir()
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def find(value: str | Path) -> Path:
+    """A config file: `value` itself when it exists, else a shipped config of that name.
+
+    A bare name (`munit_tiny_cpu`, with or without .yaml) or a `configs/NAME.yaml` spelled from
+    the repository root resolves from the shipped configs, so commands work from any folder and
+    after a plain `pip install`. Anything else raises ConfigError listing the available names.
+    """
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path
+    if len(path.parts) == 1 or (len(path.parts) == 2 and path.parts[0] == "configs"):
+        name = path.name[:-5] if path.name.endswith(".yaml") else path.name
+        shipped = shipped_dir() / f"{name}.yaml"
+        if shipped.is_file():
+            return shipped
+    names = ", ".join(shipped_names()) or "none found"
+    raise ConfigError(f"config file not found: {value} (not a file; shipped config names: {names})")
+
+
 def load(cls: type[T], path: str | Path | None = None, overrides: typing.Iterable[str] = ()) -> T:
-    """Load `cls` from an optional YAML file plus `key=value` overrides."""
-    data = read_yaml(path) if path is not None else {}
+    """Load `cls` from an optional YAML file (a path, or a shipped config's name) plus `key=value` overrides."""
+    data = read_yaml(find(path)) if path is not None else {}
     return from_dict(cls, apply_overrides(data, overrides))
 
 

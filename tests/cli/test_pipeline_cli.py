@@ -1,0 +1,94 @@
+"""`xraymunit pipeline`: options declared once, --help with an example and the exit codes, usage errors
+in one line, and Ctrl-C exiting 130 with one line (a real SIGINT to a real process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from xraymunit.cli import EXIT_CODES_HELP, build_parser, main
+from xraymunit.options import cli_fields
+from xraymunit.pipeline import PipelineOptions
+
+SHARED = {"help", "verbose", "quiet", "log_file"}
+
+
+def pipeline_parser():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sub.choices["pipeline"]
+
+
+def test_every_flag_is_a_field_of_pipeline_options():
+    dests = {a.dest for a in pipeline_parser()._actions} - SHARED
+    assert dests == {f.name for f in cli_fields(PipelineOptions)} == {"config", "out", "overrides", "progress"}
+
+
+def test_help_has_an_example_and_the_exit_codes(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["pipeline", "--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "xraymunit pipeline --out runs/default" in text and " ".join(EXIT_CODES_HELP.split()) in text
+    assert "--set KEY=VALUE" in text and "--no-progress" in text
+
+
+def test_options_parse_into_the_class_and_the_config():
+    args = pipeline_parser().parse_args(["--out", "x", "--set", "synthesize.n_styles=3", "--set", "device=cpu",
+                                         "--no-progress"])
+    from xraymunit.options import from_args
+
+    options = from_args(PipelineOptions, args)
+    assert options == PipelineOptions(config="pipeline_default", out="x",
+                                      overrides=["synthesize.n_styles=3", "device=cpu"], progress=False)
+    cfg = options.load()  # the bare name resolves to the shipped configs/pipeline_default.yaml
+    assert (cfg.out, cfg.device, cfg.synthesize.n_styles) == ("x", "cpu", 3)
+    assert PipelineOptions().progress is None  # automatic: bars only on a terminal
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config", "no_such_pipeline"], "shipped config names: "),
+    (["--set", "synthesize.n_stylez=3"], "did you mean 'synthesize.n_styles'"),
+    (["--set", "synthesize.batch_size=0"], "'synthesize.batch_size' must be auto or >= 1"),
+])
+def test_bad_usage_exits_2_in_one_line_before_any_work(tmp_path, capsys, args, message):
+    code = main(["pipeline", "--out", str(tmp_path / "run"), *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("xraymunit pipeline: error:")
+    assert message in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_with_one_line_and_the_rerun_can_resume(tmp_path):
+    out = tmp_path / "run"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "xraymunit", "pipeline", "--out", str(out), "--no-progress",
+                             "--set", "train.set=[train.steps=100000]"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        log = out / "pipeline.log"
+        while "[2/4] train" not in (log.read_text() if log.is_file() else ""):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "training never started"
+            time.sleep(0.2)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("xraymunit pipeline: interrupted") and "rerun" in last
+    state = json.loads((out / "pipeline_state.json").read_text())
+    assert state["ingest"]["status"] == "done" and state["train"]["status"] == "running"

@@ -1,0 +1,153 @@
+"""Run (or resume) the whole chain into one output folder: ingest → train → synthesize → evaluate.
+
+`generators: per_level` makes the low-data study honest: for each level K of the evaluate
+config's `real_abnormal` it trains a generator on all train normals plus the *same* K real
+abnormals the classifier arms of level K see (`data.domain_b_keys` = low_data_keys(K,
+seed_base)) into OUT/train_K/, synthesizes from it into OUT/synth_K/, and evaluates arms 3/4
+of level K with that level's images only (evaluate's `real_abnormal_subset: shared`).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+import time
+from pathlib import Path
+
+from xraymunit import config
+from xraymunit.config.evaluate import EvaluateConfig
+from xraymunit.config.train import TrainConfig
+from xraymunit.errors import XraymunitError
+from xraymunit.io import outdir
+from xraymunit.pipeline.config import PipelineConfig, stage_config_path
+from xraymunit.pipeline.layout import RunLayout
+from xraymunit.pipeline.stage import run_stage
+from xraymunit.pipeline.stages import evaluate_stage, ingest_stage, synthesize_stage, train_stage
+from xraymunit.pipeline.state import State, file_sha
+
+log = logging.getLogger("xraymunit.pipeline")
+
+
+class PipelineError(XraymunitError):
+    """The pipeline config cannot be run as asked (message says why)."""
+
+
+def run(cfg: PipelineConfig, progress: bool = True) -> Path:
+    """Run (or resume) the whole chain; returns the path of the report's summary.md.
+
+    The pipeline holds OUT for the whole run (a second pipeline into it refuses at once); each
+    stage locks its own sub-folder as well (cohort/, train/, synth/, report/)."""
+    out = Path(cfg.out).expanduser().resolve()  # relative to where the pipeline is started
+    with outdir.claim(out, "pipeline", guard=("pipeline_state.json", "pipeline.log")):
+        return _run(cfg, RunLayout(out), progress)
+
+
+def _run(cfg: PipelineConfig, layout: RunLayout, progress: bool) -> Path:
+    log_to(layout.log)
+    state = State(layout.root)
+    t_all = time.perf_counter()
+    log.info("pipeline start → %s", layout.root)
+    run_stage(state, ingest_stage(cfg, layout, progress))
+    cohort, cohort_fp = layout.cohort, file_sha(RunLayout.manifest(layout.cohort))
+    overrides = list(cfg.train.set) + ([f"train.device={cfg.device}"] if cfg.device != "auto" else [])
+    train_cfg = config.load(TrainConfig, stage_config_path(cfg.train.config), overrides)
+    if cfg.generators == "per_level":
+        eval_cfg, synth_for, levels = _per_level_generators(cfg, layout, state, cohort_fp, train_cfg, progress)
+        synth_fp = {name: file_sha(RunLayout.manifest(path)) for name, path in synth_for.items()}
+        runs = {name: layout.train(name) for name in synth_for}
+    else:
+        synth_for, levels, runs = layout.synth(), None, layout.train()
+        run_stage(state, train_stage("train", runs, train_cfg, cfg.train.config, cohort, cohort_fp, progress))
+        run_stage(state, synthesize_stage("synthesize", synth_for, cfg.synthesize, runs, cohort, cohort_fp,
+                                          cfg.device, progress))
+        synth_fp = file_sha(RunLayout.manifest(synth_for))
+        eval_cfg = config.load(EvaluateConfig, stage_config_path(cfg.evaluate.config), cfg.evaluate.set)
+    run_stage(state, evaluate_stage(layout, eval_cfg, synth_for, runs, cohort_fp, synth_fp, cfg.device, progress,
+                                    levels))
+    log.info("pipeline finished in %.1fs", time.perf_counter() - t_all)
+    return layout.summary
+
+
+def _per_level_generators(cfg: PipelineConfig, layout: RunLayout, state: State, cohort_fp: str,
+                          train_cfg: TrainConfig, progress: bool) -> tuple[EvaluateConfig, dict, list[str]]:
+    """Stages 2-3 once per low-data level: OUT/train_K/ on the level's K real abnormals, OUT/synth_K/.
+
+    Returns the evaluate config (real_abnormal_subset forced to shared), {level name → synth
+    folder} and the level names.
+    """
+    from xraymunit.evaluation.datasets import low_data_keys
+    from xraymunit.evaluation.stage import plan_levels
+    from xraymunit.io.cohort import Cohort
+
+    eval_cfg = config.load(EvaluateConfig, stage_config_path(cfg.evaluate.config),
+                           list(cfg.evaluate.set) + ["real_abnormal_subset=shared"])
+    _check_per_level(train_cfg, eval_cfg)
+    co = Cohort.open(layout.cohort)
+    labels = (eval_cfg.normal_label, eval_cfg.abnormal_label)
+    available = low_data_keys(co, "all", eval_cfg.seed_base, *labels)
+    levels, notes = plan_levels(eval_cfg.real_abnormal, len(available))
+    for note in notes:
+        log.info("per-level generators: %s", note)
+    log.info("per-level generators for levels %s of %d train abnormals (real_abnormal_subset: shared — every "
+             "seed keeps the K real abnormals of seed %d that level K's generator trains on)",
+             [lv.name for lv in levels], len(available), eval_cfg.seed_base)
+    synth_for = {}
+    for lv in levels:
+        keys = low_data_keys(co, lv.n_abnormal, eval_cfg.seed_base, *labels)
+        level_cfg = copy.deepcopy(train_cfg)
+        level_cfg.data.domain_b_keys = None if lv.name == "all" else keys  # 'all': every abnormal, as single mode
+        level_cfg.data.validate()
+        run_dir, synth = layout.train(lv.name), layout.synth(lv.name)
+        what = f"{cfg.train.config} on {len(keys)} real abnormal(s)"
+        run_stage(state, train_stage(f"train_{lv.name}", run_dir, level_cfg, what, layout.cohort, cohort_fp,
+                                     progress))
+        run_stage(state, synthesize_stage(f"synthesize_{lv.name}", synth, cfg.synthesize, run_dir, layout.cohort,
+                                          cohort_fp, cfg.device, progress))
+        synth_for[lv.name] = synth
+    return eval_cfg, synth_for, [lv.name for lv in levels]
+
+
+def _check_per_level(train_cfg: TrainConfig, eval_cfg: EvaluateConfig) -> None:
+    d = train_cfg.data
+    if d.domain_b_keys is not None:
+        raise PipelineError("generators: per_level sets the training data.domain_b_keys itself (each level's "
+                            "K real abnormals); remove it from the train config or overrides")
+    if (d.domain_a, d.domain_b, d.split) != (eval_cfg.normal_label, eval_cfg.abnormal_label, "train"):
+        raise PipelineError(f"generators: per_level needs the generator's domains to be the study's classes on the "
+                            f"train split: data.domain_a/domain_b/split are {d.domain_a}/{d.domain_b}/{d.split}, "
+                            f"evaluate's normal_label/abnormal_label are {eval_cfg.normal_label}/"
+                            f"{eval_cfg.abnormal_label}")
+
+
+def log_to(path: Path) -> None:
+    """One log for the whole run (OUT/pipeline.log), plus the console when nothing else logs there."""
+    root = logging.getLogger()
+    root.setLevel(min(root.level or logging.WARNING, logging.INFO))  # keeps -v's DEBUG
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    if not any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path for h in root.handlers):
+        handler = logging.FileHandler(path)
+        handler.setLevel(logging.INFO)
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+    if not any(type(h) is logging.StreamHandler for h in root.handlers):
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(fmt)
+        root.addHandler(console)
+
+
+def where_things_are(cfg: PipelineConfig, summary: Path) -> list[str]:
+    """The lines printed at the end: where the report, images, runs, cohort and log are."""
+    layout = RunLayout(summary.parent.parent)
+    lines = ["", f"Report:            {summary}", f"Metrics (JSON):    {layout.metrics}"]
+    if cfg.generators == "per_level":
+        for name in State(layout.root).data.get("evaluate", {}).get("levels", []):
+            lines.append(f"Level {name + ':':<12} generator {layout.train(name)}, synthetic images "
+                         f"{layout.synth(name) / 'images'}")
+    else:
+        lines.append(f"Synthetic images:  {layout.synth() / 'images'}  "
+                     f"(manifest: {RunLayout.manifest(layout.synth())})")
+        lines.append(f"Training run:      {layout.train()}  (samples/, tensorboard/, metrics.csv)")
+    lines.append(f"Cohort:            {layout.cohort}  (manifest.parquet, ingest_report.json)")
+    lines.append(f"Log:               {layout.log}")
+    return lines
