@@ -144,26 +144,7 @@ def export_review_sheet(cohort: Cohort, synth: SyntheticSet, out: str | Path, *,
         raise CohortError("nothing to export: no synthetic image with a PNG and no real image match the selection")
     size = int(size or (synth.image(picked_syn.iloc[0]).shape[-1] if len(picked_syn) else cohort.image_size))
 
-    items = pd.concat([
-        pd.DataFrame({"truth": "real", "image_key": picked_real["image_key"], "patient_key": picked_real["patient_key"],
-                      "label": picked_real["label"], "split": picked_real["split"],
-                      "cache_index": picked_real["cache_index"]}),
-        pd.DataFrame({"truth": "synthetic", "synth_key": picked_syn["synth_key"],
-                      "source_image_key": picked_syn["source_image_key"],
-                      "patient_key": picked_syn["source_patient_key"], "style_index": picked_syn["style_index"],
-                      "seed": picked_syn["seed"], "style_mode": picked_syn["style_mode"],
-                      "checkpoint_step": picked_syn["checkpoint_step"], "label": picked_syn["intended_label"],
-                      "split": picked_syn["split"], "png_path": picked_syn["png_path"]}),
-    ], ignore_index=True)
-    items = items.iloc[rng.permutation(len(items))].reset_index(drop=True)
-    width = max(3, len(str(len(items))))
-    items["item_id"] = [f"item_{i + 1:0{width}d}" for i in range(len(items))]
-    tokens: list[str] = []
-    while len(tokens) < len(items):  # random names, drawn from the seeded generator (reproducible)
-        token = f"{int(rng.integers(0, 2**48)):012x}"
-        if token not in tokens:
-            tokens.append(token)
-    items["file"] = [f"images/{t}.png" for t in tokens]
+    items = _blinded_items(picked_real, picked_syn, rng)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".building", dir=out.parent))
@@ -194,6 +175,31 @@ def export_review_sheet(cohort: Cohort, synth: SyntheticSet, out: str | Path, *,
     return ReviewExport(root=out, reviewer_dir=out / REVIEWER_DIR, sheet=out / REVIEWER_DIR / SHEET,
                         answer_key=out / ANSWER_KEY, n_real=int((items["truth"] == "real").sum()),
                         n_synthetic=int((items["truth"] == "synthetic").sum()))
+
+
+def _blinded_items(picked_real: pd.DataFrame, picked_syn: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Real and synthetic picks in one shuffled table with item ids and random file names (seeded)."""
+    items = pd.concat([
+        pd.DataFrame({"truth": "real", "image_key": picked_real["image_key"], "patient_key": picked_real["patient_key"],
+                      "label": picked_real["label"], "split": picked_real["split"],
+                      "cache_index": picked_real["cache_index"]}),
+        pd.DataFrame({"truth": "synthetic", "synth_key": picked_syn["synth_key"],
+                      "source_image_key": picked_syn["source_image_key"],
+                      "patient_key": picked_syn["source_patient_key"], "style_index": picked_syn["style_index"],
+                      "seed": picked_syn["seed"], "style_mode": picked_syn["style_mode"],
+                      "checkpoint_step": picked_syn["checkpoint_step"], "label": picked_syn["intended_label"],
+                      "split": picked_syn["split"], "png_path": picked_syn["png_path"]}),
+    ], ignore_index=True)
+    items = items.iloc[rng.permutation(len(items))].reset_index(drop=True)
+    width = max(3, len(str(len(items))))
+    items["item_id"] = [f"item_{i + 1:0{width}d}" for i in range(len(items))]
+    tokens: list[str] = []
+    while len(tokens) < len(items):  # random names, drawn from the seeded generator (reproducible)
+        token = f"{int(rng.integers(0, 2**48)):012x}"
+        if token not in tokens:
+            tokens.append(token)
+    items["file"] = [f"images/{t}.png" for t in tokens]
+    return items
 
 
 def _swap_into_place(build: Path, out: Path) -> None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from xraymunit.cli import EXIT_CODES_HELP, EXIT_INTERRUPTED
-from xraymunit.options import add_options, flag_of, from_args, help_of
+from xraymunit.options import add_options, from_args
 
 HELP = "the whole chain (ingest → train → synthesize → evaluate) from one YAML, resumable"
 DESCRIPTION = """\
@@ -38,11 +38,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("pipeline", help=HELP, description=DESCRIPTION, epilog=epilog(),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_options(p, PipelineOptions, skip=("overrides",))
-    field = PipelineOptions.__dataclass_fields__["overrides"]
-    # repeatable: one KEY=VALUE per --set (the field's declared help and flag, argparse's append)
-    p.add_argument(flag_of(field), dest="overrides", action="append", default=[],
-                   metavar=field.metadata["metavar"], help=help_of(PipelineOptions, "overrides"))
+    add_options(p, PipelineOptions)
     p.set_defaults(func=run)
 
 

@@ -17,7 +17,7 @@ class PipelineOptions:
     out: str | None = option(None, "output folder (overrides the config's `out`)", metavar="DIR")
     overrides: list[str] = option(
         help="override a pipeline key, e.g. --set synthesize.n_styles=20 (repeatable)", flag="--set",
-        metavar="KEY=VALUE", default_factory=list)
+        metavar="KEY=VALUE", default_factory=list, append=True)
     progress: bool | None = option(None, "no progress bars (logs only); default: bars when stderr is a terminal",
                                    flag="--no-progress")
 
