@@ -56,7 +56,7 @@ def test_config_file_values_stand_unless_a_flag_is_given(tmp_path):
     parser = _evaluate_parser()
     base = ["--cohort", "c", "--out", "o", "--config", TINY]
     cfg = build_config(parser.parse_args(base))
-    assert (cfg.seeds, cfg.real_abnormal, cfg.device, cfg.progress, cfg.workers) == (2, (5, "all"), "cpu", True, 1)
+    assert (cfg.seeds, cfg.real_abnormal, cfg.device, cfg.progress, cfg.workers) == (2, (5, "all"), "cpu", None, 1)
     cfg = build_config(parser.parse_args([*base, "--set", "seeds=4", "--seeds", "3", "--real-abnormal", "7,all",
                                           "--no-progress", "--workers", "2", "--device", "auto"]))
     assert (cfg.seeds, cfg.real_abnormal, cfg.device, cfg.progress, cfg.workers) == (3, (7, "all"), "auto", False, 2)

@@ -68,7 +68,7 @@ def test_bad_usage_exits_2_in_one_line_before_any_work(tmp_path, capsys, args, m
 @pytest.mark.slow
 def test_ctrl_c_exits_130_with_one_line_and_the_rerun_can_resume(tmp_path):
     out = tmp_path / "run"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")  # SIGABRT dumps every thread's stack
     proc = subprocess.Popen([sys.executable, "-m", "xraymunit", "pipeline", "--out", str(out), "--no-progress",
                              "--set", "train.set=[train.steps=100000]"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -81,7 +81,12 @@ def test_ctrl_c_exits_130_with_one_line_and_the_rerun_can_resume(tmp_path):
             time.sleep(0.2)
         time.sleep(1.0)
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=120)
+        try:
+            stdout, stderr = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:  # say where it hangs: faulthandler prints the stacks on SIGABRT
+            proc.send_signal(signal.SIGABRT)
+            stdout, stderr = proc.communicate(timeout=60)
+            pytest.fail(f"still running 300 s after Ctrl-C; stacks:\n{stderr[-6000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()

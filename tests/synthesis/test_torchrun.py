@@ -12,8 +12,8 @@ import pandas as pd
 import pydicom
 import pytest
 
-from xraymunit.synthesis import distributed
-from xraymunit.synthesis.distributed import Group
+from xraymunit.distributed import Group
+from xraymunit.synthesis import parts
 
 
 def _args(tiny, out, *extra):
@@ -72,13 +72,13 @@ def test_parts_merge_in_single_process_order(tmp_path):
     group = Group(0, 2)
     rows = {0: [("b", 0), ("b", 1), ("d", 0)], 1: [("a", 0), ("c", 1), ("c", 0)]}
     for rank, rs in rows.items():
-        distributed.write_part(tmp_path, Group(rank, 2), [{"source_image_key": k, "style_index": j, "x": 0.1}
+        parts.write_part(tmp_path, Group(rank, 2), [{"source_image_key": k, "style_index": j, "x": 0.1}
                                                           for k, j in rs])
-    merged = distributed.merge_parts(tmp_path, group, {"a": 0, "b": 1, "c": 2, "d": 3})
+    merged = parts.merge_parts(tmp_path, group, {"a": 0, "b": 1, "c": 2, "d": 3})
     assert [(r["source_image_key"], r["style_index"]) for r in merged] == [
         ("a", 0), ("b", 0), ("b", 1), ("c", 0), ("c", 1), ("d", 0)]
     assert merged[0]["x"] == 0.1
-    distributed.remove_parts(tmp_path)
+    parts.remove_parts(tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -25,43 +25,6 @@ from xraymunit.stopping import EXIT_TERMINATED
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Group:
-    """This process's place in a torchrun launch (rank 0 of 1 when not launched by torchrun)."""
-
-    rank: int = 0
-    world: int = 1
-    local_world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
-
-
-def is_main_process() -> bool:
-    """Rank 0 (or a single process): the only one that writes the report, so the only one that locks OUT."""
-    return int(os.environ.get("WORLD_SIZE", "1")) <= 1 or int(os.environ.get("RANK", "0")) == 0
-
-
-def join_group(device: str) -> Group:
-    """Join torchrun's process group (gloo on CPU, nccl on CUDA) when WORLD_SIZE > 1."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Group()
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
-    return Group(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_WORLD_SIZE", world)))
-
-
 def share(jobs: list, rank: int, world: int) -> list:
     """This process's deterministic share of the runs: run i goes to rank i % world."""
     return [job for i, job in enumerate(jobs) if i % world == rank]

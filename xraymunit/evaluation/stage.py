@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from xraymunit import distributed
 from xraymunit.config.evaluate import EvaluateConfig
 from xraymunit.evaluation import parallel
 from xraymunit.evaluation.classifier import RunAbandoned
@@ -31,7 +32,7 @@ from xraymunit.evaluation.runcache import RunCache
 from xraymunit.evaluation.runs import RunExecutor, run_share
 from xraymunit.io import outdir
 from xraymunit.io.cohort import Cohort, SyntheticSet
-from xraymunit.runtime import progress_enabled, resolve_device
+from xraymunit.runtime import progress_enabled
 from xraymunit.stopping import Stopped, stop_requests
 
 __all__ = ["EvaluateError", "Level", "evaluate", "plan_levels"]
@@ -39,7 +40,7 @@ __all__ = ["EvaluateError", "Level", "evaluate", "plan_levels"]
 log = logging.getLogger(__name__)
 
 
-@outdir.owns("evaluate", "out", when=parallel.is_main_process,
+@outdir.owns("evaluate", "out", when=distributed.is_main_process,
              guard=("runs", "metrics.json", "summary.md", "predictions.csv"))
 def evaluate(
     cohort: str | Path | Cohort,
@@ -78,8 +79,7 @@ def evaluate(
     cfg = dataclasses.replace(config or EvaluateConfig(), **{k: v for k, v in
                                                              (("device", device), ("progress", progress)) if v is not None})
     cfg.validate()
-    group = parallel.join_group(cfg.device)
-    dev = resolve_device(cfg.device)
+    group, dev = distributed.join(cfg.device)
     if dev.type == "cpu" and group.world > 1:
         torch.set_num_threads(parallel.cpu_threads(cfg, group.local_world))
     elif cfg.threads:
@@ -99,7 +99,7 @@ def evaluate(
         return record(plan, cfg, dev, runs, resumed, out, training_run, show, timings, t0, stop)
 
 
-def execute(plan: StudyPlan, cfg: EvaluateConfig, dev, task: parallel.WorkerTask, group: parallel.Group,
+def execute(plan: StudyPlan, cfg: EvaluateConfig, dev, task: parallel.WorkerTask, group: distributed.Group,
             stop) -> tuple[list[dict], int]:
     """Every run of the plan, in plan order, and how many were reused from the cache.
 

@@ -8,7 +8,7 @@ N style codes of the target domain in batches. Style codes come from the N(0, I)
 codes (`interpolate`). Every output's style vector is recorded, so any image can be
 regenerated; the same seed, checkpoint, inputs and batch size give the same bytes on one
 device and precision, however many styles are asked for (see Renderer.batches), and however
-many processes render them (torchrun: see distributed.py).
+many processes render them (torchrun: see parts.py).
 
 The parts: `prepare` (checkpoint, sources, style codes: what to render), `execute` (the
 Renderer renders, the Writer writes, in source order), `finish` (the manifest and the run
@@ -36,8 +36,9 @@ from xraymunit.io import atomic, diskspace, outdir
 from xraymunit.io.cohort import MANIFEST, Cohort
 from xraymunit.runtime import amp_dtype, progress_enabled
 from xraymunit.stopping import Stopped, stop_requests
-from xraymunit.synthesis import distributed
-from xraymunit.synthesis.distributed import Group
+from xraymunit import distributed
+from xraymunit.distributed import Group
+from xraymunit.synthesis import parts
 from xraymunit.synthesis.options import (DIRECTIONS, FORMATS, MAX_STYLES, SynthesisError,
                                          SynthesizeOptions)
 from xraymunit.synthesis.plan import RunIdentity, SourcePlan, StyleCodes, plan_sources, share
@@ -172,7 +173,7 @@ def _hold(prep: Prepared, group: Group):
     The other processes of a launch wait for its word: they write only while it holds the lock
     (it waits for them at the end), and stop with its error if it could not take the folder.
     """
-    if not group.leader:
+    if not group.main:
         error = distributed.broadcast(group, None)
         if error:
             raise SynthesisError(f"rank 0 could not start: {error}")
@@ -260,20 +261,20 @@ def finish(prep: Prepared, group: Group, tally: Tally, stopped: bool, seconds: f
     stopped = distributed.any_rank(group, stopped)
     records = tally.records
     generated, skipped = distributed.total(group, (tally.generated, tally.skipped))
-    if group.distributed:
-        distributed.write_part(prep.out, group, records)
-        distributed.barrier(group)
-    if group.leader:
-        if group.distributed:
+    if group.enabled:
+        parts.write_part(prep.out, group, records)
+        group.barrier()
+    if group.main:
+        if group.enabled:
             order = {key: i for i, key in enumerate(prep.rows["image_key"])}
-            records = distributed.merge_parts(prep.out, group, order)
+            records = parts.merge_parts(prep.out, group, order)
         manifest = write_manifest(prep.out, records)
         atomic.write_json(prep.out / RUN_FILE, {**prep.record, "status": "stopped" if stopped else "complete",
                                                  "images": len(manifest)})
-        distributed.remove_parts(prep.out)
+        parts.remove_parts(prep.out)
     else:
         manifest = pd.DataFrame.from_records(records)
-    distributed.barrier(group)  # the manifest is complete before any process returns
+    group.barrier()  # the manifest is complete before any process returns
     if stopped:
         raise Stopped(f"{generated} new images written to {prep.out} ({len(records)} listed in its manifest); "
                       f"rerun the same command to resume")
@@ -301,5 +302,5 @@ def _claim_folder(out: Path, run: dict) -> None:
         raise SynthesisError(f"{out} exists and is not a synthesis folder; choose another --out")
     if out.exists() and (stale := atomic.remove_stale_temps(out)):  # a killed run's half-written files
         log.info("removed %d temporary file(s) left by an interrupted run", stale)
-    distributed.remove_parts(out)  # rows of a killed launch: its images are on disk, the rerun lists them
+    parts.remove_parts(out)  # rows of a killed launch: its images are on disk, the rerun lists them
     atomic.write_json(path, {**run, "status": "running"})

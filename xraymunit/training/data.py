@@ -11,7 +11,7 @@ from xraymunit import config
 from xraymunit.config.train import TrainConfig
 from xraymunit.data.datasets import DistributedStepSampler, UnpairedDomains
 from xraymunit.io.cohort import Cohort
-from xraymunit.training.distributed import Dist
+from xraymunit.distributed import Group
 from xraymunit.training.errors import TrainingError
 
 
@@ -56,14 +56,14 @@ def domain_keys_sha(cohort: Cohort, idx: np.ndarray) -> str:
 
 
 def make_loader(cohort: Cohort, idx_a: np.ndarray, idx_b: np.ndarray, cfg: TrainConfig, start_step: int,
-                dist: Dist, device: torch.device) -> torch.utils.data.DataLoader:
+                dist: Group, device: torch.device) -> torch.utils.data.DataLoader:
     """Batches of steps start_step+1 .. train.steps; the batch of step t is a pure function of (seed, t)."""
     dataset = UnpairedDomains(cohort.images, idx_a, idx_b, cfg.data.load_size, cfg.data.crop_size,
                               seed=cfg.train.seed, augment=config.to_dict(cfg.data.augment))
     workers = cfg.data.num_workers
     return torch.utils.data.DataLoader(
         dataset, batch_size=cfg.train.batch_size,
-        sampler=DistributedStepSampler(start_step, cfg.train.steps, cfg.train.batch_size, dist.rank, dist.world_size),
+        sampler=DistributedStepSampler(start_step, cfg.train.steps, cfg.train.batch_size, dist.rank, dist.world),
         num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=False,
         prefetch_factor=4 if workers > 0 else None, worker_init_fn=_ignore_sigterm if workers > 0 else None,
     )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from xraymunit.stopping import StopFlag, Stopped
-from xraymunit.training.distributed import any_rank, barrier
+from xraymunit.distributed import any_rank
 from xraymunit.training.plan import Parts, Plan
 from xraymunit.training.records import Checkpointer, Clock, RunLog, snapshot_grids
 from xraymunit.training.errors import TrainingError
@@ -50,7 +50,7 @@ class Loop:
     def __init__(self, plan: Plan, parts: Parts, records: Records, stop: StopFlag):
         self.p, self.parts, self.rec, self.stop = plan, parts, records, stop
         self.cfg = plan.cfg
-        self.images_per_step = self.cfg.train.batch_size * plan.dist.world_size
+        self.images_per_step = self.cfg.train.batch_size * plan.dist.world
         self.window = Window(bad=torch.zeros((), dtype=torch.bool, device=plan.device),
                              started=records.clock.start)
         self.last_losses: dict[str, float] = {}
@@ -68,7 +68,7 @@ class Loop:
                 log.info("train.time_limit_minutes (%g) reached at step %d of %d: stopped with a checkpoint; "
                          "raise the limit and --resume to go on", self.cfg.train.time_limit_minutes, step, total)
             if reason == "stop":
-                barrier(self.p.dist)  # every rank waits for rank 0's checkpoint
+                self.p.dist.barrier()  # every rank waits for rank 0's checkpoint
                 raise Stopped(f"SIGTERM at step {step} of {total}; saved {self.rec.checkpointer.last_path} "
                               f"(step {step}); rerun with --resume to continue")
             if reason is not None:
@@ -93,11 +93,11 @@ class Loop:
         """'steps' at train.steps, 'time' past the time limit, 'stop' on SIGTERM (all ranks agree on each)."""
         if step >= total:
             return "steps"
-        dist, device, t = self.p.dist, self.p.device, self.cfg.train
+        dist, t = self.p.dist, self.cfg.train
         if t.time_limit_minutes and step % t.log_every == 0:
-            if any_rank(self.rec.clock.total() >= t.time_limit_minutes * 60.0, dist, device):
+            if any_rank(dist, self.rec.clock.total() >= t.time_limit_minutes * 60.0):
                 return "time"
-        if (not dist.enabled or step % STOP_SYNC_EVERY == 0) and any_rank(self.stop.requested, dist, device):
+        if (not dist.enabled or step % STOP_SYNC_EVERY == 0) and any_rank(dist, self.stop.requested):
             return "stop"
         return None
 
@@ -113,7 +113,7 @@ class Loop:
                 f"({self.rec.checkpointer.saved_step()}). Lower optim.lr, or check the inputs.")
         if is_log:
             self._log(step)
-        main = self.p.dist.is_main
+        main = self.p.dist.main
         if main and not stopping and (step % t.image_every == 0 or final):
             self.rec.run_log.images(step, snapshot_grids(self.parts.gens, *self.rec.display))
         if self.rec.monitor is not None and not stopping and (step % t.quality_every == 0 or final):

@@ -17,9 +17,10 @@ from xraymunit.io import atomic
 from xraymunit.io.cohort import Cohort
 from xraymunit.losses import PerceptualLoss
 from xraymunit.models import MunitDiscriminators, MunitGenerators, build_vgg16
-from xraymunit.runtime import amp_dtype, resolve_device, use_channels_last
+from xraymunit.runtime import amp_dtype, use_channels_last
 from xraymunit.training.data import domain_indices, domain_keys_sha
-from xraymunit.training.distributed import Dist, init_distributed
+from xraymunit import distributed
+from xraymunit.distributed import Group
 from xraymunit.training.errors import TrainingError
 from xraymunit.training.step import MunitStep, adam
 
@@ -33,7 +34,7 @@ class Plan:
     cfg: TrainConfig
     out: Path
     cohort: Cohort
-    dist: Dist
+    dist: Group
     device: torch.device
     idx_a: np.ndarray
     idx_b: np.ndarray
@@ -53,8 +54,7 @@ class Plan:
 def plan(cohort: str | Path, out: Path, cfg: TrainConfig, resume: bool) -> Plan:
     """Device and process group, the domains' images, the resumed checkpoint (its config checked),
     and on rank 0 the run folder with config.yaml (and the shortcut test)."""
-    dist = init_distributed(cfg.train.device)
-    device = resolve_device(cfg.train.device, dist.local_rank if dist.enabled else None)
+    dist, device = distributed.join(cfg.train.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
@@ -67,7 +67,7 @@ def plan(cohort: str | Path, out: Path, cfg: TrainConfig, resume: bool) -> Plan:
         result.state = _resumable_state(result.last_path, cfg)
     elif result.last_path.exists():
         raise TrainingError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    if dist.is_main:
+    if dist.main:
         _prepare_folder(result, resume)
     return result
 
@@ -131,7 +131,7 @@ def build_parts(p: Plan) -> Parts:
     start_step = 0
     if p.state is not None:
         start_step = checkpoint.restore_training(p.state, gens, dis, optimizers=optimizers, schedulers=schedulers)
-        if p.dist.is_main:
+        if p.dist.main:
             log.info("resuming %s at step %d", p.out, start_step)
     gens_run, dis_run = _wrapped(gens, dis, cfg, p.dist, device)
     step_fn = MunitStep(gens_run, dis_run, optimizers["gen"], optimizers["dis"], cfg.loss, perceptual,
@@ -139,7 +139,7 @@ def build_parts(p: Plan) -> Parts:
     return Parts(gens, dis, optimizers, schedulers, step_fn, start_step)
 
 
-def _wrapped(gens: nn.Module, dis: nn.Module, cfg: TrainConfig, dist: Dist,
+def _wrapped(gens: nn.Module, dis: nn.Module, cfg: TrainConfig, dist: Group,
              device: torch.device) -> tuple[nn.Module, nn.Module]:
     if cfg.train.compile:
         gens, dis = torch.compile(gens), torch.compile(dis)

@@ -23,7 +23,7 @@ from xraymunit.io import outdir
 from xraymunit.runtime import progress_enabled
 from xraymunit.stopping import stop_requests
 from xraymunit.training.data import display_batch, make_loader
-from xraymunit.training.distributed import barrier, is_main_process
+from xraymunit.distributed import is_main_process
 from xraymunit.training.loop import Loop, Records
 from xraymunit.training.plan import Parts, Plan, build_parts, plan
 from xraymunit.training.records import Checkpointer, Clock, RunLog, quality_monitor
@@ -71,7 +71,7 @@ def train(cohort: str | Path, out: str | Path, cfg: TrainConfig | None = None, *
         records.run_log.close()
         return TrainResult(p.out, p.last_path, parts.start_step, 0.0, {})
     loader = make_loader(p.cohort, p.idx_a, p.idx_b, cfg, parts.start_step, p.dist, p.device)
-    if progress_enabled(show_progress) and p.dist.is_main:
+    if progress_enabled(show_progress) and p.dist.main:
         from tqdm.auto import tqdm
 
         records.bar = tqdm(total=cfg.train.steps, initial=parts.start_step, desc="train", unit="it",
@@ -85,7 +85,7 @@ def train(cohort: str | Path, out: str | Path, cfg: TrainConfig | None = None, *
             step = loop.run(loader)
     finally:
         _close(records)
-    barrier(p.dist)  # nobody leaves before rank 0 has written the last checkpoint
+    p.dist.barrier()  # nobody leaves before rank 0 has written the last checkpoint
     rate = (step - parts.start_step) * loop.images_per_step / max(clock.elapsed(), 1e-9)
     return TrainResult(p.out, p.last_path, step, rate, loop.last_losses)
 
@@ -96,12 +96,12 @@ def _records(p: Plan, parts: Parts, cohort: str | Path, clock: Clock) -> Records
     start = parts.start_step
     checkpointer = Checkpointer(p.out, cfg, parts.gens, parts.dis, parts.optimizers, parts.schedulers,
                                 p.provenance(cohort), clock)
-    run_log = RunLog(p.out, start, enabled=p.dist.is_main)
+    run_log = RunLog(p.out, start, enabled=p.dist.main)
     display_a = display_batch(p.cohort, p.idx_a, cfg.train.n_sample_images, cfg.data.crop_size, device)
     display_b = display_batch(p.cohort, p.idx_b, cfg.train.n_sample_images, cfg.data.crop_size, device)
     fixed = torch.Generator().manual_seed(stable_seed(cfg.train.seed, "display-styles"))
     styles = torch.randn(2, cfg.train.n_sample_styles, cfg.model.style_dim, generator=fixed).to(device)
-    monitor = quality_monitor(p.cohort, cfg, device, p.out, start) if p.dist.is_main else None
+    monitor = quality_monitor(p.cohort, cfg, device, p.out, start) if p.dist.main else None
     return Records(run_log, checkpointer, clock, (display_a, display_b, styles[0], styles[1]), monitor)
 
 
