@@ -7,3 +7,13 @@ its traceback.
 
 class XraymunitError(Exception):
     """An error caused by the user's input, with a message that says what to do."""
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The error behind wrapped ones: MONAI wraps a transform's error in RuntimeError("applying
+    transform ..."), possibly several times; unwrap to the reader's own (cycles guarded)."""
+    seen = set()
+    while exc.__cause__ is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc = exc.__cause__
+    return exc

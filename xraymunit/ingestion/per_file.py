@@ -13,6 +13,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 from tqdm.auto import tqdm
 
+from xraymunit.errors import root_cause
 from xraymunit.io import dicom, raster
 from xraymunit.ingestion import rules
 from xraymunit.io.dicom_pixels import simpleitk_fallback_possible
@@ -77,15 +78,6 @@ def _chain(settings: IngestSettings):
     return _CHAIN
 
 
-def _root_cause(exc: BaseException) -> BaseException:
-    """MONAI wraps transform errors in RuntimeError('applying transform …'); unwrap them."""
-    seen = set()
-    while exc.__cause__ is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        exc = exc.__cause__
-    return exc
-
-
 def to_uint16(image: np.ndarray) -> np.ndarray:
     """[0, 1] float → uint16 (value / 65535 is the display intensity)."""
     scaled = np.multiply(image, np.float32(65535.0), dtype=np.float32)
@@ -107,7 +99,7 @@ def decode_file(path: Path, scan: dict, private: Path, run_token: str, settings:
     except MemoryError:
         return _changed(path, ident) or {"status": "failed", "reason": "decode_error", "detail": "out of memory"}
     except Exception as exc:
-        return _failure(path, ident, _root_cause(exc))
+        return _failure(path, ident, root_cause(exc))
     changed = _changed(path, ident)  # replaced while being read: its pixels are not the header's
     if changed:
         return changed
@@ -132,7 +124,7 @@ def _run_chain(path: Path, scan: dict, settings: IngestSettings) -> dict:
         try:
             return _chain(settings)({"image": str(path), "header": scan})
         except Exception as exc:
-            cause = _root_cause(exc)
+            cause = root_cause(exc)
             if not (isinstance(cause, dicom.PixelError) and cause.reason == "unsupported_transfer_syntax"
                     and simpleitk_fallback_possible(pixel.get("transfer_syntax", ""))):
                 raise

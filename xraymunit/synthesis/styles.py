@@ -44,6 +44,7 @@ def slerp(a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:
 def load_reference(path: str | Path, size: int) -> np.ndarray:
     """A reference radiograph (DICOM, PNG or JPEG) through the ingest pixel path → (size, size) in [0, 1]."""
     from xraymunit.data.transforms import ingest_transforms
+    from xraymunit.errors import root_cause
 
     path = Path(path)
     if not path.is_file():
@@ -51,9 +52,7 @@ def load_reference(path: str | Path, size: int) -> np.ndarray:
     try:
         out = ingest_transforms(size=size, header_key=None)({"image": str(path)})["image"]
     except Exception as exc:  # noqa: BLE001 - any unreadable reference is a user error
-        cause = exc  # MONAI wraps the reader's error in "applying transform <... object at 0x...>"
-        while cause.__cause__ is not None:
-            cause = cause.__cause__
+        cause = root_cause(exc)  # not MONAI's "applying transform <... object at 0x...>"
         detail = (str(cause).strip().splitlines() or [""])[0][:200] or type(cause).__name__
         raise SynthesisError(f"cannot read reference image {path}: {detail}") from None
     return np.asarray(out, dtype=np.float32).reshape(size, size)
