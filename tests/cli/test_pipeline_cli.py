@@ -66,12 +66,20 @@ def test_bad_usage_exits_2_in_one_line_before_any_work(tmp_path, capsys, args, m
 
 
 @pytest.mark.slow
+def _sigint_default() -> None:
+    """In the child before exec: a test session started in the background (`cmd &` without job
+    control) ignores SIGINT, and an ignored signal stays ignored across exec — Python would then
+    never raise KeyboardInterrupt. A user's terminal does not ignore it; neither does this child."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_exits_130_with_one_line_and_the_rerun_can_resume(tmp_path):
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")  # SIGABRT dumps every thread's stack
     proc = subprocess.Popen([sys.executable, "-m", "xraymunit", "pipeline", "--out", str(out), "--no-progress",
                              "--set", "train.set=[train.steps=100000]"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_default)
     try:
         deadline = time.monotonic() + 300
         log = out / "pipeline.log"
