@@ -9,7 +9,7 @@ functions, so importing a package never shadows a function) and are imported laz
 
 from __future__ import annotations
 
-import importlib
+from xraymunit.lazy import exports
 
 __version__ = "0.1.0"
 
@@ -22,12 +22,6 @@ _STAGES = {
 }
 
 
-def __getattr__(name: str):
-    if name in _STAGES:
-        func = getattr(importlib.import_module(_STAGES[name]), name)
-        globals()[name] = func
-        return func
-    raise AttributeError(f"module 'xraymunit' has no attribute {name!r}")
-
+__getattr__ = exports(__name__, _STAGES)
 
 __all__ = ["__version__", *_STAGES]

@@ -6,10 +6,6 @@ here lazily (the pieces do not need torch's classifier stack to import).
 
 from __future__ import annotations
 
+from xraymunit.lazy import exports
 
-def __getattr__(name: str):
-    if name == "evaluate":
-        from xraymunit.evaluation.stage import evaluate
-
-        return evaluate
-    raise AttributeError(f"module 'xraymunit.evaluation' has no attribute {name!r}")
+__getattr__ = exports(__name__, {"evaluate": "stage"})

@@ -24,7 +24,7 @@ worker for the time of one image.
 
 from __future__ import annotations
 
-import importlib
+from xraymunit.lazy import exports
 
 # exported lazily: `ingestion.options` (read by the CLI for --help) must not import pandas or pydicom;
 # the modules are named apart from these functions, so no submodule shadows one
@@ -34,11 +34,4 @@ _EXPORTS = {
     "in_shard": "walk", "parse_shard": "walk", "finalize": "finish", "ingest": "stage", "merge": "shards",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"xraymunit.ingestion.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'xraymunit.ingestion' has no attribute {name!r}")
+__getattr__ = exports(__name__, _EXPORTS)

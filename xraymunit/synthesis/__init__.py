@@ -5,14 +5,8 @@ Imported lazily (`xraymunit synthesize --help` builds its flags from `options` w
 
 from __future__ import annotations
 
-import importlib
+from xraymunit.lazy import exports
 
-__all__ = ["SynthesisResult", "SynthesizeOptions", "synthesize"]
-
-
-def __getattr__(name: str):
-    if name in ("SynthesisResult", "synthesize"):
-        return getattr(importlib.import_module("xraymunit.synthesis.stage"), name)
-    if name == "SynthesizeOptions":
-        return importlib.import_module("xraymunit.synthesis.options").SynthesizeOptions
-    raise AttributeError(f"module 'xraymunit.synthesis' has no attribute {name!r}")
+_EXPORTS = {"SynthesisResult": "stage", "synthesize": "stage", "SynthesizeOptions": "options"}
+__all__ = sorted(_EXPORTS)
+__getattr__ = exports(__name__, _EXPORTS)

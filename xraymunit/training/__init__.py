@@ -9,16 +9,9 @@ layout lives in `xraymunit.checkpoint`.
 
 from __future__ import annotations
 
-import importlib
+from xraymunit.lazy import exports
 
 # exported lazily: `training.options` (read by the CLI for --help) must not import torch
 _EXPORTS = {"TrainResult": "stage", "train": "stage", "TrainingError": "errors", "TrainRunOptions": "options"}
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"xraymunit.training.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'xraymunit.training' has no attribute {name!r}")
+__getattr__ = exports(__name__, _EXPORTS)
