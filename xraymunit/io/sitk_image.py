@@ -20,7 +20,7 @@ import numpy as np
 from xraymunit.errors import XraymunitError
 
 # DICOM tags as GDCM's metadata dictionary spells them
-_TAG = {"ImagerPixelSpacing": "0018|1164", "PixelSpacing": "0028|0030", "RescaleSlope": "0028|1053",
+_TAG = {"RescaleSlope": "0028|1053",
         "RescaleIntercept": "0028|1052", "PhotometricInterpretation": "0028|0004", "BitsStored": "0028|0101",
         "BitsAllocated": "0028|0100", "PixelRepresentation": "0028|0103"}
 
@@ -46,16 +46,19 @@ def _numbers(reader, keyword: str) -> list[float]:
         return []
 
 
-def header_spacing(reader) -> tuple[float, float] | None:
-    """(row, col) mm from ImagerPixelSpacing, else PixelSpacing (zero = absent): the same rule as
-    `dicom.pixel_spacing`. Not GDCM's own spacing, which is 1.0 for a CR with PixelSpacing only."""
-    for keyword in ("ImagerPixelSpacing", "PixelSpacing"):
-        values = _numbers(reader, keyword)
-        if len(values) == 1:
-            values = values * 2
-        if len(values) >= 2 and all(math.isfinite(v) and v > 0 for v in values[:2]):
-            return values[0], values[1]
-    return None
+def header_spacing(path: str | os.PathLike) -> tuple[float, float] | None:
+    """(row, col) mm by the one rule of `dicom_values.pixel_spacing` (pydicom reads the header; only
+    the pixels need GDCM). Not GDCM's own spacing, which is 1.0 for a CR with PixelSpacing only."""
+    import pydicom
+
+    from xraymunit.io.dicom_values import pixel_spacing
+
+    try:
+        ds = pydicom.dcmread(os.fspath(path), stop_before_pixels=True, force=True)
+    except Exception:  # noqa: BLE001 - a header pydicom cannot read has no spacing we trust
+        return None
+    row, col, _ = pixel_spacing(ds)
+    return None if row is None else (row, col)
 
 
 def _first(reader, keyword: str, default: float) -> float:
@@ -118,7 +121,7 @@ def read_with_simpleitk(path: str | os.PathLike) -> tuple[np.ndarray, tuple[floa
         arr = arr[0]
     if arr.ndim != 2:
         raise SimpleITKReadError(f"{os.fspath(path)}: pixel data of shape {arr.shape}; expected one 2-D frame")
-    return _stored_values(np.array(arr), reader), header_spacing(reader)
+    return _stored_values(np.array(arr), reader), header_spacing(path)
 
 
 def antialias_sigma_mm(spacing: float, target: float) -> float:
