@@ -134,18 +134,14 @@ def test_a_valid_checkpoint_rebuilds_its_generators(generator_checkpoint):
 ])
 def test_absurd_model_arguments_are_refused_before_any_network_is_built(generator_checkpoint, tmp_path,
                                                                         monkeypatch, key, value, message):
-    import time
-
     built = []
     real = checkpoint.MunitGenerators
     monkeypatch.setattr(checkpoint, "MunitGenerators", lambda **kw: built.append(kw) or real(**kw))
     change = (lambda s: _set_size(s, value)) if key == "load_size" else (lambda s: _model(s).update({key: value}))
     bad = _falsified(generator_checkpoint, tmp_path / "bad.pt", change)
-    t = time.perf_counter()
     with pytest.raises(CheckpointError) as info:
         _load_generators(bad)
-    assert time.perf_counter() - t < 5  # the checkpoint read; nothing is built (next line)
-    assert built == []
+    assert built == []  # refused from the arguments alone: no network built (asserted, not timed)
     assert message in str(info.value) and str(bad) in str(info.value) and "\n" not in str(info.value)
 
 

@@ -2,8 +2,10 @@
 measurements (the --smoke rehearsal on a CPU), and the total time budget holds: items that would run past
 it print a "skipped: time budget" line instead.
 
-The smoke run gets --budget-s 600 (item budgets scale with it): ~1 minute on a quiet 2-core machine, but
-a loaded one must not turn a slow item into a skipped one, which this test would count as a failure.
+The smoke run gets --budget-s 0 (no clock): every item runs to its end, so what the test asserts is what
+ran, never how fast the machine is (a 2-core CPU without AVX-512 once turned a slow item into a skipped
+one under a 600 s budget). The subprocess time-outs only guard against hangs. The budget itself is
+tested on the script's own clock: the `summary` line's total_s against --budget-s.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def positive(*values) -> bool:
 
 @pytest.mark.slow
 def test_smoke_measures_every_item(tmp_path):
-    proc, lines = gpu_check(tmp_path, "--smoke", "--budget-s", "600", timeout=700)
+    proc, lines = gpu_check(tmp_path, "--smoke", "--budget-s", "0", timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert {line["item"] for line in lines} == ITEMS
     assert all(line["status"] == "ok" for line in lines), [l for l in lines if l["status"] != "ok"]
@@ -74,15 +75,15 @@ def test_smoke_measures_every_item(tmp_path):
     assert positive(quality["images_per_s"], quality["train_seconds"])
     assert 0 <= quality["last"]["a2b_success"] <= 1 and quality["best"] is not None
     assert (tmp_path / "quality.csv").is_file() and (tmp_path / "logs" / "synthesize.log").is_file()
-    assert by_item["summary"]["total_s"] <= 600
+    assert by_item["summary"]["budget_s"] is None  # "no budget" reaches the JSON as null, not Infinity
+    assert not any("time_limit_minutes" in s for s in quality["config"]["sets"])
 
 
 def test_budget_is_never_exceeded(tmp_path):
-    started = time.monotonic()
-    proc, lines = gpu_check(tmp_path, "--smoke", "--budget-s", "15", timeout=120)
-    took = time.monotonic() - started
+    proc, lines = gpu_check(tmp_path, "--smoke", "--budget-s", "30", timeout=300)  # time-out: a hang guard
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert {line["item"] for line in lines} == ITEMS  # every item says what became of it
     skipped = [l for l in lines if l["status"].startswith("skipped: time budget")]
-    assert skipped and lines[-1]["item"] == "summary" and lines[-1]["total_s"] <= 15
-    assert took < 15 + 10  # interpreter start-up and exit on top of the script's own clock
+    assert skipped and lines[-1]["item"] == "summary" and lines[-1]["budget_s"] == 30
+    assert lines[-1]["total_s"] <= 30  # the script's own clock, which starts before its imports
+    assert all(l["elapsed_s"] <= 30 for l in lines)
