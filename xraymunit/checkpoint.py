@@ -201,6 +201,7 @@ def build_networks(cfg: "TrainConfig") -> tuple[MunitGenerators, MunitDiscrimina
     gens = MunitGenerators(**cfg.model.generator_kwargs())
     dis = MunitDiscriminators(**cfg.model.discriminator_kwargs())
     init_weights(gens, cfg.model.gen_init, seed=stable_seed(cfg.train.seed, "gen"))
+    gens.reset_output_heads()  # residual_mask: start as the identity
     init_weights(dis, cfg.model.dis_init, seed=stable_seed(cfg.train.seed, "dis"))
     return gens, dis
 

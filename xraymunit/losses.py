@@ -68,6 +68,13 @@ def mode_seeking(x1: torch.Tensor, x2: torch.Tensor, s1: torch.Tensor, s2: torch
     return torch.mean(1.0 / (d_img / d_style + eps))
 
 
+def total_variation(m: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between neighbouring pixels (rows and columns): small for masks made
+    of a few smooth regions, large for speckle."""
+    m = m.float()
+    return torch.mean(torch.abs(m[..., 1:, :] - m[..., :-1, :])) + torch.mean(torch.abs(m[..., 1:] - m[..., :-1]))
+
+
 def weighted_total(terms: dict[str, torch.Tensor], weights: LossWeights) -> torch.Tensor:
     """Sum the generator terms with their weights (terms named `<weight>_a` / `<weight>_b`)."""
     total = None
@@ -109,6 +116,20 @@ def generator_terms(t: Translation, s_a: torch.Tensor, s_b: torch.Tensor, x_a: t
             raise ValueError("the diversity term is on but the forward ran without second styles")
         terms["diversity_a"] = mode_seeking(t.x_ba, t.x_ba2, s_a, s_a2)
         terms["diversity_b"] = mode_seeking(t.x_ab, t.x_ab2, s_b, s_b2)
+    if weights.identity > 0:
+        if t.x_aa_id is None or t.x_bb_id is None:
+            raise ValueError("the identity term is on but the forward ran without with_identity=True")
+        terms["identity_a"] = recon_l1(t.x_aa_id, x_a)
+        terms["identity_b"] = recon_l1(t.x_bb_id, x_b)
+    if weights.mask_sparsity > 0 or weights.mask_smoothness > 0:
+        if t.m_ab is None or t.m_ba is None:
+            raise ValueError("a mask term is on but the generators have no mask (model.output: image)")
+        if weights.mask_sparsity > 0:
+            terms["mask_sparsity_a"] = t.m_ba.float().mean()
+            terms["mask_sparsity_b"] = t.m_ab.float().mean()
+        if weights.mask_smoothness > 0:
+            terms["mask_smoothness_a"] = total_variation(t.m_ba)
+            terms["mask_smoothness_b"] = total_variation(t.m_ab)
     if weights.perceptual > 0:
         if perceptual is None:
             raise ValueError("the perceptual loss is on but no perceptual network was given")

@@ -28,6 +28,7 @@ class ModelConfig:
     dis_scales: int = 3
     gen_init: Literal["kaiming", "gaussian"] = "kaiming"
     dis_init: Literal["kaiming", "gaussian"] = "gaussian"
+    output: Literal["image", "residual_mask"] = "image"
 
     def validate(self) -> None:
         for key in ("dim", "style_dim", "mlp_dim", "mlp_layers", "dis_dim", "dis_layers", "dis_scales"):
@@ -39,7 +40,7 @@ class ModelConfig:
     def generator_kwargs(self) -> dict:
         return dict(in_channels=1, dim=self.dim, style_dim=self.style_dim, n_downsample=self.n_downsample,
                     n_res=self.n_res, mlp_dim=self.mlp_dim, mlp_layers=self.mlp_layers,
-                    style_downsample=self.style_downsample, pad_type=self.pad_type)
+                    style_downsample=self.style_downsample, pad_type=self.pad_type, output=self.output)
 
     def discriminator_kwargs(self) -> dict:
         return dict(in_channels=1, dim=self.dis_dim, n_layers=self.dis_layers, n_scales=self.dis_scales,
@@ -55,10 +56,24 @@ class LossConfig:
     cycle: float = 0.0
     perceptual: float = 0.0
     diversity: float = 0.0
+    identity: float = 0.0
+    mask_sparsity: float = 0.0
+    mask_smoothness: float = 0.0
+    d_augment: list[Literal["brightness", "contrast", "translation", "cutout"]] = field(default_factory=list)
+    d_augment_prob: float = 1.0
+    d_augment_strength: float = 1.0
+    apa: float = 0.0
+
+    WEIGHTS = ("gan", "image_recon", "style_recon", "content_recon", "cycle", "perceptual", "diversity",
+               "identity", "mask_sparsity", "mask_smoothness")
 
     def validate(self) -> None:
-        for key in ("gan", "image_recon", "style_recon", "content_recon", "cycle", "perceptual", "diversity"):
+        for key in self.WEIGHTS:
             require(getattr(self, key) >= 0, key, "must be >= 0")
+        require(len(set(self.d_augment)) == len(self.d_augment), "d_augment", "lists an augmentation twice")
+        require(0 <= self.d_augment_prob <= 1, "d_augment_prob", "must be in [0, 1]")
+        require(0 < self.d_augment_strength <= 4, "d_augment_strength", "must be in (0, 4]")
+        require(0 <= self.apa < 1, "apa", "must be in [0, 1)")
 
 
 @dataclass
@@ -213,6 +228,9 @@ class TrainConfig:
                 f"is too small for {m.dis_scales} discriminator scales of {m.dis_layers} layers "
                 f"(needs >= {2 ** m.dis_layers * 2 ** (m.dis_scales - 1)})")
         require(self.loss.gan + self.loss.image_recon > 0, "loss.gan", "and loss.image_recon cannot both be 0")
+        for key in ("mask_sparsity", "mask_smoothness"):
+            require(getattr(self.loss, key) == 0 or m.output == "residual_mask", f"loss.{key}",
+                    "needs model.output: residual_mask (image mode has no mask)")
 
 
 # Keys that may change when a run is resumed; anything else must match the saved run.

@@ -18,7 +18,7 @@ from xraymunit.distributed import any_rank
 from xraymunit.training.plan import Parts, Plan
 from xraymunit.training.records import Checkpointer, Clock, RunLog, snapshot_grids
 from xraymunit.training.errors import TrainingError
-from xraymunit.training.step import style_codes
+from xraymunit.training.step import aug_generator, style_codes
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,8 @@ class Loop:
         s_a, s_b = style_codes(cfg.train.seed, step, rank, n, dim, device)
         s_a2, s_b2 = (style_codes(cfg.train.seed, step, rank, n, dim, device, "style2")
                       if cfg.loss.diversity > 0 else (None, None))
-        losses = self.parts.step_fn(x_a, x_b, s_a, s_b, real_a, real_b, s_a2, s_b2)
+        augment = aug_generator(cfg.train.seed, step, rank) if self.parts.step_fn.needs_aug_generator else None
+        losses = self.parts.step_fn(x_a, x_b, s_a, s_b, real_a, real_b, s_a2, s_b2, augment)
         for sched in self.parts.schedulers.values():
             sched.step()
         self.window.bad |= ~torch.isfinite(losses["gen/total"]) | ~torch.isfinite(losses["dis/total"])

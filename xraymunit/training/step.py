@@ -10,6 +10,7 @@ from torch import nn
 from xraymunit.config.train import OptimConfig
 from xraymunit.data.datasets import stable_seed
 from xraymunit.losses import LossWeights, PerceptualLoss, generator_terms, lsgan_discriminator, weighted_total
+from xraymunit.training import d_augment
 
 
 class MunitStep:
@@ -39,10 +40,12 @@ class MunitStep:
 
     def __call__(self, x_a: torch.Tensor, x_b: torch.Tensor, s_a: torch.Tensor, s_b: torch.Tensor,
                  real_a: torch.Tensor | None = None, real_b: torch.Tensor | None = None,
-                 s_a2: torch.Tensor | None = None, s_b2: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                 s_a2: torch.Tensor | None = None, s_b2: torch.Tensor | None = None,
+                 aug_generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """x_a, x_b: the generators' inputs; real_a, real_b: the discriminators' real samples (the
         same images without photometric augmentation, `UnpairedDomains`; None: x_a, x_b);
-        s_a2, s_b2: second random styles, needed when the diversity term is on."""
+        s_a2, s_b2: second random styles, needed when the diversity term is on; aug_generator: the
+        step's seeded source of discriminator-augmentation and APA randomness (`needs_aug_generator`)."""
         w, n = self.weights, x_a.shape[0]
         real_a = x_a if real_a is None else real_a
         real_b = x_b if real_b is None else real_b
@@ -51,12 +54,18 @@ class MunitStep:
                                         for x in (x_a, x_b, real_a, real_b))
         with self._autocast():
             t = self.gens(x_a, x_b, s_a, s_b, with_cycle=w.cycle > 0,
-                          **({"s_a2": s_a2, "s_b2": s_b2} if w.diversity > 0 else {}))
+                          **({"s_a2": s_a2, "s_b2": s_b2} if w.diversity > 0 else {}),
+                          **({"with_identity": True} if w.identity > 0 else {}))
+        see_a, see_b = self._discriminator_views(n, aug_generator)
+        if w.apa > 0:  # some reals replaced by translations: the discriminator cannot trust every real
+            real_a = d_augment.pseudo_augment(real_a, t.x_ba, w.apa, aug_generator)
+            real_b = d_augment.pseudo_augment(real_b, t.x_ab, w.apa, aug_generator)
 
         # discriminators: real vs detached translations, real and fake in one batch per domain
         self.dis_module.requires_grad_(True)
         with self._autocast():
-            outs_a, outs_b = self.dis(torch.cat([real_a, t.x_ba.detach()]), torch.cat([real_b, t.x_ab.detach()]))
+            outs_a, outs_b = self.dis(see_a(torch.cat([real_a, t.x_ba.detach()])),
+                                      see_b(torch.cat([real_b, t.x_ab.detach()])))
             d_a = lsgan_discriminator([o[:n] for o in outs_a], [o[n:] for o in outs_a])
             d_b = lsgan_discriminator([o[:n] for o in outs_b], [o[n:] for o in outs_b])
             d_total = w.gan * (d_a + d_b)
@@ -67,7 +76,7 @@ class MunitStep:
         # generators: every term against the updated, frozen discriminators
         self.dis_module.requires_grad_(False)
         with self._autocast():
-            outs_ba, outs_ab = self.dis_module(t.x_ba, t.x_ab)
+            outs_ba, outs_ab = self.dis_module(see_a(t.x_ba), see_b(t.x_ab))
             terms = generator_terms(t, s_a, s_b, x_a, x_b, outs_ba, outs_ab, w, self.perceptual, s_a2, s_b2)
             g_total = weighted_total(terms, w)
         self.gen_opt.zero_grad(set_to_none=True)
@@ -79,6 +88,28 @@ class MunitStep:
         losses.update({"gen/total": g_total.detach().float(), "dis/a": d_a.detach().float(),
                        "dis/b": d_b.detach().float(), "dis/total": d_total.detach().float()})
         return losses
+
+    @property
+    def needs_aug_generator(self) -> bool:
+        return bool(self.weights.d_augment) or self.weights.apa > 0
+
+    def _discriminator_views(self, n: int, generator: torch.Generator | None):
+        """Per domain, what the discriminator sees of a batch: the batch itself, or with
+        loss.d_augment its augmentation with this step's parameters — the same for the reals and
+        the fakes of the discriminator update and for the fakes of the generator's adversarial term."""
+        w = self.weights
+        if not w.d_augment:
+            return (lambda x: x), (lambda x: x)
+        if generator is None:
+            raise ValueError("loss.d_augment is on but the step got no aug_generator")
+        pa, pb = (d_augment.draw(w.d_augment, n, w.d_augment_prob, w.d_augment_strength, generator)
+                  for _ in range(2))
+        return (lambda x: d_augment.apply(x, pa)), (lambda x: d_augment.apply(x, pb))
+
+
+def aug_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    """The seeded randomness of one step's discriminator augmentation: a pure function of (seed, step, rank)."""
+    return torch.Generator().manual_seed(stable_seed(seed, "d_augment", step, rank))
 
 
 def unwrap(module: nn.Module) -> nn.Module:
