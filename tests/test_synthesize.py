@@ -365,9 +365,9 @@ def test_images_are_written_batch_by_batch_while_a_source_renders(trained, tmp_p
     from xraymunit.models import AdaINGenerator
 
     cohort, ckpt = trained
-    out, seen, render = tmp_path / "s", [], AdaINGenerator.render
+    out, seen, render = tmp_path / "s", [], AdaINGenerator.render_parts
 
-    def spy(self, content, styles, shared=None):
+    def spy(self, content, styles, shared=None, source=None):
         if len(seen) == 2:  # third batch of the only source: the first two batches' files are there
             import time
 
@@ -375,9 +375,9 @@ def test_images_are_written_batch_by_batch_while_a_source_renders(trained, tmp_p
             while len(list(out.rglob("*.png"))) < 4 and time.monotonic() < deadline:
                 time.sleep(0.02)
         seen.append(len(list(out.rglob("*.png"))))
-        return render(self, content, styles, shared)
+        return render(self, content, styles, shared, source)
 
-    monkeypatch.setattr(AdaINGenerator, "render", spy)
+    monkeypatch.setattr(AdaINGenerator, "render_parts", spy)
     res = synthesize(ckpt, cohort, out, n_styles=6, limit=1, batch_size=2, render_threads=1, show_progress=False)
     assert res.generated == 6 and len(seen) == 3
     assert seen[2] >= 4  # before the change: 0 until the whole source was rendered

@@ -27,7 +27,8 @@ from xraymunit.evaluation import quality as Q
 from xraymunit.io import atomic, csvfile
 from xraymunit.io.cohort import Cohort
 from xraymunit.judge import Judge
-from xraymunit.quality_log import COLUMNS, format_cell, quality_score, read_quality_csv, save_figure
+from xraymunit.quality_log import (CHANGE_THRESHOLD, COLUMNS, format_cell, quality_score, read_quality_csv,
+                                   save_figure)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,20 @@ def _pick(rows, n: int, seed: int, what: str):
 
 B2A_STYLES = 2  # b→a is measured by its success share only: two styles per input are enough
 PLOT_BUDGET = 50  # redraw quality.png only when the last drawing took < 1/50 of the time since
+
+
+def change_measures(translations: torch.Tensor, sources: torch.Tensor, mask: torch.Tensor | None) -> dict:
+    """How global the change is (columns in quality_log.COLUMNS): against the model's mask (m > 0.5)
+    in residual_mask mode, against |translation − input| > CHANGE_THRESHOLD in image mode."""
+    change = (translations.float() - sources.float()).abs()
+    inside = (mask > 0.5) if mask is not None else (change > CHANGE_THRESHOLD)
+    n_in, n_out = int(inside.sum()), int((~inside).sum())
+    return {
+        "a2b_mask_area": float(inside.float().mean()),
+        "a2b_change_inside": float(change[inside].mean()) if n_in else math.nan,
+        "a2b_change_outside": float(change[~inside].mean()) if n_out else math.nan,
+        "a2b_change_mean": float(change.mean()),
+    }
 
 
 class QualityMonitor:
@@ -117,30 +132,35 @@ class QualityMonitor:
 
     # ---- one measurement
     @torch.no_grad()
-    def translate(self, gens, x: torch.Tensor, enc, dec, styles: torch.Tensor, batch: int = 16) -> torch.Tensor:
+    def translate(self, gens, x: torch.Tensor, enc, dec, styles: torch.Tensor,
+                  batch: int = 16) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Each input with its fixed styles → (n·k, 1, s, s) in [0, 1] (fp32 outputs; under the training's
-        autocast, whose output layer runs in fp32)."""
-        out, k = [], styles.shape[1]
+        autocast, whose output layer runs in fp32), and the masks of a residual_mask model (else None)."""
+        out, masks, k = [], [], styles.shape[1]
         autocast = (torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None
                     else contextlib.nullcontext())
         with autocast:
             for i in range(0, len(x), batch):
-                out.append(self._translate_batch(x[i:i + batch], enc, dec, styles[i:i + batch], k))
-        return torch.cat(out)
+                y, m = self._translate_batch(x[i:i + batch], enc, dec, styles[i:i + batch], k)
+                out.append(y)
+                masks.append(m)
+        return torch.cat(out), (torch.cat(masks) if masks[0] is not None else None)
 
-    def _translate_batch(self, x: torch.Tensor, enc, dec, styles: torch.Tensor, k: int) -> torch.Tensor:
+    def _translate_batch(self, x: torch.Tensor, enc, dec, styles: torch.Tensor, k: int):
         xi = (x * 2 - 1).to(self.device)
         content, _ = enc.encode(xi)
-        y = dec.decode(content.repeat_interleave(k, 0), styles.reshape(-1, styles.shape[-1]).to(self.device))
-        return ((y.float().cpu() + 1) / 2).clamp(0, 1)
+        y = dec.decode_parts(content.repeat_interleave(k, 0), styles.reshape(-1, styles.shape[-1]).to(self.device),
+                             xi.repeat_interleave(k, 0))
+        mask = y.mask.float().cpu() if y.mask is not None else None
+        return ((y.image.float().cpu() + 1) / 2).clamp(0, 1), mask
 
     def measure(self, gens, step: int, seconds: float, images_seen: int) -> dict:
         t0 = time.perf_counter()
         was_training = gens.training
         gens.eval()
         try:
-            ab = self.translate(gens, self.real_a, gens.gen_a, gens.gen_b, self.styles_b)
-            ba = self.translate(gens, self.real_b, gens.gen_b, gens.gen_a, self.styles_a)
+            ab, mask_ab = self.translate(gens, self.real_a, gens.gen_a, gens.gen_b, self.styles_b)
+            ba, _ = self.translate(gens, self.real_b, gens.gen_b, gens.gen_a, self.styles_a)
         finally:
             gens.train(was_training)
         j, t = self.judge, self.judge.threshold
@@ -155,6 +175,7 @@ class QualityMonitor:
             "a2b_diversity_lpips": self._lpips(ab, self.style_pairs),
             "a2b_diversity_ms_ssim": self._one_minus_ms_ssim(ab, self.style_pairs),
             "a2b_content_ssim": float(np.mean(Q.ssim(Q.lowpass(src, self.sigma), Q.lowpass(ab, self.sigma)))),
+            **change_measures(ab, src, mask_ab),
         }
         row["score"] = quality_score(row)
         row["monitor_seconds"] = round(time.perf_counter() - t0, 3)

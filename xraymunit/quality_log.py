@@ -26,10 +26,17 @@ COLUMNS = [
     "a2b_fd", "a2b_fd_inputs", "a2b_kid", "a2b_kid_inputs",
     "a2b_diversity_lpips", "a2b_diversity_ms_ssim", "real_b_pairs_lpips", "real_b_pairs_ms_ssim",
     "a2b_content_ssim", "content_ssim_unrelated",
+    "a2b_mask_area", "a2b_change_inside", "a2b_change_outside", "a2b_change_mean",
     "score",
 ]
 """quality.csv, in order. *_success: share judged abnormal (a2b) / normal (b2a); fd/kid in judge
-features; diversity_ms_ssim is 1 − MS-SSIM; content_ssim is low-pass SSIM input ↔ translation."""
+features; diversity_ms_ssim is 1 − MS-SSIM; content_ssim is low-pass SSIM input ↔ translation.
+How global the change is (|translation − input| in [0, 1] image units): mask_area is the share of
+pixels in the mask — the model's mask m > 0.5 in residual_mask mode, |translation − input| >
+CHANGE_THRESHOLD in image mode, so both modes are measured against a mask; change_inside /
+change_outside the mean change in / outside it; change_mean over the whole image."""
+
+CHANGE_THRESHOLD = 0.05  # a change of 5 % of the intensity range: above 8-bit noise, below any visible finding
 
 
 def format_cell(v):
@@ -56,6 +63,9 @@ PANELS = [  # (title, column, yardsticks: (column, label))
     ("diversity: LPIPS-style\nbetween styles of one input", "a2b_diversity_lpips", [("real_b_pairs_lpips", "real B pairs")]),
     ("diversity: 1 − MS-SSIM\nbetween styles of one input", "a2b_diversity_ms_ssim", [("real_b_pairs_ms_ssim", "real B pairs")]),
     ("content kept: low-pass SSIM\ninput ↔ translation", "a2b_content_ssim", [("content_ssim_unrelated", "two patients")]),
+    ("how global is the change:\nmask area (share of pixels)", "a2b_mask_area", []),
+    ("mean |translation − input|\ninside / outside the mask", "a2b_change_inside",
+     [("a2b_change_outside", "outside (last)")]),
     ("translation success b2a\n(share judged normal)", "b2a_success",
      [("b2a_success_real_normal", "real normal"), ("b2a_success_real_abnormal", "real abnormal")]),
     ("best.pt score", "score", []),

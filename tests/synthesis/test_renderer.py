@@ -36,9 +36,9 @@ def test_an_image_does_not_depend_on_which_styles_are_rendered_with_it(parts, bf
     assert every.shape == (7, 32, 32) and every.dtype == np.float32 and 0 <= every.min() <= every.max() <= 1
     assert np.abs(every[0] - every[1]).mean() > 1e-4  # styles differ
     some = list(renderer.batches(parts[2], codes, {1, 5, 6}))
-    assert [keep for keep, _ in some] == [[1], [5], [6]]  # calls 0-2, 3-5 and 6 (padded); none for nothing wanted
-    for keep, images in some:
-        assert np.array_equal(images, every[keep])  # bit for bit
+    assert [keep for keep, _, _ in some] == [[1], [5], [6]]  # calls 0-2, 3-5 and 6 (padded); none for nothing wanted
+    for keep, images, maps in some:
+        assert np.array_equal(images, every[keep]) and maps is None  # bit for bit; no change maps unless asked
     more = renderer.render(parts[2], random_styles(0, "src", 9, parts[1].model.style_dim))
     assert np.array_equal(more[:7], every)  # asking for more styles leaves the first ones alone
 
@@ -47,7 +47,7 @@ def test_every_call_has_exactly_batch_size_rows(parts, monkeypatch):
     renderer = _renderer(parts, 4)
     renderer.prepare()
     sizes, real = [], renderer._render
-    monkeypatch.setattr(renderer, "_render", lambda c, s, sh: sizes.append(len(s)) or real(c, s, sh))
+    monkeypatch.setattr(renderer, "_render", lambda c, s, sh, src: sizes.append(len(s)) or real(c, s, sh, src))
     renderer.render(parts[2], random_styles(1, "src", 5, parts[1].model.style_dim))
     assert sizes == [4, 4]
 
@@ -61,7 +61,7 @@ def test_stop_is_asked_before_each_call(parts):
         return len(calls) > 1  # SIGTERM arrives during the first call
 
     got = list(renderer.batches(parts[2], random_styles(0, "s", 6, parts[1].model.style_dim), set(range(6)), stop))
-    assert [keep for keep, _ in got] == [[0, 1]] and len(calls) == 2
+    assert [keep for keep, _, _ in got] == [[0, 1]] and len(calls) == 2
 
 
 def test_render_threads_set_and_restore_the_op_threads(parts):

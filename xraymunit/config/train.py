@@ -240,14 +240,22 @@ RESUMABLE_KEYS = {"train.steps", "train.device", "train.log_every", "train.image
 RESUMABLE_SECTIONS = ("quality",)  # what is measured, not what is trained
 
 
-def resume_conflicts(saved: dict, new: dict, prefix: str = "") -> list[str]:
-    """Keys whose value differs between a saved run config and a new one (nested dicts)."""
+def resume_conflicts(saved: dict, new: dict, prefix: str = "", defaults: dict | None = None) -> list[str]:
+    """Keys whose value differs between a saved run config and a new one (nested dicts).
+
+    A key the saved config lacks (written before the key existed) counts as its default from
+    `defaults` (today's TrainConfig() when None): such a run trained with what the default means."""
+    if defaults is None and not prefix:
+        from xraymunit.config import to_dict
+
+        defaults = to_dict(TrainConfig())
+    defaults = defaults or {}
     keys = []
     for key in sorted(set(saved) | set(new)):
         path = f"{prefix}{key}"
-        a, b = saved.get(key), new.get(key)
+        a, b = saved.get(key, defaults.get(key)), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            keys += resume_conflicts(a, b, path + ".")
+            keys += resume_conflicts(a, b, path + ".", defaults.get(key) if isinstance(defaults.get(key), dict) else {})
         elif a != b and path not in RESUMABLE_KEYS and not path.startswith(RESUMABLE_SECTIONS):
             keys.append(path)
     return keys

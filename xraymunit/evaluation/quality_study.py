@@ -166,8 +166,10 @@ def _grid(cohort: Cohort, synth: SyntheticSet, ok: pd.DataFrame, uniq, rows: pd.
           cfg: QualityConfig) -> dict:
     """Inputs and their first styles at their stored resolution (not the classifier's)."""
     groups = [g for g in np.unique(sidx)][: cfg.grid_sources]
+    inputs = [cohort.image(ok.loc[uniq[g], "cache_index"]) for g in groups]
+    picked = [np.flatnonzero(sidx == g)[: cfg.grid_styles] for g in groups]
     return {
-        "inputs": [cohort.image(ok.loc[uniq[g], "cache_index"]) for g in groups],
-        "styles": [[synth.image(rows.iloc[i]) for i in np.flatnonzero(sidx == g)[: cfg.grid_styles]]
-                   for g in groups],
+        "inputs": inputs,
+        "styles": [[synth.image(rows.iloc[i]) for i in idx] for idx in picked],
+        "change_maps": [[synth.change_map(rows.iloc[i], src) for i in idx] for idx, src in zip(picked, inputs)],
     }

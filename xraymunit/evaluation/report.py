@@ -135,17 +135,29 @@ def _plot_levels(path: Path, metrics: dict) -> None:
 
 
 def _plot_grid(path: Path, grid: dict) -> None:
-    rows = len(grid["inputs"])
+    """Per input two rows: the input and its styles, then each style's change map (same colour
+    scale for every map: 0 to the largest change shown, so maps compare across styles)."""
+    maps = grid.get("change_maps")
+    n_inputs, per = len(grid["inputs"]), 2 if maps else 1
     cols = 1 + max(len(s) for s in grid["styles"])
-    fig, axes = _subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows), squeeze=False)
-    for r in range(rows):
+    vmax = max([float(np.max(m)) for row in maps or [] for m in row] + [1e-3])
+    fig, axes = _subplots(n_inputs * per, cols, figsize=(1.6 * cols, 1.6 * n_inputs * per), squeeze=False)
+    for i in range(n_inputs):
         for c in range(cols):
-            ax = axes[r][c]
+            ax = axes[i * per][c]
             ax.axis("off")
-            img = grid["inputs"][r] if c == 0 else (grid["styles"][r][c - 1] if c - 1 < len(grid["styles"][r]) else None)
+            img = grid["inputs"][i] if c == 0 else (grid["styles"][i][c - 1] if c - 1 < len(grid["styles"][i]) else None)
             if img is not None:
                 ax.imshow(img, cmap="gray", vmin=0, vmax=1)
-            if r == 0:
+            if i == 0:
                 ax.set_title("input (normal)" if c == 0 else f"style {c}", fontsize=7)
-    fig.suptitle("Synthetic abnormal images: each row is one input and several sampled styles", fontsize=8)
+            if maps:
+                below = axes[i * per + 1][c]
+                below.axis("off")
+                if 0 < c <= len(maps[i]):
+                    below.imshow(maps[i][c - 1], cmap="magma", vmin=0, vmax=vmax)
+                elif c == 0:
+                    below.text(0.5, 0.5, f"change map\n(0 to {vmax:.2f})", ha="center", va="center", fontsize=7)
+    fig.suptitle("Synthetic abnormal images: each input with several sampled styles, and below each style "
+                 "its change map", fontsize=8)
     _save(fig, path)

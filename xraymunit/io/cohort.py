@@ -136,6 +136,19 @@ class SyntheticSet:
         scale = 65535.0 if arr.dtype == np.uint16 else 255.0
         return arr.astype(np.float32) / scale
 
+    def change_map(self, row, source: np.ndarray) -> np.ndarray:
+        """The change map of a manifest row in [0, 1]: the one synthesize wrote (--change-maps: |Δ ⊙ m|
+        of a residual_mask model), else |translation − source| with the source at the image's size."""
+        rel = row.get("change_map_path") if isinstance(row, (dict, pd.Series)) else None
+        if isinstance(rel, str) and rel:
+            return self.image({"png_path": rel})
+        image = self.image(row)
+        if source.shape != image.shape:
+            from PIL import Image
+
+            source = np.asarray(Image.fromarray(source.astype(np.float32)).resize(image.shape[::-1], Image.BOX))
+        return np.abs(image - source.astype(np.float32))
+
     def stack(self, rows: pd.DataFrame) -> np.ndarray:
         if len(rows) == 0:
             return np.zeros((0, 0, 0), np.float32)

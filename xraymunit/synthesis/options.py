@@ -68,6 +68,10 @@ class SynthesizeOptions:
     compile: bool = option(False, "torch.compile the rendering first: ~1 min of compiling, then 1.0-1.1x faster "
                                   "on a 2-core CPU (renders one image at a time; for thousands of images; "
                                   "needs a C++ compiler on CPU)")
+    change_maps: bool = option(False, "also write each image's change map next to it (KEY_change.png, 16-bit: "
+                                      "|Δ ⊙ m| of a residual_mask model, |translation − input| of an image "
+                                      "model, in the [0, 1] image range) and its path in the manifest "
+                                      "(change_map_path)")
     limit: int | None = option(None, "only the first M source images by image_key (M >= 1; default: all)",
                                parse=int, metavar="M")
     render_threads: int | None = option(

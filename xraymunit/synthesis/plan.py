@@ -31,6 +31,7 @@ class RunIdentity:
     seed: int
     size: int
     formats: tuple[str, ...]
+    change_maps: bool = False  # also a KEY_change.png per image
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,6 +92,8 @@ def plan_sources(rows: pd.DataFrame, run: RunIdentity, codes: StyleCodes, out: P
             key = synth_key(run.checkpoint_sha256, run.direction, run.style_mode, run.seed, src.image_key, j,
                             extra.get("reference_key"))
             rel = {f: f"images/{src.image_key}/{key}.{'png' if f == 'png' else 'dcm'}" for f in run.formats}
+            if run.change_maps:
+                rel["change_map"] = f"images/{src.image_key}/{key}_change.png"
             outputs.append(Output(j, style, extra, key, rel))
         todo = [o for o in outputs if not all((out / r).is_file() for r in o.rel.values())]
         yield SourcePlan(src, outputs, todo)

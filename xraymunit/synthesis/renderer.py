@@ -86,8 +86,10 @@ class Renderer:
     """
 
     def __init__(self, encoder, decoder, device: torch.device, size: int, *, bf16: bool,
-                 batch_size: int | None = None, compile: bool = False, threads: int | None = None):
+                 batch_size: int | None = None, compile: bool = False, threads: int | None = None,
+                 change_maps: bool = False):
         self.encoder, self.decoder, self.device, self.size, self.bf16 = encoder, decoder, device, size, bf16
+        self.change_maps = change_maps
         self.batch_size = batch_size or auto_batch_size(size, device)
         self.dtype = torch.bfloat16 if bf16 else torch.float32
         self.n_threads, self.op_threads = render_threads(threads, device, compile)
@@ -110,11 +112,13 @@ class Renderer:
         """Cast the decoder for rendering (once) and compile it if asked."""
         if self._render is None:
             cast_for_rendering(self.decoder, self.dtype)
-            self._render = compiled(self.decoder.render) if self._compile else self.decoder.render
+            self._render = compiled(self.decoder.render_parts) if self._compile else self.decoder.render_parts
 
     def batches(self, image: np.ndarray, codes: np.ndarray, wanted: set[int],
-                stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[list[int], np.ndarray]]:
-        """(indices into `codes`, their images in [0, 1]) per decoder call holding a wanted index.
+                stop: Callable[[], bool] = lambda: False
+                ) -> Iterator[tuple[list[int], np.ndarray, np.ndarray | None]]:
+        """(indices into `codes`, their images in [0, 1], their change maps or None) per decoder call
+        holding a wanted index.
 
         An image must not depend on which styles share its decoder call (a kernel and its
         summation order may change with the batch shape: in the last bits, ~1 % of pixels).
@@ -126,8 +130,9 @@ class Renderer:
         self.prepare()
         size = self.batch_size
         with torch.inference_mode():
+            source = to_model_input(image, self.size, self.device)  # fp32: the residual is added in fp32
             with self.autocast():
-                content = self.encoder.encode_content(to_model_input(image, self.size, self.device))
+                content = self.encoder.encode_content(source)
             content = content.to(self.dtype)
             all_codes = torch.from_numpy(np.stack(codes)).to(self.device, self.dtype)
             shared = self.decoder.decoder.shared_features(content)
@@ -140,13 +145,24 @@ class Renderer:
                 batch = all_codes[start:start + size]
                 if len(batch) < size:
                     batch = torch.cat([batch, batch.new_zeros(size - len(batch), batch.shape[1])])
-                y = self._render(content, batch, shared)[[i - start for i in keep]]
-                yield keep, ((y.float() + 1.0) / 2.0).clamp_(0, 1)[:, 0].cpu().numpy()
+                rows = [i - start for i in keep]
+                out = self._render(content, batch, shared, source)
+                images = ((out.image[rows].float() + 1.0) / 2.0).clamp_(0, 1)[:, 0].cpu().numpy()
+                yield keep, images, (self._change_maps(out, rows, source, images) if self.change_maps else None)
+
+    @staticmethod
+    def _change_maps(out, rows: list[int], source: torch.Tensor, images: np.ndarray) -> np.ndarray:
+        """|Δ ⊙ m| of a residual model, else |translation − input|, in [0, 1] image units."""
+        if out.mask is not None:
+            change = (out.mask[rows] * out.delta[rows]).float().abs() / 2.0
+            return change.clamp_(0, 1)[:, 0].cpu().numpy()
+        base = ((source.float() + 1.0) / 2.0).clamp(0, 1)[0, 0].cpu().numpy()
+        return np.abs(images - base[None])
 
     def render(self, image: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """Every style of one source at once: (len(codes), size, size) in [0, 1]."""
         images: list = [None] * len(codes)
-        for keep, rendered in self.batches(image, codes, set(range(len(codes)))):
+        for keep, rendered, _ in self.batches(image, codes, set(range(len(codes)))):
             for i, im in zip(keep, rendered):
                 images[i] = im
         return np.stack(images)

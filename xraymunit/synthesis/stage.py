@@ -147,7 +147,7 @@ def prepare(opts: SynthesizeOptions, checkpoint_path: Path, device) -> Prepared:
         raise SynthesisError(f"no '{source_label}' images in split '{opts.split}' of {data.root}")
     bf16 = opts.precision == "bf16" or (opts.precision == "auto" and amp_dtype("auto", device) is not None)
     renderer = Renderer(encoder, decoder, device, size, bf16=bf16, batch_size=opts.batch_size,
-                        compile=opts.compile, threads=opts.render_threads)
+                        compile=opts.compile, threads=opts.render_threads, change_maps=opts.change_maps)
     mode, ref_styles, ref_keys = opts.style_mode, None, ()
     if opts.references:
         ref_styles = renderer.encode_styles([load_reference(r, size) for r in opts.references])
@@ -155,14 +155,17 @@ def prepare(opts: SynthesizeOptions, checkpoint_path: Path, device) -> Prepared:
     codes = StyleCodes(mode, opts.seed, loaded.model.style_dim, opts.n_styles, opts.interpolate, ref_styles, ref_keys)
     ckpt_sha, step = loaded.sha256, loaded.step
     run_id = RunIdentity(ckpt_sha, step, opts.direction, source_label, target_label, mode, opts.seed, size,
-                         opts.formats)
+                         opts.formats, opts.change_maps)
     record = {
         "xraymunit": __version__, "checkpoint_sha256": ckpt_sha, "checkpoint_step": step,
         "direction": opts.direction, "source_label": source_label, "target_label": target_label,
         "style_mode": mode, "n_styles": opts.n_styles if mode == "random" else None,
         "interpolate": opts.interpolate or None, "references": list(ref_keys), "seed": opts.seed,
         "split": opts.split, "size": size, "formats": list(opts.formats), "precision": "bf16" if bf16 else "fp32",
+        "output": loaded.model.output,
     }
+    if opts.change_maps:  # only when on: folders written before the option existed still resume
+        record["change_maps"] = True
     return Prepared(Path(opts.out), run_id, record, rows, data, codes, renderer)
 
 
@@ -230,8 +233,8 @@ def _render_source(prep: Prepared, writer: Writer, plan: SourcePlan, stop) -> li
     writes = collections.deque()
     image = prep.data.image(plan.src.cache_index)
     codes = np.stack([o.style for o in plan.outputs])
-    for indices, images in prep.renderer.batches(image, codes, wanted, stop=lambda: stop.requested):
-        writes.extend(writer.write(plan.src, [plan.outputs[i] for i in indices], images))
+    for indices, images, maps in prep.renderer.batches(image, codes, wanted, stop=lambda: stop.requested):
+        writes.extend(writer.write(plan.src, [plan.outputs[i] for i in indices], images, maps))
         wait_bounded(writes)
     return list(writes)
 

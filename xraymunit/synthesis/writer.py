@@ -40,11 +40,15 @@ class Writer:
     def __exit__(self, *exc) -> None:
         self._pool.shutdown(wait=True)
 
-    def write(self, src, outputs: Iterable[Output], images: np.ndarray) -> list[Future]:
-        """Queue the files of `outputs` (rendered as `images`) of one source; returns their futures."""
+    def write(self, src, outputs: Iterable[Output], images: np.ndarray,
+              change_maps: np.ndarray | None = None) -> list[Future]:
+        """Queue the files of `outputs` (rendered as `images`, with their `change_maps` when the run
+        writes them) of one source; returns their futures."""
         spacing = output_spacing(src, self.run.size)
         run, futures = self.run, []
-        for out, image in zip(outputs, images):
+        outputs = list(outputs)
+        maps = change_maps if change_maps is not None else [None] * len(outputs)
+        for out, image, change in zip(outputs, images, maps):
             prov = export.Provenance(out.key, run.checkpoint_sha256, run.checkpoint_step, run.direction,
                                      run.style_mode, out.j, run.seed, run.target_label)
             if self.check_links:
@@ -56,6 +60,10 @@ class Writer:
                     export.write_dicom, self.out / out.rel["dicom"], image, prov,
                     study_entropy=f"{run.checkpoint_sha256}:{src.image_key}",
                     series_entropy=f"{run.checkpoint_sha256}:{run.style_mode}:{run.seed}", rows_spacing_mm=spacing))
+            if "change_map" in out.rel:
+                if change is None:
+                    raise ValueError("the run writes change maps but the renderer gave none")
+                futures.append(self._pool.submit(export.write_png, self.out / out.rel["change_map"], change, prov))
         return futures
 
     def rows(self, src, outputs: Iterable[Output]) -> list[dict]:
@@ -67,6 +75,7 @@ class Writer:
             "intended_label": run.target_label, "style_mode": run.style_mode, "style_index": o.j, "seed": run.seed,
             "style": [float(v) for v in o.style], "checkpoint_sha256": run.checkpoint_sha256,
             "checkpoint_step": run.checkpoint_step, "png_path": o.rel.get("png"), "dicom_path": o.rel.get("dicom"),
+            "change_map_path": o.rel.get("change_map"),
             "size": run.size, "reference_key": o.extra.get("reference_key"), "interp_t": o.extra.get("interp_t"),
             "source_dataset": getattr(src, "source_dataset", None),
         } for o in outputs]

@@ -102,9 +102,10 @@ def snapshot_grids(gens: MunitGenerators, display_a: torch.Tensor, display_b: to
     for name, x, enc, dec, styles in (("a2b", display_a, gens.gen_a, gens.gen_b, styles_b),
                                       ("b2a", display_b, gens.gen_b, gens.gen_a, styles_a)):
         content, style = enc.encode(x)
-        recon = enc.decode(content, style)
+        recon = enc.decode(content, style, x)
         k, n = styles.shape[0], x.shape[0]
-        translated = dec.decode(content.repeat_interleave(k, 0), styles.repeat(n, 1)).view(n, k, *x.shape[2:])
+        translated = dec.decode(content.repeat_interleave(k, 0), styles.repeat(n, 1),
+                                x.repeat_interleave(k, 0)).view(n, k, *x.shape[2:])
         cols = torch.cat([x[:, None, 0], recon[:, None, 0], translated], dim=1)  # (n, 2+k, H, W)
         out[name] = grid.tile(((cols.float().cpu() + 1.0) / 2.0).numpy())
     gens.train(was_training)
