@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Issue-20 pilots: which CPU recipe for the equalised-cohort study (results/cxr_nih_equalized/).
+# Four variants of configs/munit_cxr_128_cpu.yaml at 64² for the same number of steps on the NIH
+# cohort ingested with --contrast equalize (pipelines/cxr_study/prepare.py --only nih --contrast
+# equalize --judge --work runs/cxr_equalized: the study's salt and split), quality tracked by that
+# cohort's judge. Equal steps, not equal minutes: other jobs shared the 2 cores while they ran, so
+# wall-clock budgets would have measured the load, not the recipe (quality.csv still has the seconds).
+#   bash pipelines/cxr_equalized/pilots.sh [STEPS] [NAME ...]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+STEPS=${1:-1500}; shift || true
+PY=${XRAYMUNIT_PYTHON:-${XRAYMUNIT_VENV:-.venv}/bin/python}
+COHORT=${COHORT:-runs/cxr_equalized/cohort_nih_equalize}
+OUT=${PILOT_OUT:-runs/cxr_equalized/pilots}
+RES=${PILOT_RES:-results/cxr_nih_equalized/pilots}
+BASE=(--config configs/munit_cxr_128_cpu.yaml --cohort "$COHORT" --no-progress
+      --set "train.steps=$STEPS" --set train.time_limit_minutes=0 --set train.quality_every=250
+      --set train.checkpoint_every=250 --set data.load_size=64 --set data.crop_size=64
+      --set model.n_res=4 --set model.dis_scales=3 --set model.dis_layers=3)
+AUG="loss.d_augment=[brightness,contrast,translation,cutout]"
+RESID="model.output=residual_mask loss.identity=1.0 loss.mask_sparsity=0.1 loss.mask_smoothness=0.1"
+declare -A PILOT=(
+  [base]=""                 # today's model (the CPU recipe at 64²)
+  [aug]="$AUG"              # + differentiable augmentation of everything the discriminators see
+  [resid]="$RESID"          # + the local-change output with its identity / mask terms
+  [both]="$AUG $RESID"      # both
+)
+NAMES=("$@"); [ ${#NAMES[@]} -eq 0 ] && NAMES=(base aug resid both)
+mkdir -p "$OUT" "$RES"
+for name in "${NAMES[@]}"; do
+  sets=(); for kv in ${PILOT[$name]}; do sets+=(--set "$kv"); done
+  resume=(); [ -f "$OUT/$name/checkpoints/last.pt" ] && resume=(--resume)
+  echo "[pilot] $name: ${PILOT[$name]:-(recipe)} for $STEPS steps; $(date -u +%H:%M) load $(cut -d' ' -f1-3 /proc/loadavg)"
+  "$PY" -m xraymunit train "${BASE[@]}" "${sets[@]}" --out "$OUT/$name" "${resume[@]}"
+  # a look at the translations: 4 val normals × 4 styles with change maps, from the last checkpoint
+  "$PY" -m xraymunit synthesize --checkpoint "$OUT/$name/checkpoints/last.pt" --cohort "$COHORT" \
+      --out "$OUT/$name/synth_val" --split val --limit 4 --n-styles 4 --change-maps --no-progress
+  "$PY" pipelines/cxr_equalized/pilot_grid.py "$OUT/$name/synth_val" "$COHORT" "$RES/$name/grid.png"
+  mkdir -p "$RES/$name"
+  cp "$OUT/$name/quality.csv" "$OUT/$name/quality.png" "$OUT/$name/config.yaml" "$RES/$name/"
+  echo "${PILOT[$name]}" > "$RES/$name/overrides.txt"
+  echo "[pilot] $name done; $(date -u +%H:%M) load $(cut -d' ' -f1-3 /proc/loadavg)"
+done
