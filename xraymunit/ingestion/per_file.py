@@ -18,7 +18,8 @@ from xraymunit.io import dicom, raster
 from xraymunit.ingestion import rules
 from xraymunit.io.dicom_pixels import simpleitk_fallback_possible
 from xraymunit.ingestion.entries import writer_for
-from xraymunit.ingestion.settings import MAX_ASPECT, IngestError, IngestSettings
+from xraymunit.ingestion.settings import IngestError, IngestSettings, dimension_problem
+from xraymunit.io.sitk_image import resampled_shape
 
 
 def scan_file(path: Path, settings: IngestSettings) -> dict:
@@ -31,8 +32,8 @@ def scan_file(path: Path, settings: IngestSettings) -> dict:
             st = os.fstat(fp.fileno())
             fmt = raster.sniff_format(fp.read(16))
             if fmt is None:
-                result = rules.scan_open_file(fp, st, settings.modalities, settings.min_side,
-                                              settings.max_side).to_json()
+                result = _resampled_problem(rules.scan_open_file(fp, st, settings.modalities, settings.min_side,
+                                                                 settings.max_side).to_json(), settings)
             else:
                 result = _scan_raster(fp, fmt, settings)
     except OSError as exc:
@@ -54,11 +55,28 @@ def _scan_raster(fp, fmt: str, settings: IngestSettings) -> dict:
     rows, cols = header.rows, header.columns
     if rows <= 0 or cols <= 0:
         scan.status, scan.reason, scan.detail = "failed", "zero_size", f"{rows} x {cols}"
-    elif (min(rows, cols) < settings.min_side or max(rows, cols) > settings.max_side
-          or max(rows, cols) / min(rows, cols) > MAX_ASPECT):
-        scan.status, scan.reason = "failed", "absurd_dimensions"
-        scan.detail = f"{rows} x {cols} (accepted: sides {settings.min_side}-{settings.max_side})"
+    elif problem := dimension_problem(rows, cols, settings.min_side, settings.max_side):
+        scan.status, scan.reason, scan.detail = "failed", "absurd_dimensions", problem
     return scan.to_json()
+
+
+def _resampled_problem(scan: dict, settings: IngestSettings) -> dict:
+    """With --spacing-mm, the size the image will have after resampling must pass the same rule as
+    the declared one (at most --max-side, aspect <= MAX_ASPECT) — checked here, before anything is
+    decoded: a header declaring 40 mm pixels would otherwise ask for gigabytes, and an anisotropic
+    spacing turns a square image into a strip. (Not --min-side: a small result is only upscaled.)"""
+    meta = scan.get("meta") or {}
+    row_mm, col_mm = meta.get("spacing_row_mm"), meta.get("spacing_col_mm")
+    if settings.spacing_mm is None or scan.get("status") != "ok" or not (row_mm and col_mm):
+        return scan
+    rows, cols = meta["rows"], meta["columns"]
+    out_rows, out_cols = resampled_shape((rows, cols), (row_mm, col_mm), settings.spacing_mm)
+    problem = dimension_problem(out_rows, out_cols, 1, settings.max_side)
+    if problem:
+        scan.update(status="failed", reason="absurd_dimensions",
+                    detail=f"resampled to {settings.spacing_mm:g} mm pixels from {rows} x {cols} of "
+                           f"{row_mm:g} x {col_mm:g} mm: {problem}")
+    return scan
 
 
 _QUIET: list = []
