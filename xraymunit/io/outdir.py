@@ -68,6 +68,27 @@ _held: dict[tuple[int, int], _Held] = {}  # (st_dev, st_ino) of the folder → t
 _registry_lock = threading.RLock()
 
 
+def _forget_locks_in_child() -> None:
+    """In a forked child (an ingest worker, a decoder child): close the inherited lock descriptors.
+
+    A flock belongs to the open file, which fork shares: a worker orphaned by kill -9 of its
+    run kept the folder locked, and the rerun was refused naming a dead pid. Closing (never
+    unlocking: that would release the parent's lock too) leaves the lock to the parent alone.
+    """
+    global _registry_lock
+    _registry_lock = threading.RLock()  # another thread may have held it at the fork
+    for held in _held.values():
+        for fd in (held.fd, held.part_fd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+    _held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_locks_in_child)
+
+
 # --------------------------------------------------------------------------- the lock
 
 
