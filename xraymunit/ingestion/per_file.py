@@ -218,9 +218,9 @@ def decode_died(task: tuple, exitcode: int | None) -> tuple[str, dict]:
 
 
 def _death_detail(exitcode: int | None) -> str:
-    from xraymunit.ingestion.workers import signal_text
+    from xraymunit.io.child import signal_text
 
-    return f"the worker process handling it died ({signal_text(exitcode)}: a native crash, or killed, e.g. out of memory)"
+    return f"the worker process handling it died ({signal_text(exitcode)}: a native crash, or killed, e.g. by OOM)"
 
 
 def tune_allocator() -> bool:

@@ -16,44 +16,15 @@ import multiprocessing as mp
 import os
 import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterable, Iterator
 
 from xraymunit.io import dicom
+from xraymunit.io.child import die_with_parent, signal_text
 
 _QUIET: list = []
-
-
-def signal_text(exitcode: int | None) -> str:
-    """A process's exit as people read it: "signal 9, SIGKILL" or "exit status 1"."""
-    if exitcode is not None and exitcode < 0:
-        with contextlib.suppress(ValueError):
-            return f"signal {-exitcode}, {signal.Signals(-exitcode).name}"
-        return f"signal {-exitcode}"
-    return f"exit status {exitcode}"
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """Make this (forked) process end when `parent_pid` does: an orphaned worker would go on
-    decoding for nobody (and, before the lock fix, keep the folder locked)."""
-    try:
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        if ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0) != 0:
-            raise OSError("prctl failed")
-    except (OSError, AttributeError):  # not Linux: watch the parent's pid instead
-        def watch() -> None:
-            while os.getppid() == parent_pid:
-                time.sleep(1.0)
-            os._exit(1)
-
-        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-    if os.getppid() != parent_pid:  # the parent died before the request was in place
-        os._exit(1)
 
 
 def _worker_init(parent_pid: int) -> None:

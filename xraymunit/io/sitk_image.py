@@ -29,10 +29,14 @@ class SimpleITKReadError(XraymunitError):
     """SimpleITK (GDCM) could not read the file either, or it is not a single grayscale image."""
 
 
-def _sitk():
+def load_simpleitk():
+    """The SimpleITK module (ImportError when it is not installed)."""
     import SimpleITK as sitk  # imported on use: ~0.2 s, and most runs never need it
 
     return sitk
+
+
+_sitk = load_simpleitk
 
 
 def _numbers(reader, keyword: str) -> list[float]:
