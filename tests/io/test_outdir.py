@@ -330,3 +330,17 @@ def test_a_folder_without_write_permission_is_refused_in_one_line(tmp_path):
                 pass
     finally:
         folder.chmod(0o755)
+
+
+def test_a_read_only_folder_with_a_writable_lock_file_left_in_it_is_refused_in_one_line(tmp_path, monkeypatch):
+    """The lock file of an earlier run opens for writing; the folder itself does not take new files."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / outdir.LOCK_NAME).write_text("")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if os.fspath(path) == str(folder)
+                        else real_access(path, mode, **kw))  # as for a user without write permission
+    with pytest.raises(outdir.OutputFolderError, match="cannot write in the output folder") as exc:
+        with outdir.claim(folder, "ingest"):
+            pytest.fail("claimed a folder it cannot write")
+    assert "\n" not in str(exc.value)

@@ -121,6 +121,9 @@ def claim(folder: str | os.PathLike, stage: str, *, guard: Iterable[str] = (),
             if exc.errno in FULL_ERRNOS:
                 raise
             raise OutputFolderError(f"cannot create the output folder {path}: {exc.strerror}") from None
+        if not os.access(path, os.W_OK | os.X_OK):  # (a lock file left there may itself be writable)
+            raise OutputFolderError(f"cannot write in the output folder {path} (read-only file system or no write "
+                                    f"permission); make it writable or choose another output folder")
         st = os.stat(path)
         key = (st.st_dev, st.st_ino)
         with _registry_lock:
