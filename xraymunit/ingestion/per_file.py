@@ -1,4 +1,4 @@
-"""Work on one file (header scan, pixel chain, cache entry) and the worker processes that run it."""
+"""Work on one file: header scan, pixel chain, cache entry (the processes that run it: `workers`)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,8 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterable, Iterator
 
@@ -67,11 +68,16 @@ def _serve(fn: Callable, conn: Connection, parent_pid: int, inherited: list[int]
             conn.send(("error", RuntimeError(f"{type(reply[1]).__name__}: {reply[1]} ({exc})")))
 
 
+# tasks in hand per worker: the next one waits in its pipe while it works on the first (no idle
+# round trip), and a worker works in order, so the one it died on is still the first of its list
+_DEPTH = 2
+
+
 @dataclass
 class _Worker:
     process: Any
     conn: Connection
-    task: Any = None
+    tasks: deque = field(default_factory=deque)
 
 
 class WorkerPool:
@@ -81,49 +87,51 @@ class WorkerPool:
         self.workers = workers
         self._context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         self._live: list[_Worker] = []
+        self._pending: Iterator = iter(())
+        self._retry: deque = deque()  # tasks a dead worker had not started yet
 
     def imap(self, fn: Callable, items: Iterable, on_death: Callable[[Any, int | None], Any],
              stop=None) -> Iterator:
         """fn(item) for every item, in completion order; for an item whose worker died,
         on_death(item, exitcode) instead. Ends early once `stop.requested` (a StopFlag)."""
-        pending = iter(items)
-        self._live = [self._start(fn) for _ in range(self.workers)]
+        self._pending, self._retry, self._live = iter(items), deque(), []
         try:
+            for _ in range(self.workers):
+                self._live.append(self._start(fn))
             for worker in self._live:
-                self._give(worker, pending)
-            while any(w.task is not None for w in self._live):
-                busy = [w for w in self._live if w.task is not None]
+                self._fill(worker)
+            while any(w.tasks for w in self._live):
+                busy = [w for w in self._live if w.tasks]
                 ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=0.5))
                 if stop is not None and stop.requested:
                     return  # a worker killed by the same SIGTERM is no failed file
                 for worker in busy:
                     if worker.conn in ready or worker.process.sentinel in ready:
-                        yield from self._collect(worker, fn, pending, on_death)
+                        yield from self._collect(worker, fn, on_death)
         finally:
             self.close(abort=True)
 
-    def _collect(self, worker: _Worker, fn: Callable, pending: Iterator, on_death: Callable) -> Iterator:
-        task, worker.task = worker.task, None
+    def _collect(self, worker: _Worker, fn: Callable, on_death: Callable) -> Iterator:
         try:
-            status, value = worker.conn.recv()  # a reply sent just before dying still counts
+            status, value = worker.conn.recv()  # replies sent before dying are read before the end of file
         except (EOFError, OSError):
             worker.process.join()
-            self._replace(worker, fn, pending)
-            yield on_death(task, worker.process.exitcode)
+            culprit = worker.tasks.popleft()
+            self._retry.extend(worker.tasks)
+            self._replace(worker, fn)
+            yield on_death(culprit, worker.process.exitcode)
             return
+        worker.tasks.popleft()
         if status == "error":
             raise value
-        if not worker.process.is_alive():
-            self._replace(worker, fn, pending)
-        else:
-            self._give(worker, pending)
+        self._fill(worker)
         yield value
 
-    def _replace(self, dead: _Worker, fn: Callable, pending: Iterator) -> None:
+    def _replace(self, dead: _Worker, fn: Callable) -> None:
         dead.conn.close()
         fresh = self._start(fn)
         self._live[self._live.index(dead)] = fresh
-        self._give(fresh, pending)
+        self._fill(fresh)
 
     def _start(self, fn: Callable) -> _Worker:
         parent_end, child_end = self._context.Pipe()
@@ -134,12 +142,17 @@ class WorkerPool:
         child_end.close()  # only the worker holds it: its death is an end-of-file here
         return _Worker(process, parent_end)
 
-    @staticmethod
-    def _give(worker: _Worker, pending: Iterator) -> None:
-        task = next(pending, None)
-        if task is not None:
-            worker.conn.send(task)
-            worker.task = task
+    def _fill(self, worker: _Worker) -> None:
+        while len(worker.tasks) < _DEPTH:
+            task = self._retry.popleft() if self._retry else next(self._pending, None)
+            if task is None:
+                return
+            try:
+                worker.conn.send(task)
+            except OSError:  # it died meanwhile: its end of file is read next, the task goes to another
+                self._retry.appendleft(task)
+                return
+            worker.tasks.append(task)
 
     def close(self, abort: bool = False) -> None:
         """Stop every worker: asked to finish (or, `abort`, terminated), killed if still there after 5 s."""
