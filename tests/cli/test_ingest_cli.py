@@ -120,6 +120,39 @@ def test_a_second_ingest_into_a_busy_out_refuses_and_leaves_the_cohort_untouched
     assert _snapshot(cohort) == before
 
 
+@pytest.mark.parametrize("plant", ["folder", "fifo"])
+def test_a_lock_file_that_is_a_folder_or_a_fifo_is_one_line_exit_2(built, tmp_path, capsys, plant):
+    import os
+
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    lock = cohort / ".xraymunit.lock"
+    lock.mkdir() if plant == "folder" else os.mkfifo(lock)
+    code, out, err = run(capsys, built.site.root, "--out", cohort, "--no-progress")
+    assert code == 2
+    line = _one_error_line(err)
+    assert str(lock) in line and ("a folder" if plant == "folder" else "a FIFO") in line
+    assert sorted(p.name for p in cohort.iterdir()) == [".xraymunit.lock"]  # nothing written
+
+
+def test_a_read_only_out_is_one_line_exit_2(built, tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    real_open = os.open
+
+    def read_only(path, flags, *args, **kwargs):  # as on a read-only mount (root ignores chmod)
+        if os.fspath(path).startswith(str(tmp_path / "cohort")) and flags & os.O_CREAT:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fspath(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    (tmp_path / "cohort").mkdir()
+    monkeypatch.setattr(os, "open", read_only)
+    code, out, err = run(capsys, built.site.root, "--out", tmp_path / "cohort", "--no-progress")
+    assert code == 2
+    assert "Read-only file system" in _one_error_line(err)
+
+
 def test_disk_full_in_finalize_is_one_line_and_the_rerun_completes(built, tmp_path, capsys, monkeypatch):
     from helpers.disk import disk_full
 

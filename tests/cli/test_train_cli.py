@@ -147,3 +147,13 @@ def test_sigterm_finishes_the_step_saves_last_pt_exits_143_and_resume_completes(
                  "--set", f"train.steps={step + 2}"])
     assert code == 0 and f"trained to step {step + 2}" in capsys.readouterr().out
     assert _metrics_steps(out) == list(range(1, step + 3))  # each step logged once across the two sittings
+
+
+def test_a_lock_file_that_is_a_folder_is_one_line_exit_2(cohort, tmp_path, capsys):
+    """The lock code is shared by every stage: train refuses as ingest does (tests/io/test_outdir.py)."""
+    out = tmp_path / "run"
+    (out / ".xraymunit.lock").mkdir(parents=True)
+    assert main(_train_argv(cohort, out)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("xraymunit train: error:") and "is a folder" in err
+    assert not (out / "checkpoints").exists()

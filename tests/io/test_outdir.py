@@ -278,3 +278,69 @@ def test_parts_share_a_folder_but_exclude_a_whole_folder_claim_and_the_same_part
         with pytest.raises(outdir.FolderBusyError, match=f"ingest --merge, pid {other.pid}"):
             with outdir.claim(folder, "ingest", part="shard-1-of-2"):  # a shard while the merge runs
                 pass
+
+
+# --------------------------------------------------------------------------- lock files that cannot be one
+
+
+@pytest.mark.parametrize("plant", ["folder", "fifo"])
+def test_a_lock_that_is_a_folder_or_a_fifo_is_refused_in_one_line(tmp_path, plant):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    lock = folder / outdir.LOCK_NAME
+    lock.mkdir() if plant == "folder" else os.mkfifo(lock)
+    with pytest.raises(outdir.OutputFolderError) as exc:  # a FIFO must not block the open either
+        with outdir.claim(folder, "ingest"):
+            pytest.fail("claimed a folder whose lock is not a file")
+    message = str(exc.value)
+    assert str(lock) in message and ("a folder" if plant == "folder" else "a FIFO") in message
+    assert "\n" not in message and "remove it" in message
+    assert outdir.holder(folder) is None  # reading who holds it does not block on a FIFO either
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES])
+def test_an_output_folder_that_is_not_writable_is_refused_in_one_line(tmp_path, monkeypatch, code):
+    """Read-only mounts and folders without write permission (the test runs as any user, root included:
+    the open of the lock file is made to fail as the kernel would)."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    real_open = os.open
+
+    def read_only(path, flags, *args, **kwargs):
+        if os.fspath(path).endswith(outdir.LOCK_NAME) and flags & os.O_CREAT:
+            raise OSError(code, os.strerror(code), os.fspath(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(outdir.OutputFolderError) as exc:
+        with outdir.claim(folder, "ingest"):
+            pytest.fail("claimed a folder it cannot write")
+    message = str(exc.value)
+    assert str(folder) in message and os.strerror(code) in message and "\n" not in message
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in read-only folders")
+def test_a_folder_without_write_permission_is_refused_in_one_line(tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(outdir.OutputFolderError, match="cannot write in the output folder"):
+            with outdir.claim(folder, "ingest"):
+                pass
+    finally:
+        folder.chmod(0o755)
+
+
+def test_a_read_only_folder_with_a_writable_lock_file_left_in_it_is_refused_in_one_line(tmp_path, monkeypatch):
+    """The lock file of an earlier run opens for writing; the folder itself does not take new files."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / outdir.LOCK_NAME).write_text("")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if os.fspath(path) == str(folder)
+                        else real_access(path, mode, **kw))  # as for a user without write permission
+    with pytest.raises(outdir.OutputFolderError, match="cannot write in the output folder") as exc:
+        with outdir.claim(folder, "ingest"):
+            pytest.fail("claimed a folder it cannot write")
+    assert "\n" not in str(exc.value)

@@ -1,14 +1,10 @@
-"""Work on one file (header scan, pixel chain, cache entry) and the worker processes that run it."""
+"""Work on one file: header scan, pixel chain, cache entry (the processes that run it: `workers`)."""
 
 from __future__ import annotations
 
-import functools
-import itertools
-import multiprocessing as mp
 import os
-import signal
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -18,7 +14,8 @@ from xraymunit.io import dicom, raster
 from xraymunit.ingestion import rules
 from xraymunit.io.dicom_pixels import simpleitk_fallback_possible
 from xraymunit.ingestion.entries import writer_for
-from xraymunit.ingestion.settings import MAX_ASPECT, IngestError, IngestSettings
+from xraymunit.ingestion.settings import IngestError, IngestSettings, dimension_problem
+from xraymunit.io.sitk_image import resampled_shape
 
 
 def scan_file(path: Path, settings: IngestSettings) -> dict:
@@ -31,8 +28,8 @@ def scan_file(path: Path, settings: IngestSettings) -> dict:
             st = os.fstat(fp.fileno())
             fmt = raster.sniff_format(fp.read(16))
             if fmt is None:
-                result = rules.scan_open_file(fp, st, settings.modalities, settings.min_side,
-                                              settings.max_side).to_json()
+                result = _resampled_problem(rules.scan_open_file(fp, st, settings.modalities, settings.min_side,
+                                                                 settings.max_side).to_json(), settings)
             else:
                 result = _scan_raster(fp, fmt, settings)
     except OSError as exc:
@@ -54,14 +51,30 @@ def _scan_raster(fp, fmt: str, settings: IngestSettings) -> dict:
     rows, cols = header.rows, header.columns
     if rows <= 0 or cols <= 0:
         scan.status, scan.reason, scan.detail = "failed", "zero_size", f"{rows} x {cols}"
-    elif (min(rows, cols) < settings.min_side or max(rows, cols) > settings.max_side
-          or max(rows, cols) / min(rows, cols) > MAX_ASPECT):
-        scan.status, scan.reason = "failed", "absurd_dimensions"
-        scan.detail = f"{rows} x {cols} (accepted: sides {settings.min_side}-{settings.max_side})"
+    elif problem := dimension_problem(rows, cols, settings.min_side, settings.max_side):
+        scan.status, scan.reason, scan.detail = "failed", "absurd_dimensions", problem
     return scan.to_json()
 
 
-_QUIET: list = []
+def _resampled_problem(scan: dict, settings: IngestSettings) -> dict:
+    """With --spacing-mm, the size the image will have after resampling must pass the same rule as
+    the declared one (at most --max-side, aspect <= MAX_ASPECT) — checked here, before anything is
+    decoded: a header declaring 40 mm pixels would otherwise ask for gigabytes, and an anisotropic
+    spacing turns a square image into a strip. (Not --min-side: a small result is only upscaled.)"""
+    meta = scan.get("meta") or {}
+    row_mm, col_mm = meta.get("spacing_row_mm"), meta.get("spacing_col_mm")
+    if settings.spacing_mm is None or scan.get("status") != "ok" or not (row_mm and col_mm):
+        return scan
+    rows, cols = meta["rows"], meta["columns"]
+    out_rows, out_cols = resampled_shape((rows, cols), (row_mm, col_mm), settings.spacing_mm)
+    problem = dimension_problem(out_rows, out_cols, 1, settings.max_side)
+    if problem:
+        scan.update(status="failed", reason="absurd_dimensions",
+                    detail=f"resampled to {settings.spacing_mm:g} mm pixels from {rows} x {cols} of "
+                           f"{row_mm:g} x {col_mm:g} mm: {problem}")
+    return scan
+
+
 _CHAIN: Any = None
 _CHAIN_FP: str | None = None
 
@@ -187,6 +200,29 @@ def decode_task(args: tuple[str, str, dict, str, str, IngestSettings]) -> tuple[
     return rel, decode_file(Path(root) / rel, scan, Path(private), run_token, settings)
 
 
+def scan_died(task: tuple[str, str, IngestSettings], exitcode: int | None) -> tuple[str, dict, int, int]:
+    """The header record of a file whose worker died reading it (see `workers`): failed, not retried."""
+    root, rel, _settings = task
+    scan = dicom.HeaderScan(kind=None, status="failed", reason="worker_died", detail=_death_detail(exitcode))
+    try:  # the file as it is: the rerun then keeps this record instead of dying on the file again
+        st = (Path(root) / rel).stat()
+        return rel, scan.to_json(), st.st_size, st.st_mtime_ns
+    except OSError:
+        return rel, scan.to_json(), -1, -1
+
+
+def decode_died(task: tuple, exitcode: int | None) -> tuple[str, dict]:
+    """The decode result of a file whose worker died decoding it: failed, not retried (a rerun
+    would die on it again)."""
+    return task[1], {"status": "failed", "reason": "worker_died", "detail": _death_detail(exitcode)}
+
+
+def _death_detail(exitcode: int | None) -> str:
+    from xraymunit.io.child import signal_text
+
+    return f"the worker process handling it died ({signal_text(exitcode)}: a native crash, or killed, e.g. by OOM)"
+
+
 def tune_allocator() -> bool:
     """Keep large temporary arrays in the heap instead of returning them to the OS after each image.
 
@@ -206,76 +242,6 @@ def tune_allocator() -> bool:
         return bool(ok)
     except (OSError, AttributeError):
         return False
-
-
-def _worker_init() -> None:
-    """Workers: one thread each (the parallelism is across processes), Ctrl-C handled by the parent."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    tune_allocator()
-    os.environ["OMP_NUM_THREADS"] = "1"
-    _QUIET.append(dicom.quiet_pydicom())
-    _QUIET[-1].__enter__()  # for the worker's lifetime
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - torch is a dependency, but the pixel path does not need it
-        pass
-
-
-class Runner:
-    """Maps a task function over items in-process (workers=1) or over a process pool."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-        self.pool = None
-        if workers > 1:
-            import xraymunit.data.transforms  # noqa: F401  (imported once here; forked workers inherit it)
-
-            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-            self.pool = mp.get_context(method).Pool(workers, initializer=_worker_init)
-
-    def imap(self, fn, items: Iterable, total: int, stop=None) -> Iterator:
-        """Results in completion order; with `stop` (a StopFlag) the pool's results end early once
-        a stop is requested, even while waiting (a worker killed by the same SIGTERM never answers)."""
-        if self.pool is None:
-            return map(fn, items)
-        chunk = max(1, min(32, total // (self.workers * 8) or 1))
-        if stop is None:
-            return self.pool.imap_unordered(fn, items, chunksize=chunk)
-        # chunked by hand: with chunksize 1 the pool's iterator can wait with a timeout
-        chunks = self.pool.imap_unordered(functools.partial(_map_chunk, fn), _batched(items, chunk), chunksize=1)
-        return _until_stopped(chunks, stop)
-
-    def close(self, abort: bool = False) -> None:
-        if self.pool is not None:
-            if abort:
-                self.pool.terminate()
-            else:
-                self.pool.close()
-            self.pool.join()
-            self.pool = None
-
-
-def _map_chunk(fn, chunk: list) -> list:
-    return [fn(item) for item in chunk]
-
-
-def _batched(items: Iterable, n: int) -> Iterator[list]:
-    it = iter(items)
-    while chunk := list(itertools.islice(it, n)):
-        yield chunk
-
-
-def _until_stopped(chunks, stop) -> Iterator:
-    while not stop.requested:
-        try:
-            chunk = chunks.next(timeout=0.5)
-        except mp.TimeoutError:
-            continue
-        except StopIteration:
-            return
-        yield from chunk
 
 
 def progress_bar(total: int, desc: str, progress: bool):

@@ -19,7 +19,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from xraymunit.ingestion.demographics import extract_metadata
-from xraymunit.ingestion.settings import DEFAULT_MAX_SIDE, DEFAULT_MIN_SIDE, DEFAULT_MODALITIES, MAX_ASPECT
+from xraymunit.ingestion.settings import DEFAULT_MAX_SIDE, DEFAULT_MIN_SIDE, DEFAULT_MODALITIES, dimension_problem
 from xraymunit.io.dicom_header import (DICOMDIR_SOP_CLASS, HeaderScan, PixelSpec, decoder_problem, element_header, looks_like_dicom, pixel_element,
                                        read_header, safe_detail, scan_fragments, transfer_syntax)
 from xraymunit.io.dicom_inflate import (FLOAT_PIXEL_DATA, INFLATE_SLACK, MAX_INFLATED_HEADER, Deflated, InflateLimit,
@@ -193,9 +193,9 @@ def _classify(ds, forced, fp, tag, offset, length, st, modalities, min_side, max
     rows, cols = meta.get("rows") or 0, meta.get("columns") or 0
     if rows <= 0 or cols <= 0:
         return stop("failed", "zero_size", f"{rows} x {cols}")
-    if min(rows, cols) < min_side or max(rows, cols) > max_side or max(rows, cols) / min(rows, cols) > MAX_ASPECT:
-        return stop("failed", "absurd_dimensions",
-                    f"{rows} x {cols} (accepted: sides {min_side}-{max_side}, aspect <= {MAX_ASPECT:g})")
+    problem = dimension_problem(rows, cols, min_side, max_side)
+    if problem:
+        return stop("failed", "absurd_dimensions", problem)
     if tag in FLOAT_PIXEL_DATA:
         return stop("failed", "unsupported_pixel_format", "float pixel data")
     bits_allocated = int_value(ds, "BitsAllocated", 0)

@@ -29,6 +29,15 @@ ENTRIES = "entries"
 JOURNAL_PREFIX = "journal"
 
 
+def dimension_problem(rows: int, cols: int, min_side: int, max_side: int) -> str | None:
+    """Why `rows` x `cols` is no plausible radiograph ("absurd_dimensions"), or None: a side outside
+    [min_side, max_side] or an aspect above MAX_ASPECT. Applied to the declared size and, with
+    --spacing-mm, to the resampled size (both before anything is allocated)."""
+    if min(rows, cols) < min_side or max(rows, cols) > max_side or max(rows, cols) / min(rows, cols) > MAX_ASPECT:
+        return f"{rows} x {cols} (accepted: sides {min_side}-{max_side}, aspect <= {MAX_ASPECT:g})"
+    return None
+
+
 class IngestError(XraymunitError):
     """Ingest cannot run with these inputs; the message says what to change."""
 

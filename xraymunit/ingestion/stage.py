@@ -20,7 +20,8 @@ from xraymunit.stopping import StopFlag, Stopped, stop_requests
 from xraymunit.ingestion.journal import (RETRIED, FileState, Journal, files_list_bytes, files_list_name, journal_name,
                                       load_state, status_of)
 from xraymunit.ingestion.entries import EntryCheck, close_writers, new_run_token
-from xraymunit.ingestion.per_file import Runner, decode_task, progress_bar, scan_task, tune_allocator
+from xraymunit.ingestion.per_file import decode_died, decode_task, progress_bar, scan_died, scan_task, tune_allocator
+from xraymunit.ingestion.workers import Runner
 from xraymunit.ingestion.settings import IngestError, IngestResult, IngestSettings, PRIVATE
 from xraymunit.ingestion.walk import discover, in_shard, parse_shard
 
@@ -157,7 +158,7 @@ def _header_pass(root: Path, rels: list[str], state: dict[str, FileState], setti
     fp = settings.fingerprint
     with progress_bar(len(todo), "headers", progress) as bar:
         done = 0
-        items = runner.imap(scan_task, ((str(root), r, settings) for r in todo), len(todo), stop)
+        items = runner.imap(scan_task, ((str(root), r, settings) for r in todo), scan_died, stop)
         for done, (rel, scan, size, mtime) in enumerate(items, 1):
             rec = {"type": "header", "rel": rel, "fp": fp, "size": size, "mtime_ns": mtime, "scan": scan}
             journal.write(rec)
@@ -224,7 +225,7 @@ def _decode_pass(root: Path, private: Path, rels: list[str], state: dict[str, Fi
     tasks = ((str(root), rel, state[rel].header["scan"], str(private), token, settings) for rel in todo)
     with progress_bar(len(todo), f"decode ({runner.workers} worker{'s' if runner.workers > 1 else ''})", progress) as bar:
         done = 0
-        for done, (rel, result) in enumerate(runner.imap(decode_task, tasks, len(todo), stop), 1):
+        for done, (rel, result) in enumerate(runner.imap(decode_task, tasks, decode_died, stop), 1):
             hdr = state[rel].header
             rec = {"type": "image", "rel": rel, "fp": fp, "size": hdr["size"], "mtime_ns": hdr["mtime_ns"], **result}
             journal.write(rec)

@@ -54,6 +54,9 @@ FAIL_REASONS = {
     "missing_file": "listed by a DICOMDIR, or seen by the header pass, but not found",
     "changed_during_ingest": "file changed (size, modification time or inode) between the header and decode passes",
     "decompression_bomb": "deflated data inflates to far more than the image it describes needs",
+    "decoder_crashed": "the native decoder (SimpleITK/GDCM) crashed on the file; not retried",
+    "worker_died": "the worker process handling the file died (native crash, or killed: out of memory, kill -9); "
+                   "not retried",
 }
 REASONS = {**SKIP_REASONS, **FAIL_REASONS}
 

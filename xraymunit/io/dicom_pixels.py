@@ -103,13 +103,18 @@ def simpleitk_fallback_possible(transfer_syntax: str) -> bool:
 
 def _simpleitk_pixels(path: str | os.PathLike, pixel: dict) -> np.ndarray:
     """Stored values decoded by SimpleITK's GDCM (`io.sitk_image.read_with_simpleitk`), checked against
-    the header the header pass read (size, bits stored)."""
+    the header the header pass read (size, bits stored). GDCM runs in a forked child: it segfaults on
+    some corrupt JPEG headers, which then costs this file ("decoder_crashed"), not the run."""
+    from xraymunit.io import sitk_image
+    from xraymunit.io.child import ChildCrashed, call_in_child
+
     try:
-        from xraymunit.io.sitk_image import read_with_simpleitk
+        sitk_image.load_simpleitk()  # here, once: not again in every child (0.2 s each)
+        arr, _spacing = call_in_child(sitk_image.read_with_simpleitk, path)
     except ImportError:
         raise PixelError("unsupported_transfer_syntax", "no pydicom decoder and SimpleITK is not installed") from None
-    try:
-        arr, _spacing = read_with_simpleitk(path)
+    except ChildCrashed as exc:
+        raise PixelError("decoder_crashed", f"SimpleITK (GDCM) crashed decoding it ({exc})") from None
     except Exception as exc:  # SimpleITKReadError; its message names the path: not for reports
         raise PixelError("unsupported_transfer_syntax",
                          f"no pydicom decoder, and SimpleITK (GDCM) could not decode it either "

@@ -68,6 +68,27 @@ _held: dict[tuple[int, int], _Held] = {}  # (st_dev, st_ino) of the folder → t
 _registry_lock = threading.RLock()
 
 
+def _forget_locks_in_child() -> None:
+    """In a forked child (an ingest worker, a decoder child): close the inherited lock descriptors.
+
+    A flock belongs to the open file, which fork shares: a worker orphaned by kill -9 of its
+    run kept the folder locked, and the rerun was refused naming a dead pid. Closing (never
+    unlocking: that would release the parent's lock too) leaves the lock to the parent alone.
+    """
+    global _registry_lock
+    _registry_lock = threading.RLock()  # another thread may have held it at the fork
+    for held in _held.values():
+        for fd in (held.fd, held.part_fd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+    _held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_locks_in_child)
+
+
 # --------------------------------------------------------------------------- the lock
 
 
@@ -100,6 +121,9 @@ def claim(folder: str | os.PathLike, stage: str, *, guard: Iterable[str] = (),
             if exc.errno in FULL_ERRNOS:
                 raise
             raise OutputFolderError(f"cannot create the output folder {path}: {exc.strerror}") from None
+        if not os.access(path, os.W_OK | os.X_OK):  # (a lock file left there may itself be writable)
+            raise OutputFolderError(f"cannot write in the output folder {path} (read-only file system or no write "
+                                    f"permission); make it writable or choose another output folder")
         st = os.stat(path)
         key = (st.st_dev, st.st_ino)
         with _registry_lock:
@@ -165,12 +189,7 @@ def owns(stage: str, arg: str, *, guard: Iterable[str] = (), private: Iterable[s
 def _acquire(folder: Path, stage: str, *, shared: bool = False, name: str = LOCK_NAME) -> int | None:
     lock = folder / name
     for _ in range(10):
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise UnsafeLinkError(_link_message(lock, folder)) from None
-            raise
+        fd = _open_lock(lock, folder)
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -205,6 +224,40 @@ def _acquire(folder: Path, stage: str, *, shared: bool = False, name: str = LOCK
         os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
         return fd
     raise FolderBusyError(f"{folder}: could not take its lock (it kept changing); is another run starting?")
+
+
+def _open_lock(lock: Path, folder: Path) -> int:
+    """The lock file's descriptor; one line (OutputFolderError) when it cannot be one: a folder, a FIFO
+    or another non-file planted in its place, or an output folder that is not writable."""
+    _refuse_non_file(lock)
+    try:  # O_NONBLOCK: a FIFO created after the check must not block the open
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeLinkError(_link_message(lock, folder)) from None
+        if exc.errno in FULL_ERRNOS:
+            raise
+        if exc.errno == errno.EISDIR:
+            _refuse_non_file(lock)
+        raise OutputFolderError(f"cannot write in the output folder {folder} ({exc.strerror}: cannot create its "
+                                f"lock file {lock.name}); make it writable or choose another output folder") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        _refuse_non_file(lock)
+    return fd
+
+
+def _refuse_non_file(lock: Path) -> None:
+    """OutputFolderError when `lock` exists and is neither a regular file nor a link (links: UnsafeLinkError)."""
+    try:
+        mode = os.lstat(lock).st_mode
+    except OSError:
+        return
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+        return
+    kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+    raise OutputFolderError(f"{lock} is {kind}, not xraymunit's lock file; remove it (or choose another output "
+                            f"folder)")
 
 
 def _release(folder: Path, fd: int | None, remove: bool, shared: bool = False) -> None:
@@ -243,7 +296,7 @@ def _part_holder(folder: Path) -> dict | None:
     """The holder named in a part's lock file (shared claims write nothing in the folder's own)."""
     for path in sorted(folder.glob(".xraymunit.*.lock")):
         with contextlib.suppress(OSError):
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
             try:
                 if found := _read(fd):
                     return found
@@ -267,7 +320,7 @@ def holder(folder: str | os.PathLike) -> dict | None:
     """Who holds `folder` now (stage, pid, host, started), or None when nobody does."""
     lock = Path(folder) / LOCK_NAME
     try:
-        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
         return None
     try:

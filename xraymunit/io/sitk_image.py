@@ -29,10 +29,14 @@ class SimpleITKReadError(XraymunitError):
     """SimpleITK (GDCM) could not read the file either, or it is not a single grayscale image."""
 
 
-def _sitk():
+def load_simpleitk():
+    """The SimpleITK module (ImportError when it is not installed)."""
     import SimpleITK as sitk  # imported on use: ~0.2 s, and most runs never need it
 
     return sitk
+
+
+_sitk = load_simpleitk
 
 
 def _numbers(reader, keyword: str) -> list[float]:
@@ -130,6 +134,19 @@ def antialias_sigma_mm(spacing: float, target: float) -> float:
     return max(0.0, (target - spacing) / 2.0)
 
 
+# the most pixels `resample_to_spacing` allocates, whoever calls it (ingest's header pass refuses far less:
+# --max-side and the aspect rule applied to `resampled_shape`)
+MAX_RESAMPLED_PIXELS = 1 << 28
+
+
+def resampled_shape(shape: tuple[int, int], spacing_rc: tuple[float, float], target_mm: float) -> tuple[int, int]:
+    """(rows, cols) of `shape` with (row, col) spacing in mm put on square `target_mm` pixels: the
+    same physical extent. Arithmetic only (nothing allocated): what size guards check first."""
+    h, w = shape
+    sr, sc = (float(s) for s in spacing_rc)
+    return max(1, round(h * sr / float(target_mm))), max(1, round(w * sc / float(target_mm)))
+
+
 def resample_to_spacing(image: np.ndarray, spacing_rc: tuple[float, float], target_mm: float,
                         threads: int = 1) -> np.ndarray:
     """Resample a 2-D image with (row, col) pixel spacing in mm to square `target_mm` pixels.
@@ -139,6 +156,7 @@ def resample_to_spacing(image: np.ndarray, spacing_rc: tuple[float, float], targ
     the same physical extent, centred; its edges take the nearest pixel (no constant fill), so
     the result stays a convex combination of input values (a [0, 1] image stays in [0, 1]).
     Returns float32; the input unchanged (as float32) when its spacing already is the target.
+    ValueError, before allocating, when the result would have more than MAX_RESAMPLED_PIXELS.
     `threads`: ITK threads (1 suits ingest, which runs one process per core).
     """
     x = np.asarray(image)
@@ -149,7 +167,10 @@ def resample_to_spacing(image: np.ndarray, spacing_rc: tuple[float, float], targ
     if not all(math.isfinite(v) and v > 0 for v in (sr, sc, target)):
         raise ValueError(f"spacings must be positive, got {spacing_rc} → {target_mm}")
     h, w = x.shape
-    out_h, out_w = max(1, round(h * sr / target)), max(1, round(w * sc / target))
+    out_h, out_w = resampled_shape((h, w), (sr, sc), target)
+    if out_h * out_w > MAX_RESAMPLED_PIXELS:
+        raise ValueError(f"resampling {h}x{w} pixels of {sr:g}x{sc:g} mm to {target:g} mm gives {out_h}x{out_w} "
+                         f"pixels, more than {MAX_RESAMPLED_PIXELS}")
     if math.isclose(sr, target, rel_tol=1e-9) and math.isclose(sc, target, rel_tol=1e-9):
         return x.astype(np.float32, copy=False)
     sitk = _sitk()
