@@ -37,6 +37,7 @@ class SynthesizeStage:
     format: str = "png"
     batch_size: int | Literal["auto"] = "auto"
     checkpoint: Literal["best", "last"] = "best"
+    change_maps: bool = True  # KEY_change.png next to each image (where and how much it changed)
 
     def validate(self) -> None:  # before hours of ingest and training, not after
         config.require(self.batch_size == "auto" or self.batch_size >= 1, "batch_size", "must be auto or >= 1")

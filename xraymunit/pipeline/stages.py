@@ -85,6 +85,7 @@ def synthesize_stage(key: str, synth: Path, s: SynthesizeStage, run_dir: Path, c
         result = xraymunit.synthesize(ckpt, cohort, synth, n_styles=s.n_styles, split=s.split,
                                       direction=s.direction, seed=s.seed, formats=formats,
                                       batch_size=None if s.batch_size == "auto" else s.batch_size,
+                                      change_maps=s.change_maps,
                                       device=device, show_progress=progress)
         return f"{len(result.manifest)} images"
 
