@@ -8,14 +8,14 @@
 #   bash pipelines/cxr_equalized/pilots.sh [STEPS] [NAME ...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-STEPS=${1:-1500}; shift || true
+STEPS=${1:-600}; shift || true
 PY=${XRAYMUNIT_PYTHON:-${XRAYMUNIT_VENV:-.venv}/bin/python}
 COHORT=${COHORT:-runs/cxr_equalized/cohort_nih_equalize}
 OUT=${PILOT_OUT:-runs/cxr_equalized/pilots}
 RES=${PILOT_RES:-results/cxr_nih_equalized/pilots}
 BASE=(--config configs/munit_cxr_128_cpu.yaml --cohort "$COHORT" --no-progress
-      --set "train.steps=$STEPS" --set train.time_limit_minutes=0 --set train.quality_every=250
-      --set train.checkpoint_every=250 --set data.load_size=64 --set data.crop_size=64
+      --set "train.steps=$STEPS" --set train.time_limit_minutes=0 --set train.quality_every=150
+      --set train.checkpoint_every=150 --set data.load_size=64 --set data.crop_size=64
       --set model.n_res=4 --set model.dis_scales=3 --set model.dis_layers=3)
 AUG="loss.d_augment=[brightness,contrast,translation,cutout]"
 RESID="model.output=residual_mask loss.identity=1.0 loss.mask_sparsity=0.1 loss.mask_smoothness=0.1"
