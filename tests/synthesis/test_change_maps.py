@@ -93,3 +93,21 @@ def test_change_measures_compare_inside_and_outside_the_mask():
     masked = change_measures(out, src, mask)
     assert masked["a2b_mask_area"] == 0.25 and masked["a2b_change_inside"] == 0.5
     assert math.isclose(masked["a2b_change_outside"], 0.5 / 3, rel_tol=1e-6)
+
+
+def test_reference_and_interpolated_synthesis_work_in_residual_mode(residual_run, tmp_path):
+    cohort, ckpt = residual_run
+    co = Cohort.open(cohort)
+    abnormal = co.select("train", "abnormal").sort_values("image_key").head(2)
+    refs = []
+    for i, idx in enumerate(abnormal["cache_index"]):
+        path = tmp_path / f"ref{i}.png"
+        Image.fromarray((co.image(idx) * 255).astype(np.uint8)).save(path)
+        refs.append(path)
+    by_ref = synthesize(ckpt, cohort, tmp_path / "r", references=refs, limit=1, change_maps=True, show_progress=False)
+    path = synthesize(ckpt, cohort, tmp_path / "i", interpolate=3, limit=1, change_maps=True, show_progress=False)
+    for res, mode, n in ((by_ref, "reference", 2), (path, "interpolate", 3)):
+        m = res.manifest
+        assert len(m) == n and (m["style_mode"] == mode).all() and m["change_map_path"].notna().all()
+    ends = [_png(tmp_path / "i" / p) for p in path.manifest.sort_values("interp_t")["png_path"]]
+    assert not np.array_equal(ends[0], ends[-1])  # the path moves
