@@ -56,7 +56,8 @@ def as_images(images, name: str = "images") -> tuple[np.ndarray, bool]:
         raise TranslatorInputError(f"{name}: a {type(images).__name__} is neither a numpy array nor a torch tensor; "
                                  f"expected {EXPECTED}")
     if array.ndim not in (2, 4):
-        raise TranslatorInputError(f"{name}: shape {tuple(array.shape)} has {array.ndim} dimensions; expected {EXPECTED}")
+        raise TranslatorInputError(f"{name}: shape {tuple(array.shape)} has {array.ndim} dimensions; "
+                                   f"expected {EXPECTED}")
     if array.ndim == 4 and array.shape[1] != 1:
         raise TranslatorInputError(f"{name}: {array.shape[1]} channels in shape {tuple(array.shape)}; the generator "
                                    f"is grayscale: expected {EXPECTED}")

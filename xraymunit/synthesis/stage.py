@@ -65,6 +65,10 @@ class SynthesisResult:
     skipped: int  # images already present (resumed)
     seconds: float
 
+    def __repr__(self) -> str:  # one line: the manifest is a table (print result.manifest to see it)
+        return (f"SynthesisResult({self.out}: {len(self.manifest)} images listed, {self.generated} written now, "
+                f"{self.skipped} already there; {self.seconds:.1f} s)")
+
 
 @dataclass
 class Prepared:
