@@ -118,3 +118,23 @@ def test_exported_lazily_and_listed(translator):
     assert set(dir(xraymunit)) >= {"ingest", "merge", "train", "synthesize", "evaluate", "__version__"}
     assert not {"exports", "lazy", "annotations", "listing"} & set(dir(xraymunit))
     assert "\n" not in repr(translator) and "normal ↔ abnormal" in repr(translator)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_cuda_equals_synthesize_on_cuda_and_returns_on_the_inputs_device(sources, tmp_path):
+    cohort, ckpt, keys, images = sources
+    res = synthesize(ckpt, cohort, tmp_path, n_styles=2, seed=5, limit=2, device="cuda", show_progress=False)
+    gpu = Translator.from_checkpoint(ckpt, device="cuda")
+    out = gpu.translate(torch.from_numpy(images).cuda(), n_styles=2, seed=5, keys=keys)
+    assert out.device.type == "cuda"
+    np.testing.assert_allclose(out[0, :, 0].cpu().numpy(), _pngs(tmp_path, res.manifest, keys[0]), rtol=0,
+                               atol=HALF_STEP)
+
+
+def test_a_checkpoint_of_the_first_layout_translates():
+    """tests/fixtures/checkpoint_v1_tiny.pt: written before the inference keys left `config` (README there)."""
+    from conftest import REPO
+
+    old = Translator.from_checkpoint(REPO / "tests" / "fixtures" / "checkpoint_v1_tiny.pt", device="cpu")
+    out = old.translate(np.full((1, 1, 32, 32), 0.5, np.float32), n_styles=2)
+    assert out.shape == (1, 2, 1, 32, 32) and old.image_size == 32 and np.isfinite(out).all()
