@@ -52,11 +52,12 @@ def test_set_random_state_reproduces_a_run_and_another_seed_differs(tiny, items)
 
 
 def test_the_image_is_the_translators_for_its_style_seed(tiny, items):
-    out = _run(RandTranslated("image", tiny[1], prob=1.0, device="cpu"), items[:2])
-    translator = Translator.from_checkpoint(tiny[1], device="cpu")
-    for o, i in zip(out, items):
-        same = translator.translate(i["image"][0].numpy(), n_styles=1, seed=o["translation_seed"])
-        np.testing.assert_array_equal(o["image"].numpy(), same)
+    for batch_size in (None, 1):  # synthesize's default, and the fast setting for one style per call
+        out = _run(RandTranslated("image", tiny[1], prob=1.0, device="cpu", batch_size=batch_size), items[:2])
+        translator = Translator.from_checkpoint(tiny[1], device="cpu", batch_size=batch_size)
+        for o, i in zip(out, items):
+            same = translator.translate(i["image"][0].numpy(), n_styles=1, seed=o["translation_seed"])
+            np.testing.assert_array_equal(o["image"].numpy(), same)
 
 
 def test_generator_loaded_once_per_process_and_not_pickled(tiny, items, monkeypatch):
