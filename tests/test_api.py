@@ -75,3 +75,11 @@ def test_stage_results_print_in_one_line(tmp_path):
     assert "100 images from 120 files" in repr(results[0]) and "500 steps" in repr(results[1])
     assert "1000 images listed, 990 written now" in repr(results[2]) and "6 classifier runs" in repr(results[3])
     assert results[3]["seeds"] == 3 and isinstance(results[3], dict)  # still the metrics dict
+
+
+def test_dir_lists_the_stages_and_the_translator_without_importing_them():
+    code = ("import sys, xraymunit\n"
+            "names = dir(xraymunit)\n"
+            "print(sorted(n for n in names if not n.startswith('_')), 'torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "['Translator', 'evaluate', 'ingest', 'merge', 'synthesize', 'train'] False"
