@@ -49,3 +49,37 @@ def test_import_is_cheap():
     out = subprocess.run([sys.executable, "-c", "import sys, xraymunit; print('torch' in sys.modules)"],
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+def test_stage_results_print_in_one_line(tmp_path):
+    """A result in a notebook is a line saying what happened, not its tables (they stay attributes)."""
+    import pandas as pd
+
+    from xraymunit.evaluation.stage import EvaluationResult
+    from xraymunit.ingestion.settings import IngestResult
+    from xraymunit.synthesis.stage import SynthesisResult
+    from xraymunit.training.stage import TrainResult
+
+    big = {f"key{i}": list(range(50)) for i in range(40)}
+    results = [
+        IngestResult(tmp_path, 120, {"ok": 100, "excluded": 20}, {"truncated": 20}, 100, 0, True, report=big),
+        TrainResult(tmp_path, tmp_path / "checkpoints" / "last.pt", 500, 12.5, {f"loss{i}": 0.1 for i in range(30)}),
+        SynthesisResult(tmp_path, pd.DataFrame({"synth_key": [str(i) for i in range(1000)]}), 990, 10, 3.2),
+        EvaluationResult({**big, "arms": ["real", "synthetic"], "seeds": 3, "levels": [{"name": "all"}],
+                          "runs": [{}] * 6}, tmp_path),
+    ]
+    for result in results:
+        text = repr(result)
+        assert "\n" not in text and len(text) < 240, text
+        assert str(tmp_path) in text
+    assert "100 images from 120 files" in repr(results[0]) and "500 steps" in repr(results[1])
+    assert "1000 images listed, 990 written now" in repr(results[2]) and "6 classifier runs" in repr(results[3])
+    assert results[3]["seeds"] == 3 and isinstance(results[3], dict)  # still the metrics dict
+
+
+def test_dir_lists_the_stages_and_the_translator_without_importing_them():
+    code = ("import sys, xraymunit\n"
+            "names = dir(xraymunit)\n"
+            "print(sorted(n for n in names if not n.startswith('_')), 'torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "['Translator', 'evaluate', 'ingest', 'merge', 'synthesize', 'train'] False"

@@ -10,6 +10,7 @@ A failing cell fails the test with the cell's source and traceback.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from conftest import REPO
 from fixtures.ingest_fixtures import built, ingested  # noqa: F401 (fixtures)
 
 NOTEBOOKS = REPO / "notebooks"
-ALL = ["cohort_analysis.ipynb", "synthetic_review.ipynb"]
+ALL = ["augment_your_classifier.ipynb", "cohort_analysis.ipynb", "synthetic_review.ipynb"]
 CELL_TIMEOUT_S = 600  # per cell; the cells take seconds, the margin is for a loaded shared CPU
 
 
@@ -124,3 +125,14 @@ def test_synthetic_review_runs_and_exports_a_blinded_set(default_run, monkeypatc
     assert f"keep back: {out / 'answer_key.csv'}" in text
     n_images = len(list((out / "for_reviewer" / "images").iterdir()))
     assert n_images == len(sheet.read_text().splitlines()) - 1 > 0
+
+
+@pytest.mark.slow
+def test_augment_your_classifier_trains_three_arms_on_the_default_run(default_run, monkeypatch):
+    nb = execute("augment_your_classifier.ipynb", monkeypatch, XRAYMUNIT_RUN=str(default_run))
+    text = text_of(nb)
+    assert "Translator(normal ↔ abnormal" in text and images(nb) == 1  # the translations figure
+    assert all(arm in text for arm in ("real only", "real + RandTranslated", "real + synthesize's files"))
+    done = re.search(r"RandTranslated replaced (\d+) normal training images by translations; arm 3 drew (\d+) "
+                     r"synthetic files", text)
+    assert done and int(done.group(1)) > 0 and int(done.group(2)) > 0, text[-2000:]

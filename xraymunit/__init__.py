@@ -4,12 +4,13 @@ The stages are plain functions — `xraymunit.ingest(...)`, `xraymunit.merge(...
 `xraymunit.train(...)`, `xraymunit.synthesize(...)`, `xraymunit.evaluate(...)`. They live in
 the packages `ingestion`, `training`, `synthesis` and `evaluation` (named apart from the
 functions, so importing a package never shadows a function) and are imported lazily, so that
-`import xraymunit` stays cheap (no torch until a stage is used).
+`import xraymunit` stays cheap (no torch until a stage is used). `xraymunit.Translator` runs a
+trained generator on your own arrays (see `xraymunit.translator`).
 """
 
 from __future__ import annotations
 
-from xraymunit.lazy import exports
+from xraymunit.lazy import exports, listing
 
 __version__ = "0.1.0"
 
@@ -20,8 +21,10 @@ _STAGES = {
     "synthesize": "xraymunit.synthesis",
     "evaluate": "xraymunit.evaluation",
 }
+_API = {**_STAGES, "Translator": "xraymunit.translator"}
 
 
-__getattr__ = exports(__name__, _STAGES)
+__getattr__ = exports(__name__, _API)
+__dir__ = listing(__name__, _API)
 
-__all__ = ["__version__", *_STAGES]
+__all__ = ["__version__", *_API]

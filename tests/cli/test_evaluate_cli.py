@@ -56,10 +56,10 @@ def test_config_file_values_stand_unless_a_flag_is_given(tmp_path):
     parser = _evaluate_parser()
     base = ["--cohort", "c", "--out", "o", "--config", TINY]
     cfg = build_config(parser.parse_args(base))
-    assert (cfg.seeds, cfg.real_abnormal, cfg.device, cfg.progress, cfg.workers) == (2, (5, "all"), "cpu", None, 1)
+    assert (cfg.seeds, cfg.real_abnormal, cfg.device, cfg.progress, cfg.workers) == (2, (5, "all"), "auto", None, 1)
     cfg = build_config(parser.parse_args([*base, "--set", "seeds=4", "--seeds", "3", "--real-abnormal", "7,all",
-                                          "--no-progress", "--workers", "2", "--device", "auto"]))
-    assert (cfg.seeds, cfg.real_abnormal, cfg.device, cfg.progress, cfg.workers) == (3, (7, "all"), "auto", False, 2)
+                                          "--no-progress", "--workers", "2", "--device", "cpu"]))
+    assert (cfg.seeds, cfg.real_abnormal, cfg.device, cfg.progress, cfg.workers) == (3, (7, "all"), "cpu", False, 2)
     assert build_config(parser.parse_args([*base, "--set", "seeds=4"])).seeds == 4
 
 
@@ -139,3 +139,10 @@ def test_disk_full_writing_the_report_is_one_line_and_the_rerun_reuses_the_runs(
     assert not (out / "metrics.json").exists()
     assert main(_eval_argv(data, out)) == 0
     assert json.loads((out / "metrics.json").read_text())["config"]["seeds"] == 1
+
+
+def test_device_defaults_to_auto_like_the_other_stages():
+    from xraymunit.cli.evaluate import build_config
+
+    cfg = build_config(_evaluate_parser().parse_args(["--cohort", "c", "--out", "o"]))  # built-in defaults
+    assert cfg.device == "auto"

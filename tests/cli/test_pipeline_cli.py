@@ -109,3 +109,28 @@ def test_ctrl_c_exits_130_with_one_line_and_the_rerun_can_resume(tmp_path):
     assert last.startswith("xraymunit pipeline: interrupted") and "rerun" in last
     state = json.loads((out / "pipeline_state.json").read_text())
     assert state["ingest"]["status"] == "done" and state["train"]["status"] == "running"
+
+
+def test_a_stage_config_key_goes_to_that_stages_set_after_the_yamls_own(tmp_path):
+    from xraymunit import config
+    from xraymunit.config.evaluate import EvaluateConfig
+    from xraymunit.config.train import TrainConfig
+    from xraymunit.options import from_args
+    from xraymunit.pipeline.config import stage_config_path
+
+    yaml = tmp_path / "p.yaml"
+    yaml.write_text("train:\n  set: [train.steps=7, model.dim=4]\nevaluate:\n  set: [seeds=2]\n")
+    args = pipeline_parser().parse_args(["--config", str(yaml), "--set", "train.steps=5", "--set",
+                                         "train.model.n_res=1", "--set", "evaluate.seeds=3", "--set",
+                                         "synthesize.n_styles=2"])
+    cfg = from_args(PipelineOptions, args).load()
+    assert cfg.train.set == ["train.steps=7", "model.dim=4", "train.steps=5", "model.n_res=1"]
+    assert cfg.evaluate.set == ["seeds=2", "seeds=3"] and cfg.synthesize.n_styles == 2
+    train = config.load(TrainConfig, stage_config_path(cfg.train.config), cfg.train.set)
+    assert (train.train.steps, train.model.dim, train.model.n_res) == (5, 4, 1)  # the command line wins
+    assert config.load(EvaluateConfig, stage_config_path(cfg.evaluate.config), cfg.evaluate.set).seeds == 3
+
+
+def test_an_unknown_stage_key_is_still_refused_by_name(capsys):
+    assert main(["pipeline", "--set", "train.stepz=5", "--out", "unused"]) == 2
+    assert "train.stepz" in capsys.readouterr().err

@@ -26,8 +26,8 @@ def epilog() -> str:
     return f"""\
 examples:
   xraymunit pipeline --out runs/default                       # configs/pipeline_default.yaml
-  xraymunit pipeline --config my_pipeline.yaml --set train.set='[train.steps=2000]'
-  xraymunit pipeline --set synthesize.n_styles=20 --set evaluate.set='[seeds=3]' --no-progress
+  xraymunit pipeline --config my_pipeline.yaml --set train.steps=2000   # a stage config's key
+  xraymunit pipeline --set synthesize.n_styles=20 --set evaluate.seeds=3 --no-progress
 
 {EXIT_CODES_HELP}
 """

@@ -199,8 +199,8 @@ class EvaluateConfig:
     real_abnormal_subset: Literal["per_seed", "shared"] = "per_seed"
     normal_label: str = "normal"
     abnormal_label: str = "abnormal"
-    device: str = option("cpu", f"where the classifiers train: {DEVICE_HELP}; with --workers, cuda means one "
-                         "GPU per worker, round-robin", metavar="DEV")
+    device: str = option("auto", f"where the classifiers train: {DEVICE_HELP}; with --workers, cuda or auto "
+                         "means one GPU per worker, round-robin", metavar="DEV")
     threads: int = 0
     progress: Optional[bool] = option(None, "no progress bars (default: bars only when stderr is a terminal)",
                                       flag="--no-progress")

@@ -40,6 +40,22 @@ __all__ = ["EvaluateError", "Level", "evaluate", "plan_levels"]
 log = logging.getLogger(__name__)
 
 
+class EvaluationResult(dict):
+    """The metrics dict written to metrics.json (a plain dict in every use), printed in one line."""
+
+    def __init__(self, metrics: Mapping, out: str | Path | None = None):
+        super().__init__(metrics)
+        self.out = None if out is None else Path(out)
+
+    def __repr__(self) -> str:
+        if self.get("report", ...) is None:  # a torchrun rank other than 0
+            return f"EvaluationResult(rank {self.get('rank')} of {self.get('world_size')}: rank 0 writes the report)"
+        levels = ", ".join(str(lv.get("name")) for lv in self.get("levels", []))
+        return (f"EvaluationResult({self.out or self.get('cohort')}: arms {', '.join(self.get('arms', []))}; "
+                f"{self.get('seeds')} seed(s); levels {levels}; {len(self.get('runs', []))} classifier runs; "
+                f"a dict, as metrics.json)")
+
+
 @outdir.owns("evaluate", "out", when=distributed.is_main_process,
              guard=("runs", "metrics.json", "summary.md", "predictions.csv"))
 def evaluate(
@@ -52,7 +68,7 @@ def evaluate(
     progress: bool | None = None,
     resume: bool = True,
     training_run: str | Path | Mapping[str, str | Path] | None = None,
-) -> dict:
+) -> EvaluationResult:
     """Run the classifier study and the quality metrics; write the report into `out`.
 
     Args:
@@ -71,7 +87,8 @@ def evaluate(
             their quality tracking (quality.csv, quality.png) is summarised in the report.
 
     Returns:
-        The metrics dict also written to out/metrics.json. Under torchrun, ranks other than 0
+        The metrics dict also written to out/metrics.json (an EvaluationResult: a dict with a one-line
+        repr). Under torchrun, ranks other than 0
         return {"rank", "world_size", "report": None}: rank 0 writes the report.
     Raises:
         Stopped: on SIGTERM, after keeping the finished runs in out/runs/ (rerun to resume).
@@ -94,9 +111,9 @@ def evaluate(
         t_phase = time.time()
         runs, resumed = execute(plan, cfg, dev, task, group, stop)
         if not group.main:
-            return {"rank": group.rank, "world_size": group.world, "report": None}
+            return EvaluationResult({"rank": group.rank, "world_size": group.world, "report": None})
         timings["training_s"] = round(time.time() - t_phase, 1)
-        return record(plan, cfg, dev, runs, resumed, out, training_run, show, timings, t0, stop)
+        return EvaluationResult(record(plan, cfg, dev, runs, resumed, out, training_run, show, timings, t0, stop), out)
 
 
 def execute(plan: StudyPlan, cfg: EvaluateConfig, dev, task: parallel.WorkerTask, group: distributed.Group,

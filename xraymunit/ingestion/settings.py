@@ -117,3 +117,9 @@ class IngestResult:
     @property
     def images(self) -> int:
         return self.by_status.get("ok", 0)
+
+    def __repr__(self) -> str:  # one line: the report dict is a screenful (it is in ingest_report.json)
+        problems = sum(n for status, n in self.by_status.items() if status != "ok")
+        state = "finalized" if self.finalized else "not finalized"
+        return (f"IngestResult({self.out_dir}: {self.images} images from {self.files} files, {problems} not used; "
+                f"{state})")

@@ -16,7 +16,21 @@ import torch
 from torch.nn import functional as F
 
 from xraymunit.models.blocks import cast_for_rendering
+from xraymunit.runtime import amp_dtype
 from xraymunit.synthesis.options import SynthesisError
+
+
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    """Whether rendering runs in bf16: asked for, or `auto` where bf16 is native (CUDA, bf16 CPUs)."""
+    return precision == "bf16" or (precision == "auto" and amp_dtype("auto", device) is not None)
+
+
+def direction_networks(gens, domain_a: str, domain_b: str, direction: str) -> tuple[str, str, object, object]:
+    """(source label, target label, content encoder, decoder) of `direction`: a2b encodes with
+    generator A and decodes with B; b2a the reverse. `synthesize` and `Translator` both ask here."""
+    if direction == "b2a":
+        return domain_b, domain_a, gens.gen_b, gens.gen_a
+    return domain_a, domain_b, gens.gen_a, gens.gen_b
 
 
 def auto_batch_size(size: int, device: torch.device) -> int:

@@ -34,7 +34,7 @@ from xraymunit import __version__
 from xraymunit import checkpoint as checkpoints
 from xraymunit.io import atomic, diskspace, outdir
 from xraymunit.io.cohort import MANIFEST, Cohort
-from xraymunit.runtime import amp_dtype, progress_enabled
+from xraymunit.runtime import progress_enabled
 from xraymunit.stopping import Stopped, stop_requests
 from xraymunit import distributed
 from xraymunit.distributed import Group
@@ -42,7 +42,8 @@ from xraymunit.synthesis import parts
 from xraymunit.synthesis.options import (DIRECTIONS, FORMATS, MAX_STYLES, SynthesisError,
                                          SynthesizeOptions)
 from xraymunit.synthesis.plan import RunIdentity, SourcePlan, StyleCodes, plan_sources, share
-from xraymunit.synthesis.renderer import Renderer, auto_batch_size, render_threads
+from xraymunit.synthesis.renderer import (Renderer, auto_batch_size, direction_networks, render_threads,
+                                          uses_bf16)
 from xraymunit.synthesis.styles import file_key, load_reference, random_styles, slerp
 from xraymunit.synthesis.writer import Writer, wait_bounded, write_manifest
 
@@ -63,6 +64,10 @@ class SynthesisResult:
     generated: int  # images written by this call (all processes of a launch)
     skipped: int  # images already present (resumed)
     seconds: float
+
+    def __repr__(self) -> str:  # one line: the manifest is a table (print result.manifest to see it)
+        return (f"SynthesisResult({self.out}: {len(self.manifest)} images listed, {self.generated} written now, "
+                f"{self.skipped} already there; {self.seconds:.1f} s)")
 
 
 @dataclass
@@ -132,11 +137,8 @@ def run(opts: SynthesizeOptions) -> SynthesisResult:
 def prepare(opts: SynthesizeOptions, checkpoint_path: Path, device) -> Prepared:
     """Load the generators, select the sources, encode references: nothing is written yet."""
     loaded = checkpoints.load_generators(checkpoint_path, device)
-    source_label, target_label = loaded.domain_a, loaded.domain_b
-    encoder, decoder = loaded.gens.gen_a, loaded.gens.gen_b
-    if opts.direction == "b2a":
-        source_label, target_label = target_label, source_label
-        encoder, decoder = decoder, encoder
+    source_label, target_label, encoder, decoder = direction_networks(loaded.gens, loaded.domain_a,
+                                                                      loaded.domain_b, opts.direction)
     size = loaded.image_size
     data = Cohort.open(opts.cohort)
     rows = data.select(None if opts.split == "all" else opts.split, source_label)
@@ -145,7 +147,7 @@ def prepare(opts: SynthesizeOptions, checkpoint_path: Path, device) -> Prepared:
         rows = rows.head(opts.limit)
     if rows.empty:
         raise SynthesisError(f"no '{source_label}' images in split '{opts.split}' of {data.root}")
-    bf16 = opts.precision == "bf16" or (opts.precision == "auto" and amp_dtype("auto", device) is not None)
+    bf16 = uses_bf16(opts.precision, device)
     renderer = Renderer(encoder, decoder, device, size, bf16=bf16, batch_size=opts.batch_size,
                         compile=opts.compile, threads=opts.render_threads, change_maps=opts.change_maps)
     mode, ref_styles, ref_keys = opts.style_mode, None, ()

@@ -40,6 +40,10 @@ class TrainResult:
     images_per_second: float
     last_losses: dict[str, float]
 
+    def __repr__(self) -> str:  # one line: the losses are in metrics.csv
+        return (f"TrainResult({self.run_dir}: {self.steps} steps, {self.images_per_second:.1f} images/s; "
+                f"checkpoint {self.checkpoint})")
+
 
 @outdir.owns("train", "out", when=is_main_process,
              guard=("checkpoints", "checkpoints/last.pt", "checkpoints/best.pt", "tensorboard", "samples",
