@@ -59,7 +59,7 @@ def test_without_the_controls_beating_real_is_not_shown_to_help():
 
 
 def test_paired_differences_and_holm_match_a_hand_computation():
-    """B = 10 test resamples, one seed. synthetic − other per resample is d; p = 2·min(share d ≤ 0, share d ≥ 0)."""
+    """B = 10 test resamples, one seed; d = synthetic − other per resample, p = 2·min(share d ≤ 0, share d ≥ 0)."""
     d = {"real": np.array([-0.01, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09]),  # 1 of 10 ≤ 0: p 0.2
          "intensity_control": np.linspace(0.01, 0.10, 10),                                  # none ≤ 0: p 0.0
          "duplicate_real": np.array([-0.03, -0.02, -0.01, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07])}  # p 0.6
@@ -89,10 +89,12 @@ def metrics_with(answers: dict) -> dict:
 
 def test_the_one_line_answer_needs_every_level_to_help_to_say_yes():
     helps = {"helps": True, "text": "helps: synthetic beats real (…)"}
-    no = {"helps": False, "text": "no: synthetic does not beat duplicate_real (Δ AUROC −0.010 [−0.050, 0.030], p_holm 0.8)"}
+    no = {"helps": False,
+          "text": "no: synthetic does not beat duplicate_real (Δ AUROC −0.010 [−0.050, 0.030], p_holm 0.8)"}
     assert overall(metrics_with({"10": helps, "all": helps})).startswith("**Yes** — (3) real + synthetic")
     some = overall(metrics_with({"10": helps, "all": no}))
-    assert some.startswith("**Yes at K = 10 only**") and "K = 40 (all): no: synthetic does not beat duplicate_real" in some
+    assert some.startswith("**Yes at K = 10 only**")
+    assert "K = 40 (all): no: synthetic does not beat duplicate_real" in some
     none = overall(metrics_with({"10": no, "all": no}))
     assert none.startswith("**No**") and "\n" not in none
     assert headline(metrics_with({"10": no, "all": helps}))[0] == (
