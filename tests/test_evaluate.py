@@ -37,7 +37,7 @@ def test_report_files_and_json(study):
                  "styles_grid.png", "evaluate_config.yaml"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     m = json.loads((out / "metrics.json").read_text())
-    assert m["arms"] == ["real", "classical", "synthetic", "classical+synthetic"]
+    assert m["arms"] == ["real", "classical", "synthetic", "classical+synthetic", "intensity_control", "duplicate_real"]
     assert [lv["name"] for lv in m["levels"]] == ["5", "all"]
     for level in m["results"].values():
         for arm in level["arms"].values():
@@ -45,8 +45,14 @@ def test_report_files_and_json(study):
                 v = arm[name]
                 assert 0 <= v["ci_low"] <= v["ci_high"] <= 1 and len(v["per_seed"]) == 2
             assert arm["auroc"]["ci_low"] <= arm["auroc"]["value"] <= arm["auroc"]["ci_high"]
-        assert set(level["comparisons"]) == {"classical vs real", "synthetic vs real", "classical+synthetic vs real",
-                                             "synthetic vs classical", "classical+synthetic vs classical"}
+        assert set(level["comparisons"]) == {f"{a} vs {r}" for r in ("real", "classical") for a in m["arms"]
+                                             if a not in (r, "real")}
+        family = level["synthetic_vs_controls"]["synthetic"]  # the answer's comparisons, Holm within
+        assert set(family["comparisons"]) == {"synthetic vs real", "synthetic vs intensity_control",
+                                              "synthetic vs duplicate_real"} and family["not_run"] == []
+        assert all(c["auroc"]["p_holm"] >= c["auroc"]["p_bootstrap"] for c in family["comparisons"].values())
+        assert level["synthetic_vs_controls"]["classical+synthetic"]["not_run"] == [
+            "classical+intensity_control", "classical+duplicate_real"]
         assert "per_source" in level["arms"]["real"]  # the cohort has two source datasets
     assert config.load(EvaluateConfig, out / "evaluate_config.yaml") == tiny()
 
@@ -81,6 +87,9 @@ def test_held_out_synthetic_images_are_excluded_and_counted(study):
     assert sel["used_for_training"] == len(synth) - held - unknown
     counts = study["metrics"]["results"]["all"]["arms"]["synthetic"]["train_counts"]
     assert counts["synthetic_abnormal"] == sel["used_for_training"]
+    for level in study["metrics"]["results"].values():  # the controls add as many images as arm 3, row for row
+        for control in ("intensity_control", "duplicate_real"):
+            assert level["arms"][control]["train_counts"] == level["arms"]["synthetic"]["train_counts"]
     summary = (study["out"] / "summary.md").read_text()
     assert "excluded — " in summary and "source patient is in val/test: " + str(held) in summary
 
@@ -89,7 +98,7 @@ def test_arms_share_seeds_budget_and_real_subset(study):
     runs = study["metrics"]["runs"]
     steps = tiny().classifier.steps
     for (level, seed), group in pd.DataFrame(runs).groupby(["level", "seed"]):
-        assert len(group) == 4
+        assert len(group) == 6
         assert group["real_abnormal_keys_sha"].nunique() == 1
         real = [(c["real_normal"], c["real_abnormal"]) for c in group["train_counts"]]
         assert len(set(real)) == 1
@@ -123,6 +132,9 @@ def test_summary_answers_the_question_with_caveats(study):
     s = (study["out"] / "summary.md").read_text()
     assert s.startswith("# Evaluation summary")
     assert "## Does synthetic help?" in s and "ΔAUROC" in s and "95% CI" in s
+    answer = s.split("## Does synthetic help?\n\n")[1].splitlines()[0]  # the one-line answer, controls included
+    assert answer.startswith(("**Yes", "**No**")) and "intensity_control" in answer and "duplicate_real" in answer
+    assert "| (5) real + intensity control |" in s and "| (6) real + duplicated real |" in s
     assert "trained on *all* train-split abnormal images" in s
     assert "| (3) real + synthetic |" in s and "Fréchet" in s
     assert "**Memorisation:**" in s  # the planted copies of training images are called out
@@ -133,7 +145,8 @@ def test_without_synthetic_arms_3_4_are_skipped_and_run_is_deterministic(study, 
     m1 = evaluate(study["cohort"], None, tmp_path / "a", cfg)
     evaluate(study["cohort"], None, tmp_path / "b", cfg)
     assert m1["arms"] == ["real", "classical"] and m1["quality"] is None
-    assert any("arms ['synthetic', 'classical+synthetic'] skipped" in n for n in m1["notes"])
+    assert any("arms ['synthetic', 'classical+synthetic', 'intensity_control', 'duplicate_real'] skipped" in n
+               for n in m1["notes"])
     assert "Not measured" in (tmp_path / "a" / "summary.md").read_text()
     p1, p2 = pd.read_csv(tmp_path / "a" / "predictions.csv"), pd.read_csv(tmp_path / "b" / "predictions.csv")
     assert np.array_equal(p1["score"].to_numpy(), p2["score"].to_numpy())

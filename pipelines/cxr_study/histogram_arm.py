@@ -5,8 +5,14 @@ translations (`intensity_control.py`). Does the classifier gain from synthetic i
 from intensities alone? For each level K this writes a synthetic folder in synthesize's layout
 (manifest.parquet + 16-bit PNGs) that mirrors the study's `synth_K` row for row — same source
 normals, same style indices, same size — but whose images are the source normal histogram-matched
-(scikit-image) to one of the level's K training abnormals, picked at random per style. Then
-evaluate runs the same arms and seeds with these folders as the "synthetic" images.
+(scikit-image) to one of the level's K training abnormals. Then evaluate runs the same arms and
+seeds with these folders as the "synthetic" images.
+
+Since issue 21 `evaluate` has this control built in (arm `intensity_control`, on by default in the
+study configs; xraymunit/evaluation/controls.py) and this script only writes it to disk with the
+package's rule: the reference of a row is `controls.reference_index(synth_key, K, 0)`, matching at
+the synthetic images' size. The folders behind results/cxr_nih_lowdata were written before, with a
+seeded random pick of the reference per row: a rebuild pairs rows with other references.
 
     python pipelines/cxr_study/histogram_arm.py [--study runs/cxr_study/nih_per_level]
         [--out runs/cxr_study/histogram_arm]
@@ -21,19 +27,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
-from skimage.exposure import match_histograms
 
 from xraymunit import config as C
 from xraymunit.config.train import TrainConfig
 from xraymunit.data.transforms import area_resize
+from xraymunit.evaluation import controls
 from xraymunit.io.cohort import Cohort
 
 
-def _stack(cohort: Cohort, keys, size: int) -> dict[str, np.ndarray]:
+def _stack(cohort: Cohort, keys, size: int) -> torch.Tensor:
+    """(n, 1, size, size) cohort images by image_key, in the order given (keys may repeat)."""
     m = cohort.ok().set_index("image_key").loc[list(keys)]
     images = cohort.stack(m["cache_index"].to_numpy()).astype(np.float32)
-    return {k: area_resize(x, size) for k, x in zip(m.index, images)}
+    return torch.from_numpy(np.stack([area_resize(x, size) for x in images])[:, None])
 
 
 def build_level(study: Path, level: str, out: Path) -> Path:
@@ -43,18 +51,17 @@ def build_level(study: Path, level: str, out: Path) -> Path:
     cohort = Cohort.open(study / "cohort")
     manifest = pd.read_parquet(synth / "manifest.parquet")
     size = int(manifest["size"].iloc[0])
-    sources = _stack(cohort, sorted(manifest["source_image_key"].unique()), size)
-    refs = _stack(cohort, sorted(cfg.data.domain_b_keys), size)
-    ref_keys = sorted(refs)
-    rng = np.random.default_rng(0)
+    manifest = manifest.sort_values("synth_key").reset_index(drop=True)
+    ref_keys = sorted(cfg.data.domain_b_keys)
+    images = controls.intensity_control(_stack(cohort, manifest["source_image_key"], size),
+                                        _stack(cohort, ref_keys, size), manifest["synth_key"], 0, torch.float32)
     target = out / f"synth_{level}"
     rows = []
-    for _, r in manifest.sort_values("synth_key").iterrows():
-        ref = ref_keys[rng.integers(len(ref_keys))]
-        image = np.clip(match_histograms(sources[r["source_image_key"]], refs[ref]), 0, 1)
+    for (_, r), image in zip(manifest.iterrows(), images):
         path = target / r["png_path"]
         path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.rint(image * 65535).astype(np.uint16)).save(path)
+        Image.fromarray(np.rint(image[0].numpy() * 65535).astype(np.uint16)).save(path)
+        ref = ref_keys[controls.reference_index(r["synth_key"], len(ref_keys), 0)]
         rows.append({**r.to_dict(), "style_mode": "histogram_match", "reference_key": ref,
                      "checkpoint_sha256": None, "checkpoint_step": None})
     pd.DataFrame(rows).to_parquet(target / "manifest.parquet")

@@ -74,7 +74,8 @@ def test_cli_runs_end_to_end(data, tmp_path, capsys):
     assert m["config"]["seeds"] == 1 and m["config"]["classifier"]["steps"] == 10
     assert [lv["name"] for lv in m["levels"]] == ["3", "all"] and m["arms"] == ["real", "synthetic"]
     printed = capsys.readouterr().out
-    assert "summary.md" in printed and "ΔAUROC" in printed
+    assert "summary.md" in printed and "Δ AUROC" in printed
+    assert "intensity_control, duplicate_real not run" in printed  # the answer says which controls are missing
 
 
 @pytest.mark.parametrize("extra, message", [

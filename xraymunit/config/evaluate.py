@@ -13,8 +13,29 @@ from xraymunit.config import ConfigError, require
 from xraymunit.options import option
 from xraymunit.runtime import DEVICE_HELP
 
-ARMS = ("real", "classical", "synthetic", "classical+synthetic")
-"""The four arms: (1) real only, (2) + classical augmentation, (3) + synthetic abnormal, (4) both."""
+ARMS = ("real", "classical", "synthetic", "classical+synthetic", "intensity_control", "duplicate_real",
+        "classical+intensity_control", "classical+duplicate_real")
+"""The arms: (1) real only, (2) + classical augmentation, (3) + synthetic abnormal, (4) both; and the
+controls of (3)/(4): the synthetic images replaced row for row by their source normals histogram-matched
+to the level's real abnormals (intensity_control), or by the level's K real abnormals repeated to the
+same count (duplicate_real), each also with classical augmentation."""
+
+CONTROLS = ("intensity_control", "duplicate_real")
+"""What a synthetic image is replaced by in a control arm (xraymunit/evaluation/controls.py)."""
+
+DEFAULT_ARMS = ("real", "classical", "synthetic", "classical+synthetic", "intensity_control", "duplicate_real")
+
+
+def arm_parts(arm: str) -> tuple[bool, str | None]:
+    """(classical augmentation?, what the arm adds to the real images: None, 'synthetic' or a control)."""
+    classical = arm == "classical" or arm.startswith("classical+")
+    added = arm.removeprefix("classical+")
+    return classical, None if added in ("real", "classical") else added
+
+
+def needs_synthetic(arm: str) -> bool:
+    """Arms that train on the synthetic selection (the controls mirror it row for row or by count)."""
+    return arm_parts(arm)[1] is not None
 
 SPLITS = ("train", "val", "test")
 
@@ -187,7 +208,7 @@ class EvaluateConfig:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
-    arms: tuple[str, ...] = ARMS
+    arms: tuple[str, ...] = DEFAULT_ARMS
     seeds: int = option(3, "number of seeds per arm (every arm uses the same seeds)", parse=int, metavar="N")
     seed_base: int = 0
     real_abnormal: tuple[Union[int, str], ...] = option(

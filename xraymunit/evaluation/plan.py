@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from xraymunit import config as config_mod
-from xraymunit.config.evaluate import EvaluateConfig, parse_level
+from xraymunit.config.evaluate import EvaluateConfig, needs_synthetic, parse_level
 from xraymunit.errors import XraymunitError
 from xraymunit.evaluation.datasets import ImageSet, real_split, select_synthetic, synthetic_images
 from xraymunit.evaluation.runcache import digest
@@ -115,7 +115,7 @@ def plan_study(cohort, synthetic, cfg: EvaluateConfig) -> StudyPlan:
                      {}, per_level, notes)
     _plan_synthetic(plan, cfg)
     if not plan.arms:
-        raise EvaluateError("no arm left to run (all configured arms need synthetic images)")
+        raise EvaluateError("no arm left to run (all configured arms need synthetic images or mirror them)")
     if cfg.real_abnormal_subset == "shared":
         log.info("real_abnormal_subset: shared — every seed keeps seed %d's K real abnormal images", cfg.seed_base)
     return plan
@@ -139,9 +139,10 @@ def _check_sets(sets: dict[str, ImageSet], notes: list[str]) -> None:
 
 
 def _plan_synthetic(plan: StudyPlan, cfg: EvaluateConfig) -> None:
-    """Load each distinct synthetic folder once; drop arms 3/4 where no usable image exists (noted)."""
+    """Load each distinct synthetic folder once; drop arms 3/4 and their controls where no usable image
+    exists (noted)."""
     loaded: dict[str, LevelSynthetic] = {}
-    synthetic_arms = [a for a in plan.arms if "synthetic" in a]
+    synthetic_arms = [a for a in plan.arms if needs_synthetic(a)]
     for lv in plan.levels:
         s_lv = plan.syn_of[lv.name]
         if s_lv is not None and str(s_lv.root) not in loaded:
@@ -149,7 +150,7 @@ def _plan_synthetic(plan: StudyPlan, cfg: EvaluateConfig) -> None:
         got = loaded[str(s_lv.root)] if s_lv is not None else LevelSynthetic()
         plan.synthetic[lv.name] = got
         plan.level_arms[lv.name] = list(plan.arms) if got.images is not None else \
-            [a for a in plan.arms if "synthetic" not in a]
+            [a for a in plan.arms if not needs_synthetic(a)]
         if got.images is not None or not plan.per_level or (s_lv is None and not synthetic_arms):
             continue
         plan.notes.append(f"level {lv.name}: no synthetic folder given for this level: arms {synthetic_arms} "

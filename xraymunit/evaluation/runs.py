@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from xraymunit import config as config_mod
-from xraymunit.config.evaluate import EvaluateConfig
+from xraymunit.config.evaluate import EvaluateConfig, arm_parts
+from xraymunit.evaluation import controls
 from xraymunit.evaluation.classifier import TrainPool, predict, train_classifier
 from xraymunit.evaluation.datasets import ClassicalAugment, low_data_keys
 from xraymunit.evaluation.plan import Level, StudyPlan, file_stamp
@@ -37,6 +38,7 @@ class RunExecutor:
                         "test": digest(sets["test"].keys)}
         self._position = {k: i for i, k in enumerate(train.keys)}
         self._kept: dict[tuple[int, int], np.ndarray] = {}
+        self._control: tuple[tuple, torch.Tensor] | None = None  # the last control pool built (runs come in order)
 
     def real_abnormal_rows(self, level: Level, seed: int) -> np.ndarray:
         """Rows of train holding the level's K real abnormals (low_data_keys: the pipeline's rule too)."""
@@ -47,13 +49,37 @@ class RunExecutor:
             self._kept[level.n_abnormal, subset_seed] = np.sort(np.array([self._position[k] for k in keys], np.int64))
         return self._kept[level.n_abnormal, subset_seed]
 
+    def added_images(self, level: Level, seed: int, arm: str) -> torch.Tensor | None:
+        """The abnormal images an arm adds to the real ones: the synthetic set, a control built from it, or None."""
+        added = arm_parts(arm)[1]
+        synth = self.plan.synthetic[level.name].images
+        if added is None or synth is None:
+            return None
+        if added == "synthetic":
+            return synth.images
+        keep = self.real_abnormal_rows(level, seed)
+        key = (level.name, added, digest(self.plan.train.keys[keep]))
+        if self._control is None or self._control[0] != key:
+            abnormal = self.plan.train.images[torch.as_tensor(keep)]
+            if added == "duplicate_real":
+                pool = controls.duplicate_real(abnormal, len(synth), synth.images.dtype)
+            else:
+                rows = self.plan.synthetic[level.name].selection.used
+                sources = controls.source_images(list(rows["source_image_key"]), self.plan.train, self.plan.cohort,
+                                                 self.cfg.classifier.image_size)
+                pool = controls.intensity_control(sources, abnormal, list(synth.keys), self.cfg.seed_base,
+                                                  synth.images.dtype)
+            self._control = (key, pool)
+        return self._control[1]
+
     def fingerprint(self, level: Level, seed: int, arm: str) -> str:
         keep = self.real_abnormal_rows(level, seed)
         synth = self.plan.synthetic[level.name].fingerprint
+        classical, added = arm_parts(arm)
         return fingerprint({**self.base_fp, "arm": arm, "seed": seed,
                             "real_abnormal": digest(self.plan.train.keys[keep]),
-                            "augment": config_mod.to_dict(self.cfg.augment) if "classical" in arm else None,
-                            "synthetic": synth if "synthetic" in arm else None})
+                            "augment": config_mod.to_dict(self.cfg.augment) if classical else None,
+                            "synthetic": synth if added is not None else None})
 
     def cached(self, level: Level, seed: int, arm: str) -> dict | None:
         """The finished run from OUT/runs/ when its fingerprint matches, else None."""
@@ -67,13 +93,12 @@ class RunExecutor:
         """Train, score and cache one run (RunAbandoned when `stop` is requested meanwhile)."""
         cfg, plan = self.cfg, self.plan
         keep = self.real_abnormal_rows(level, seed)
-        synth = plan.synthetic[level.name].images
         train, val, test = plan.train, plan.sets["val"], plan.sets["test"]
         pool = TrainPool(normal=train.images[torch.as_tensor(self.normal_rows)],
                          abnormal=train.images[torch.as_tensor(keep)],
-                         synthetic=synth.images if "synthetic" in arm else None,
+                         synthetic=self.added_images(level, seed, arm),
                          synthetic_mix=cfg.synthetic.mix, balanced=cfg.classifier.balanced_batches)
-        aug = ClassicalAugment(cfg.augment, cfg.classifier.image_size, seed) if "classical" in arm else None
+        aug = ClassicalAugment(cfg.augment, cfg.classifier.image_size, seed) if arm_parts(arm)[0] else None
         res = train_classifier(pool, val, cfg.classifier, seed, self.device, augment=aug, progress=bar, stop=stop)
         v, t = predict(res.model, val.images, self.device), predict(res.model, test.images, self.device)
         run = {"level": level.name, "arm": arm, "seed": seed, "train_counts": pool.counts(),

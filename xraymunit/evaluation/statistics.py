@@ -1,5 +1,6 @@
 """The study's statistics: per arm the metrics with patient-bootstrap CIs, paired arm-vs-arm
-differences with Holm-adjusted p-values, per source dataset, and the val-chosen threshold.
+differences with Holm-adjusted p-values, each synthetic arm against its controls (`answer`), per
+source dataset, and the val-chosen threshold.
 
 The numeric primitives (AUROC, bootstrap weights, percentile CIs) are in `metrics`; this
 module decides what is compared with what. One (B, n) weight matrix per test set serves every
@@ -11,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from xraymunit.config.evaluate import EvaluateConfig
+from xraymunit.evaluation import answer
 from xraymunit.evaluation import metrics as M
 from xraymunit.evaluation.datasets import ImageSet
 
@@ -44,7 +46,8 @@ def study_statistics(runs: list[dict], levels, arms: list[str], test: ImageSet, 
             if per_source:
                 arm_res[arm]["per_source"] = per_source_auroc(test, scores, thr, cfg)
         out[level.name] = {"n_real_abnormal": level.n_abnormal, "arms": arm_res,
-                           "comparisons": comparisons(dists, arms_here, st.ci)}
+                           "comparisons": comparisons(dists, arms_here, st.ci),
+                           "synthetic_vs_controls": answer.families(dists, arms_here, st.ci)}
     return out
 
 

@@ -4,8 +4,13 @@ would raise. Pure text from the metrics dict (report.write writes it)."""
 
 from __future__ import annotations
 
+from xraymunit.evaluation.answer import FAMILIES
+
 ARM_LABEL = {"real": "(1) real only", "classical": "(2) real + classical aug.",
-             "synthetic": "(3) real + synthetic", "classical+synthetic": "(4) real + classical + synthetic"}
+             "synthetic": "(3) real + synthetic", "classical+synthetic": "(4) real + classical + synthetic",
+             "intensity_control": "(5) real + intensity control", "duplicate_real": "(6) real + duplicated real",
+             "classical+intensity_control": "(7) real + classical + intensity control",
+             "classical+duplicate_real": "(8) real + classical + duplicated real"}
 METRIC_LABEL = {"auroc": "AUROC", "sensitivity_at_specificity": "Sens@Spec",
                 "balanced_accuracy": "Bal. acc."}
 
@@ -27,37 +32,37 @@ def _delta(d: dict) -> str:
     return f"{d['delta']:+.3f} [{_num(d['ci_low'])}, {_num(d['ci_high'])}]{p}"
 
 
+def _families(metrics: dict, arm: str | None = None) -> list[tuple[dict, dict]]:
+    """(level, family) for every synthetic arm's family of comparisons with its controls (answer.py)."""
+    return [(lv, fam) for lv in metrics["levels"]
+            for a, fam in metrics["results"][lv["name"]].get("synthetic_vs_controls", {}).items()
+            if arm is None or a == arm]
+
+
+def _level(lv: dict) -> str:
+    return f"K = {lv['n_real_abnormal']}{' (all)' if lv['name'] == 'all' else ''}"
+
+
 def headline(metrics: dict) -> list[str]:
-    """One sentence per level and comparison: the answer to 'does synthetic help?'."""
+    """One line per level and synthetic arm: helps / no / not shown, with the comparisons behind it."""
     lines = []
-    for lv in metrics["levels"]:
-        comps = metrics["results"][lv["name"]]["comparisons"]
-        for key, text in (("synthetic vs real", "real + synthetic vs real only"),
-                          ("classical+synthetic vs classical", "real + classical + synthetic vs real + classical")):
-            if key in comps:
-                d = comps[key]["auroc"]
-                lines.append(f"- With {lv['n_real_abnormal']}{' (all)' if lv['name'] == 'all' else ''} real abnormal training images: "
-                             f"{text}: ΔAUROC {_delta(d)} → **{d['verdict']}**.")
+    for lv, fam in _families(metrics):
+        word, _, rest = fam["answer"]["text"].partition(":")
+        lines.append(f"- {_level(lv)}, {ARM_LABEL[fam['arm']]}: **{word}**:{rest}.")
     return lines
 
 
 def overall(metrics: dict) -> str:
-    """The one-line answer: at how many levels adding synthetic images changed AUROC significantly."""
-    verdicts = [metrics["results"][lv["name"]]["comparisons"][key]["auroc"]["verdict"]
-                for lv in metrics["levels"] for key in ("synthetic vs real", "classical+synthetic vs classical")
-                if key in metrics["results"][lv["name"]]["comparisons"]]
-    n_better, n_worse = verdicts.count("better"), verdicts.count("worse")
-    if n_better and not n_worse:
-        word = "**Yes**"
-    elif n_worse and not n_better:
-        word = "**No — it hurt**"
-    elif n_better and n_worse:
-        word = "**Mixed**"
-    else:
-        word = "**Not shown**"
-    return (f"{word}: adding synthetic images raised test AUROC significantly in {n_better} and lowered it in "
-            f"{n_worse} of {len(verdicts)} comparisons ({int(round(metrics['config']['stats']['ci'] * 100))}% CI "
-            "of the paired difference excluding 0).")
+    """The one-line answer: does the synthetic arm beat real-only *and* every control (Holm-adjusted)?"""
+    main = "synthetic" if _families(metrics, "synthetic") else "classical+synthetic"
+    found = _families(metrics, main)
+    helps = [_level(lv) for lv, fam in found if fam["answer"]["helps"]]
+    alpha = 1.0 - metrics["config"]["stats"]["ci"]
+    word = ("**Yes**" if len(helps) == len(found) else "**No**" if not helps
+            else f"**Yes at {', '.join(helps)} only**")
+    per_level = "; ".join(f"{_level(lv)}: {fam['answer']['text']}" for lv, fam in found)
+    return (f"{word} — {ARM_LABEL[main]} against {FAMILIES[main][0]} and every control (paired patient bootstrap, "
+            f"Holm-adjusted p < {alpha:.2g}): {per_level}.")
 
 
 def summary(metrics: dict) -> str:
@@ -73,8 +78,12 @@ def summary(metrics: dict) -> str:
         L.append("")
         L += head
         L.append("")
-        L.append(f"Δ = arm − reference on the *same* test resamples and seeds (paired patient bootstrap, "
-                 f"{cfg['stats']['bootstrap']} resamples, {ci}% CI); **better/worse** only when the CI excludes 0.")
+        L.append(f"Δ = arm − other arm on the *same* test resamples and seeds (paired patient bootstrap, "
+                 f"{cfg['stats']['bootstrap']} resamples, {ci}% CI); p_holm is Holm-adjusted within each line's "
+                 "family (the synthetic arm vs its reference and its controls). **helps** only when every one is "
+                 "beaten at p_holm < " + f"{1 - cfg['stats']['ci']:.2g}; the controls replace the synthetic images "
+                 "by their source normals histogram-matched to the real abnormals (intensity control) or by the "
+                 "real abnormals repeated to the same count (duplicated real).")
     else:
         L.append("Not measured: no synthetic arm was run (" + "; ".join(metrics["notes"]) + ").")
     L.append("")
@@ -95,7 +104,7 @@ def summary(metrics: dict) -> str:
         if gen:
             L.append(f"Synthetic images (arms 3/4): {_generator(gen)}.")
             L.append("")
-        L.append(f"| arm | train normal / abnormal / synthetic | AUROC [{ci}% CI] | sens @ spec {spec:.2f} | "
+        L.append(f"| arm | train normal / abnormal / added | AUROC [{ci}% CI] | sens @ spec {spec:.2f} | "
                  f"balanced acc. | ΔAUROC vs (1) | ΔAUROC vs (2) |")
         L.append("|---|---|---|---|---|---|---|")
         for arm in metrics["arms"]:
@@ -270,8 +279,9 @@ def caveats(metrics: dict) -> list[str]:
                    "and a null result is weak evidence of no effect.")
     out.append(f"CIs resample test {cfg['stats']['bootstrap_unit']}s (training variation enters only through the "
                f"{len(metrics['seeds'])} seed(s); per-seed values and their SD are in metrics.json). "
-               "p-values in the tables are per comparison; Holm-adjusted ones (AUROC, within each level) "
-               "are in metrics.json as p_holm.")
+               "p-values in the tables are per comparison; Holm-adjusted ones (AUROC) are in metrics.json as "
+               "p_holm: within each level under comparisons, within each synthetic arm's family (its reference "
+               "and its controls, the answer above) under synthetic_vs_controls.")
     if cfg["classifier"]["steps"] < 200:
         out.append(f"The training budget is tiny ({cfg['classifier']['steps']} steps): treat these numbers as a "
                    "smoke test of the pipeline, not as a study result.")
