@@ -155,8 +155,8 @@ def _result_header(cohort: Cohort, pool: pd.DataFrame, test: pd.DataFrame, doms:
     val = pool[pool["split"] == "val"]
 
     def count(rows, patients=False):
-        return {d: int(rows.loc[rows["label"] == d, "patient_key"].nunique() if patients else (rows["label"] == d).sum())
-                for d in doms}
+        return {d: int(rows.loc[rows["label"] == d, "patient_key"].nunique() if patients
+                       else (rows["label"] == d).sum()) for d in doms}
 
     return {
         "format": "xraymunit.shortcut_test", "format_version": 2,
