@@ -241,3 +241,14 @@ def test_train_writes_the_shortcut_test_and_logs_the_warning(tmp_path, caplog):
     train(co.root, tmp_path / "run_off", off, show_progress=False)
     assert not (tmp_path / "run_off" / "shortcut_test.json").exists()
 
+
+
+def test_a_large_cohort_is_sampled_for_the_header_test(tmp_path, monkeypatch):
+    """The patient bootstrap holds n_boot weights per image: the header test reads a seeded sample."""
+    from xraymunit.confounds import shortcut
+
+    monkeypatch.setattr(shortcut, "METADATA_MAX_IMAGES", 20)
+    result = confounds.shortcut_test(cohort_with(tmp_path, view_is_label=True), n_boot=200)
+    assert all(n <= 20 for n in result["tests"]["metadata"]["n_cv"].values())
+    assert sum(result["n_cv"].values()) > 40  # the header still counts every train + val image
+    assert result["tests"]["metadata"]["tier"] == confounds.SHOWN  # 20 patients per domain still show it

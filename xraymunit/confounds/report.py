@@ -56,7 +56,10 @@ def _message(name: str, t: dict, a: str, b: str, threshold: float, ci: float) ->
     caveat = ("" if name == "metadata" else " (unless the finding itself changes global intensity, e.g. large "
               "effusions: compare domain_profile)")
     if t["tier"] == "shown":
-        return (f"{label} alone tells '{b}' from '{a}': {_fmt(t, ci)}; lower bound > {threshold:.2f}; strongest "
+        by_factor = t["ci_low"] <= threshold  # the header factors together fall short; one alone does not
+        proof = (f"{factor} alone: {_fmt(t['factors'][factor], ci)}" if by_factor and factor in t.get("factors", {})
+                 else _fmt(t, ci))
+        return (f"{label} alone tells '{b}' from '{a}': {proof}; lower bound > {threshold:.2f}; strongest "
                 f"factor: {factor}. MUNIT would learn {factor} as the '{b}' style{caveat}. Remedy: {remedy(factor)}")
     if t["tier"] == "possible":
         return (f"{label} may tell '{b}' from '{a}': {_fmt(t, ci)}; the AUROC is above {threshold:.2f} but too few "

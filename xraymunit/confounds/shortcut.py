@@ -16,7 +16,8 @@ from xraymunit.confounds.report import _message, _top, cautions, verdict, warnin
 from xraymunit.io.cohort import Cohort
 
 N_BOOT = 1000              # patient-bootstrap resamples
-MAX_IMAGES = 500           # per domain and split, read for the image tests (seeded sample)
+MAX_IMAGES = 500           # per domain, from train + val and from test, read for the image tests (seeded sample)
+METADATA_MAX_IMAGES = 5000  # per domain, from train + val and from test, for the header test (seeded sample)
 PROFILE_MAX_IMAGES = 200   # per domain, read for domain_profile's image statistics
 
 
@@ -98,14 +99,16 @@ def shortcut_test(cohort: Cohort, domain_a: str = "normal", domain_b: str = "abn
                           f"prove a shortcut at AUROC > {threshold:.2f} ({result['min_patients_to_warn']} needed); "
                           "an AUROC above it is reported as a possible shortcut")
     result["decision"] = True
+    # the bootstrap holds n_boot weights per image: a large cohort is sampled (seeded) to bound memory
+    pool, test = (_sample(rows, domain_a, domain_b, METADATA_MAX_IMAGES, seed + k)
+                  for k, rows in enumerate((pool, test)))
     y_cv = (pool["label"] == domain_b).to_numpy()
     y_test = (test["label"] == domain_b).to_numpy()
     ev = Evaluation(y_cv, pool["patient_key"], y_test, test["patient_key"], n_folds, threshold, ci, n_boot, seed)
     result["tests"]["metadata"] = _metadata_test(pool, test, ev)
     pool_s = _image_tests(cohort, pool, test, doms, result, ev, max_images, seed, (threshold, ci, n_boot, n_folds))
     for name, t in result["tests"].items():
-        t["n_cv"] = dict(result["n_cv"]) if name == "metadata" else {
-            d: int((pool_s["label"] == d).sum()) for d in doms}
+        t["n_cv"] = {d: int(((pool if name == "metadata" else pool_s)["label"] == d).sum()) for d in doms}
         t["n_val"] = t["n_cv"]  # format 1's key, read by older readers: the images the AUROC is over
         t["message"] = _message(name, t, domain_a, domain_b, threshold, ci)
     result["warn"] = any(t["warn"] for t in result["tests"].values())
