@@ -8,6 +8,7 @@ import pytest
 import torch
 from helpers.evaluate_data import write_cohort
 
+from xraymunit import config
 from xraymunit import judge as J
 from xraymunit.config.evaluate import ClassifierConfig, JudgeConfig
 from xraymunit.io.cohort import Cohort
@@ -62,9 +63,35 @@ def test_learns_a_real_signal_and_weak_flag(tmp_path):
                             JudgeConfig(classifier=ClassifierConfig(image_size=64, steps=150, eval_every=25),
                                         bootstrap=100))
     # the phantoms' abnormal images carry bright lesions a small DenseNet learns in ~100 steps
-    assert judge.val_auroc > 0.7 and not judge.weak
-    judge.info["val_auroc"]["value"] = 0.6
-    assert judge.weak and "WEAK JUDGE" in judge.describe()
+    assert judge.val_auroc > 0.7
+    # ... but 12 val patients cannot prove it: the CI's lower bound (~0.46) is below 0.7, so it is flagged
+    assert judge.info["val_auroc"]["ci_low"] < J.WEAK_JUDGE_AUROC and judge.weak and judge.info["weak"]
+    assert "WEAK JUDGE" in judge.describe()
+
+
+def _judge_with(val_auroc: dict) -> J.Judge:
+    info = {"val_auroc": val_auroc, "test_auroc": {"value": 0.5, "ci_low": 0.0, "ci_high": 1.0},
+            "n_train": {"normal": 20, "abnormal": 5}}
+    return J.Judge(model=None, threshold=0.5, info=info, device=torch.device("cpu"))
+
+
+def test_a_high_point_estimate_with_a_low_lower_bound_is_weak():
+    """Issue 21: the default run's judge, val 0.88 [0.58, 1.00] on a few val patients, was not flagged."""
+    judge = _judge_with({"value": 0.88, "ci_low": 0.58, "ci_high": 1.0})
+    assert judge.weak and "WEAK JUDGE (val AUROC CI lower bound < 0.7)" in judge.describe()
+    assert J.is_weak({"value": 0.88, "ci_low": 0.58}) and J.is_weak({"value": 0.95, "ci_low": None})
+    strong = _judge_with({"value": 0.9, "ci_low": 0.75, "ci_high": 0.98})
+    assert not strong.weak and "WEAK" not in strong.describe()
+
+
+def test_a_judge_saved_under_the_point_estimate_rule_is_reflagged_on_load(tmp_path):
+    cfg = JudgeConfig(classifier=ClassifierConfig(image_size=32, steps=1, eval_every=1), bootstrap=10)
+    from xraymunit.evaluation.classifier import build_classifier
+
+    info = {"config": config.to_dict(cfg), "weak": False,
+            "val_auroc": {"value": 0.88, "ci_low": 0.58, "ci_high": 1.0}}
+    J.save(tmp_path / "j", build_classifier(cfg.classifier, cfg.seed), 0.5, info)
+    assert J.load(tmp_path / "j").info["weak"] is True
 
 
 def test_a_split_without_both_labels_is_a_clear_error(tmp_path):

@@ -60,15 +60,22 @@ def test_best_checkpoint_is_the_best_row(run):
     assert best["extra"]["quality"]["score"] == pytest.approx(max(scores), abs=1e-5)
     assert checkpoint.resolve(out / "best") == out / "checkpoints" / "best.pt"
     assert checkpoint.resolve(out / "last") == out / "checkpoints" / "last.pt"
-    assert checkpoint.resolve(out) == out / "checkpoints" / "best.pt"
+    # a run folder means last.pt: best only when asked for (its score favours early, blurry steps)
+    assert checkpoint.resolve(out) == out / "checkpoints" / "last.pt"
+    assert checkpoint.resolve(out / "checkpoints" / "best.pt") == out / "checkpoints" / "best.pt"
 
 
-def test_synthesize_takes_run_best(run, cohort, tmp_path):
+def test_synthesize_takes_run_best_when_asked_and_logs_the_step(run, cohort, tmp_path, caplog):
     from xraymunit.synthesis.stage import synthesize
 
     out, _ = run
+    caplog.set_level("INFO", logger="xraymunit.synthesis.stage")
     res = synthesize(out / "best", cohort, tmp_path / "s", n_styles=1, limit=1, show_progress=False)
     assert res.manifest["checkpoint_sha256"].iloc[0] == checkpoint.file_sha256(out / "checkpoints" / "best.pt")
+    step = checkpoint.load(out / "checkpoints" / "best.pt")["step"]
+    assert f"synthesizing from {out / 'checkpoints' / 'best.pt'} (step {step})" in caplog.text
+    res = synthesize(out, cohort, tmp_path / "s_last", n_styles=1, limit=1, show_progress=False)
+    assert res.manifest["checkpoint_step"].iloc[0] == 6  # the run folder: last.pt
 
 
 def test_resume_keeps_earlier_rows_and_continues(cohort, tmp_path):

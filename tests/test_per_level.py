@@ -216,8 +216,12 @@ def test_per_level_pipeline_trains_each_generator_on_its_level_s_keys(tmp_path):
     args = ["--set", "generators=per_level", "--set", "ingest.size=64", "--set", f"train.set=[{train_set}]",
             "--set", "evaluate.set=[seeds=2, 'real_abnormal=[5, all]', quality.enabled=false, classifier.steps=4, "
                      "classifier.eval_every=2, stats.bootstrap=50, 'arms=[real, synthetic]']",
-            "--set", "synthesize.n_styles=1", "--out", str(tmp_path), "--no-progress"]
+            "--set", "synthesize.n_styles=1", "--set", "synthesize.checkpoint=best", "--out", str(tmp_path),
+            "--no-progress"]
     assert normal_to_abnormal.main(args) == 0
+    # best.pt is picked by a judge that saw every train abnormal: level 5 is forced to last.pt, with a note
+    log = (tmp_path / "pipeline.log").read_text()
+    assert "synthesize_5: using last.pt, not best.pt" in log and "synthesize_all: using last.pt, not" not in log
 
     state = json.loads((tmp_path / "pipeline_state.json").read_text())
     assert state["evaluate"]["levels"] == ["5", "all"]

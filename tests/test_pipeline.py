@@ -44,10 +44,12 @@ def test_default_report_shows_training_quality_and_the_shortcut_test(default_run
     judges = list((out / "cohort" / "judge").glob("*/judge.json"))
     assert len(judges) == 1
     assert metrics["quality"]["judge"]["fingerprint"] == judges[0].parent.name
-    # synthesis used best.pt (the pipeline default) and says so in the synthetic manifest
+    # synthesis used last.pt (the pipeline default: best.pt's score favours early, blurry steps) and says so
     synth = pd.read_parquet(out / "synth" / "manifest.parquet")
-    best = checkpoint.load(out / "train" / "checkpoints" / "best.pt")
-    assert set(synth["checkpoint_step"]) == {best["step"]}
+    last = checkpoint.load(out / "train" / "checkpoints" / "last.pt")
+    assert set(synth["checkpoint_step"]) == {last["step"]} == {500}
+    log = (out / "pipeline.log").read_text()
+    assert "from last.pt (step 500)" in log and "synthesizing from" in log
 
 
 def test_rerun_skips_up_to_date_stages(default_run, capsys):

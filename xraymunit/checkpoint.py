@@ -164,14 +164,15 @@ def _short(value: Any, limit: int = 80) -> str:
 
 
 def resolve(spec: str | Path) -> Path:
-    """The checkpoint file that `spec` names: a file; a run folder (its `checkpoints/best.pt` when
-    quality tracking saved one, else `checkpoints/last.pt`); or `RUN/best`, `RUN/last`."""
+    """The checkpoint file that `spec` names: a file; a run folder (its `checkpoints/last.pt`); or
+    `RUN/last`, `RUN/best`. best.pt is used only when asked for: the quality score that selects it
+    rewards an untrained generator (near-copies of the input look realistic), so it tends to be the
+    first, blurry measurement (issue 21)."""
     path = Path(spec)
     if path.is_file():
         return path
     if path.is_dir():
-        best = path / "checkpoints" / "best.pt"
-        return best if best.is_file() else path / "checkpoints" / "last.pt"
+        return path / "checkpoints" / "last.pt"
     if path.name in ("best", "last"):
         named = path.parent / "checkpoints" / f"{path.name}.pt"
         if named.is_file() or (path.parent / "checkpoints").is_dir():

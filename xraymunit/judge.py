@@ -36,7 +36,9 @@ from xraymunit.io.cohort import Cohort
 log = logging.getLogger(__name__)
 
 WEAK_JUDGE_AUROC = 0.7
-"""Below this val AUROC every judged number is flagged: the judge barely tells the domains apart."""
+"""Unless the lower bound of the val AUROC's CI is at least this, every judged number is flagged: the
+judge is not shown to tell the domains apart (the rule of the shortcut test: a point estimate of 0.88
+on a handful of val patients, CI [0.58, 1.00], proves nothing)."""
 
 FORMAT = "xraymunit.judge"
 FORMAT_VERSION = 1
@@ -66,14 +68,15 @@ class Judge:
 
     @property
     def weak(self) -> bool:
-        return not self.val_auroc >= WEAK_JUDGE_AUROC
+        return is_weak(self.info["val_auroc"])
 
     def describe(self) -> str:
         """One line to print next to every number the judge produces."""
         v, t = self.info["val_auroc"], self.info["test_auroc"]
         return (f"judge val AUROC {_fmt(v)}, test AUROC {_fmt(t)} "
                 f"({self.info['n_train']['abnormal']} abnormal / {self.info['n_train']['normal']} normal train images)"
-                + (f" — WEAK JUDGE (val AUROC < {WEAK_JUDGE_AUROC}): judged numbers are unreliable" if self.weak else ""))
+                + (f" — WEAK JUDGE (val AUROC CI lower bound < {WEAK_JUDGE_AUROC}): judged numbers are unreliable"
+                   if self.weak else ""))
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """(n, 1, s, s) images in [0, 1] (any side) → the judge's input size, float32."""
@@ -99,6 +102,12 @@ class Judge:
     def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Stem and dense-block outputs (the LPIPS-style space)."""
         return self.model.feature_maps(self.prepare(images).to(self.device))
+
+
+def is_weak(val_auroc: dict) -> bool:
+    """Weak unless the val AUROC's CI lower bound is at least WEAK_JUDGE_AUROC (no interval: weak)."""
+    low = val_auroc.get("ci_low")
+    return not (low is not None and low >= WEAK_JUDGE_AUROC)
 
 
 def _fmt(d: dict) -> str:
@@ -199,13 +208,13 @@ def train(cohort: Cohort, cfg: JudgeConfig, folder: Path, device: torch.device, 
         "note": "trained on the real train split only; a measuring instrument, never a training input of "
                 "the classifier arms (in a low-data study it has seen every train abnormal image)",
     }
-    info["weak"] = not (info["val_auroc"]["value"] or 0) >= WEAK_JUDGE_AUROC
+    info["weak"] = is_weak(info["val_auroc"])
     save(folder, res.model, threshold, info)
     judge = Judge(res.model.eval(), float(threshold), info, device)
     log.info("judge trained in %.0f s → %s — %s", info["seconds"], folder, judge.describe())
     if judge.weak:
-        log.warning("the judge is weak (val AUROC %.3f < %.1f): every judged quality number is unreliable",
-                    judge.val_auroc, WEAK_JUDGE_AUROC)
+        log.warning("the judge is weak (val AUROC %s: CI lower bound below %.1f): every judged quality number is "
+                    "unreliable", _fmt(info["val_auroc"]), WEAK_JUDGE_AUROC)
     return judge
 
 
@@ -236,6 +245,7 @@ def load(folder: str | Path, device: str | torch.device = "cpu") -> Judge:
     try:
         state = torch.load(folder / "judge.pt", map_location="cpu", weights_only=True)
         info = json.loads((folder / "judge.json").read_text())
+        info["weak"] = is_weak(info["val_auroc"])  # today's rule, also for a judge saved under an older one
         if state.get("format") != FORMAT or state.get("format_version") != FORMAT_VERSION:
             raise ValueError("not a judge file of this version")
         cfg = config.from_dict(JudgeConfig, state["config"])

@@ -33,7 +33,10 @@ def training_quality_figure(run_dir: str | Path):
 
 
 def judges(cohort: Cohort) -> pd.DataFrame:
-    """The judges trained on this cohort, with their val/test AUROC (95% CI) and training data."""
+    """The judges trained on this cohort, with their val/test AUROC (95% CI) and training data; `weak` by
+    today's rule (val CI lower bound), also for judges saved under the old point-estimate rule."""
+    from xraymunit.judge import is_weak
+
     rows = []
     for path in sorted((cohort.root / "judge").glob("*/judge.json")):
         info = json.loads(path.read_text())
@@ -43,5 +46,5 @@ def judges(cohort: Cohort) -> pd.DataFrame:
                      "steps": c["steps"], "val_auroc": v["value"], "val_ci": (v.get("ci_low"), v.get("ci_high")),
                      "test_auroc": t.get("value"), "test_ci": (t.get("ci_low"), t.get("ci_high")),
                      "threshold": info["threshold"], "n_train_normal": info["n_train"]["normal"],
-                     "n_train_abnormal": info["n_train"]["abnormal"], "weak": info["weak"]})
+                     "n_train_abnormal": info["n_train"]["abnormal"], "weak": is_weak(v)})
     return pd.DataFrame(rows)

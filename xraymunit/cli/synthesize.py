@@ -16,8 +16,8 @@ already written are skipped.
 
 EPILOG = f"""\
 examples:
-  xraymunit synthesize --checkpoint runs/x/best --cohort cohort/ --out synth/ --n-styles 20
-  torchrun --nproc_per_node 4 -m xraymunit synthesize --checkpoint runs/x/best --cohort cohort/ --out synth/
+  xraymunit synthesize --checkpoint runs/x --cohort cohort/ --out synth/ --n-styles 20
+  torchrun --nproc_per_node 4 -m xraymunit synthesize --checkpoint runs/x --cohort cohort/ --out synth/
       (several processes, e.g. one per GPU: each renders every 4th source image; the same files and
       manifest as one process with the same seed)
 On SIGTERM the current batches finish, their images are kept and listed, and the run exits 143: rerun to resume.

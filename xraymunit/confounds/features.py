@@ -23,11 +23,11 @@ IMAGE_STATS = ("black_border_fraction", "intensity_mean", *(f"intensity_p{q:02d}
 
 
 
-def _rows(cohort: Cohort, domain_a: str, domain_b: str, split: str | None,
+def _rows(cohort: Cohort, domain_a: str, domain_b: str, split: str | tuple[str, ...] | None,
           source_datasets=None) -> pd.DataFrame:
     rows = cohort.ok()
     if split is not None:
-        rows = rows[rows["split"] == split]
+        rows = rows[rows["split"].isin([split] if isinstance(split, str) else list(split))]
     if source_datasets:
         rows = rows[rows["source_dataset"].isin(list(source_datasets))]
     return rows[rows["label"].isin([domain_a, domain_b])].reset_index(drop=True)

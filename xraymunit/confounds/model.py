@@ -9,7 +9,7 @@ from scipy.stats import norm
 
 from xraymunit.evaluation import metrics as M
 
-WARN_AUROC = 0.70          # warn when the val AUROC CI's lower bound is above this
+WARN_AUROC = 0.70          # warn ("shortcut shown") when the AUROC CI's lower bound is above this
 CI_LEVEL = 0.95            # two-sided confidence level of the AUROC interval
 L2 = 1.0                   # ridge penalty of the logistic regressions (like scikit-learn's C = 1)
 
@@ -44,7 +44,7 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = L2) -> np.ndarray:
 
 
 def _scores(X_tr, y_tr, X_va) -> np.ndarray | None:
-    """Val scores of the model fitted on train; None when no train feature varies."""
+    """Held-out scores of the model fitted on (X_tr, y_tr); None when no fitted feature varies."""
     X_tr, X_va = _standardise(np.asarray(X_tr, float), np.asarray(X_va, float))
     if not np.any(X_tr.std(axis=0) > 1e-12):
         return None
@@ -59,7 +59,7 @@ def _wilson(p: float, n: int, z: float) -> tuple[float, float]:
 
 
 def auroc_ci(y, scores, W: np.ndarray, n_eff: int, ci: float = CI_LEVEL) -> dict:
-    """Val AUROC with the union of its patient-bootstrap CI and the max-variance Wilson CI."""
+    """AUROC with the union of its patient-bootstrap CI and the max-variance Wilson CI."""
     point = M.auroc(y, scores)
     boot = M.auroc_weighted(y, scores, W)
     boot = boot[np.isfinite(boot)]
@@ -71,7 +71,10 @@ def auroc_ci(y, scores, W: np.ndarray, n_eff: int, ci: float = CI_LEVEL) -> dict
     return {"auroc": round(float(point), 4), "ci_low": round(float(lo), 4), "ci_high": round(float(hi), 4)}
 
 
-def min_val_patients_to_warn(threshold: float = WARN_AUROC, ci: float = CI_LEVEL) -> int:
-    """Fewest val patients per domain for which even a perfect AUROC can clear the threshold."""
+def min_patients_to_warn(threshold: float = WARN_AUROC, ci: float = CI_LEVEL) -> int:
+    """Fewest patients per domain for which even a perfect AUROC can clear the threshold."""
     z2 = float(norm.ppf(0.5 + ci / 2)) ** 2
     return int(np.floor(z2 * threshold / (1 - threshold)) + 1)
+
+
+min_val_patients_to_warn = min_patients_to_warn  # the name before the test cross-validated train + val

@@ -10,13 +10,14 @@ import pandas as pd
 
 from xraymunit.confounds.features import (CATEGORICAL, HIST_BINS, IMAGE_STATS, NUMERIC, PROFILE_NAME, THUMB_SIDE,
                                           _categories, _metadata_blocks, _rows, _sample, image_features)
-from xraymunit.confounds.model import CI_LEVEL, L2, WARN_AUROC, _scores, auroc_ci, min_val_patients_to_warn
-from xraymunit.confounds.report import _message, _top, warnings, write_shortcut_report
-from xraymunit.evaluation import metrics as M
+from xraymunit.confounds.crossval import N_FOLDS, NONE_SEEN, POSSIBLE, SHOWN, Evaluation
+from xraymunit.confounds.model import CI_LEVEL, L2, WARN_AUROC, min_patients_to_warn
+from xraymunit.confounds.report import _message, _top, cautions, verdict, warnings, write_shortcut_report
 from xraymunit.io.cohort import Cohort
 
 N_BOOT = 1000              # patient-bootstrap resamples
-MAX_IMAGES = 500           # per domain and split, read for the image tests (seeded sample)
+MAX_IMAGES = 500           # per domain, from train + val and from test, read for the image tests (seeded sample)
+METADATA_MAX_IMAGES = 5000  # per domain, from train + val and from test, for the header test (seeded sample)
 PROFILE_MAX_IMAGES = 200   # per domain, read for domain_profile's image statistics
 
 
@@ -69,107 +70,141 @@ def domain_profile(cohort: Cohort, domain_a: str = "normal", domain_b: str = "ab
 
 def shortcut_test(cohort: Cohort, domain_a: str = "normal", domain_b: str = "abnormal", source_datasets=None,
                   seed: int = 0, threshold: float = WARN_AUROC, ci: float = CI_LEVEL, n_boot: int = N_BOOT,
-                  max_images: int = MAX_IMAGES) -> dict:
+                  max_images: int = MAX_IMAGES, n_folds: int = N_FOLDS) -> dict:
     """Can a trivial model tell the domains apart without looking at the finding? (JSON-ready dict)
 
-    Fits on the train split, scores the val split, for three feature sets: header metadata
-    (every factor together, and each alone so the warning can name it), an 8×8 thumbnail, a
-    16-bin intensity histogram (the image tests name the single image statistic — black-border
-    fraction, mean, p01…p99 — that separates best). Each test reports auroc, ci_low, ci_high,
-    n_val, warn, factor and message; `warn` is ci_low > threshold (see the module docstring).
-    When val (or train) lacks a domain, no decision is made and `note` says why.
+    Cross-validates over the train + val patients (patient-grouped folds; see `crossval`) for
+    three feature sets: header metadata (every factor together, and each alone so the warning
+    can name it), an 8×8 thumbnail, a 16-bin intensity histogram (the image tests name the
+    single image statistic — black-border fraction, mean, p01…p99 — that separates best).
+    Each test reports auroc, ci_low, ci_high (cross-validated), tier (shown / possible / none
+    seen), warn (= tier shown), test (the test split's AUROC from a model fitted on train +
+    val), factor and message. When train + val lacks a domain, no decision is made and `note`
+    says why.
     """
-    train = _rows(cohort, domain_a, domain_b, "train", source_datasets)
-    val = _rows(cohort, domain_a, domain_b, "val", source_datasets)
+    pool = _rows(cohort, domain_a, domain_b, ("train", "val"), source_datasets)
+    test = _rows(cohort, domain_a, domain_b, "test", source_datasets)
     doms = (domain_a, domain_b)
-    result = _result_header(train, val, doms, source_datasets, seed, threshold, ci, n_boot)
-    missing = [f"{s} has no '{d}' image" for s, rows in (("train", train), ("val", val)) for d in doms
-               if not (rows["label"] == d).any()]
-    if missing:
-        result["note"] = ("no decision: the " + "; the ".join(missing)
-                          + " (the shortcut test fits on train and scores on val, with both domains in each)")
+    result = _result_header(cohort, pool, test, doms, source_datasets, seed, threshold, ci, n_boot)
+    short = [d for d in doms if result["n_cv_patients"][d] < 2]
+    if short:
+        result["note"] = ("no decision: train + val has fewer than 2 patients of " + ", ".join(f"'{d}'" for d in short)
+                          + " (the shortcut test cross-validates over train + val patients, both domains in each)")
         return result
-    n_eff = min(result["n_val_patients"].values())
-    if n_eff < result["min_val_patients_to_warn"]:
-        result["note"] = (f"the val split has only {n_eff} patient(s) in its smaller domain: too few for any "
-                          f"test to warn at AUROC > {threshold:.2f} ({result['min_val_patients_to_warn']} needed); "
-                          "the AUROCs below are shown but cannot prove a shortcut")
+    n_eff = min(result["n_cv_patients"].values())
+    n_folds = min(n_folds, n_eff)
+    result["n_folds"] = n_folds
+    if n_eff < result["min_patients_to_warn"]:
+        result["note"] = (f"train + val has only {n_eff} patient(s) in its smaller domain: too few for any test to "
+                          f"prove a shortcut at AUROC > {threshold:.2f} ({result['min_patients_to_warn']} needed); "
+                          "an AUROC above it is reported as a possible shortcut")
     result["decision"] = True
-    y_tr = (train["label"] == domain_b).to_numpy()
-    y_va = (val["label"] == domain_b).to_numpy()
-    W = M.bootstrap_weights(y_va, val["patient_key"].astype(str).to_numpy(), n_boot, seed)
-
-    def assess(X_tr, y_tr_, X_va, y_va_, W_, n_eff_) -> dict:
-        s = _scores(X_tr, y_tr_, X_va)
-        if s is None:
-            return {"auroc": None, "ci_low": None, "ci_high": None, "warn": False, "status": "constant in train"}
-        out = auroc_ci(y_va_, s, W_, n_eff_, ci)
-        return {**out, "warn": bool(out["ci_low"] > threshold), "status": "ok"}
-
-    # (a) header metadata
-    blocks = _metadata_blocks(train, val)
-    factors = {name: assess(tr, y_tr, va, y_va, W, n_eff) for name, (tr, va) in blocks.items()}
-    if blocks:
-        joint = assess(np.hstack([b[0] for b in blocks.values()]), y_tr,
-                       np.hstack([b[1] for b in blocks.values()]), y_va, W, n_eff)
-    else:
-        joint = {"auroc": None, "ci_low": None, "ci_high": None, "warn": False, "status": "no metadata columns"}
-    meta = {**joint, "factors": factors}
-    meta["warn"] = bool(joint["warn"] or any(f["warn"] for f in factors.values()))
-    meta["factor"] = _top(factors)
-    result["tests"]["metadata"] = meta
-
-    # (b) thumbnail, (c) histogram: on a seeded sample of at most max_images per domain and split
-    va_s = _image_tests(cohort, train, val, doms, result, assess, W, max_images, seed, n_boot)
-    for name, test in result["tests"].items():
-        test["n_val"] = dict(result["n_val"]) if name == "metadata" else {
-            d: int((va_s["label"] == d).sum()) for d in doms}
-        test["message"] = _message(name, test, domain_a, domain_b, threshold, ci)
+    # the bootstrap holds n_boot weights per image: a large cohort is sampled (seeded) to bound memory
+    pool, test = (_sample(rows, domain_a, domain_b, METADATA_MAX_IMAGES, seed + k)
+                  for k, rows in enumerate((pool, test)))
+    y_cv = (pool["label"] == domain_b).to_numpy()
+    y_test = (test["label"] == domain_b).to_numpy()
+    ev = Evaluation(y_cv, pool["patient_key"], y_test, test["patient_key"], n_folds, threshold, ci, n_boot, seed)
+    result["tests"]["metadata"] = _metadata_test(pool, test, ev)
+    pool_s = _image_tests(cohort, pool, test, doms, result, ev, max_images, seed, (threshold, ci, n_boot, n_folds))
+    for name, t in result["tests"].items():
+        t["n_cv"] = {d: int(((pool if name == "metadata" else pool_s)["label"] == d).sum()) for d in doms}
+        t["n_val"] = t["n_cv"]  # format 1's key, read by older readers: the images the AUROC is over
+        t["message"] = _message(name, t, domain_a, domain_b, threshold, ci)
     result["warn"] = any(t["warn"] for t in result["tests"].values())
+    result["possible"] = any(t.get("tier") == POSSIBLE for t in result["tests"].values())
+    result["verdict"] = verdict(result)
     return result
 
 
-def _result_header(train: pd.DataFrame, val: pd.DataFrame, doms: tuple[str, str], source_datasets, seed: int,
-                   threshold: float, ci: float, n_boot: int) -> dict:
+def _metadata_test(pool: pd.DataFrame, test: pd.DataFrame, ev: Evaluation) -> dict:
+    """Every header factor together, and each alone (its design matrices built on each fold's fit rows)."""
+    fold_blocks = [_metadata_blocks(pool[ev.folds != f], pool[ev.folds == f]) for f in range(ev.n_folds)]
+    final = _metadata_blocks(pool, test)
+    names = list(dict.fromkeys(n for blocks in [*fold_blocks, final] for n in blocks))
+
+    sizes = [(int((ev.folds != f).sum()), int((ev.folds == f).sum())) for f in range(ev.n_folds)]
+
+    def pairs(names):
+        return [_stack(blocks, names, *n) for blocks, n in zip(fold_blocks, sizes)]
+
+    factors = {n: ev.assess(pairs([n])) for n in names}
+    if names:
+        joint = ev.assess(pairs(names), _stack(final, names, len(pool), len(test)))
+    else:
+        joint = {"auroc": None, "ci_low": None, "ci_high": None, "tier": None, "warn": False,
+                 "status": "no metadata columns"}
+    meta = {**joint, "factors": factors}
+    if any(f["warn"] for f in factors.values()) and not joint["warn"]:
+        meta["warn"], meta["tier"] = True, SHOWN  # one factor alone proves it
+    elif meta.get("tier") == NONE_SEEN and any(f["tier"] == POSSIBLE for f in factors.values()):
+        meta["tier"] = POSSIBLE
+    meta["factor"] = _top(factors)
+    return meta
+
+
+def _stack(blocks: dict, names, n_fit: int, n_held: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (fit, held-out) design matrices of the named header factors side by side (0 columns if none)."""
+    chosen = [blocks[n] for n in names if n in blocks]
+    if not chosen:
+        return np.zeros((n_fit, 0)), np.zeros((n_held, 0))
+    return np.hstack([b[0] for b in chosen]), np.hstack([b[1] for b in chosen])
+
+
+def _result_header(cohort: Cohort, pool: pd.DataFrame, test: pd.DataFrame, doms: tuple[str, str], source_datasets,
+                   seed: int, threshold: float, ci: float, n_boot: int) -> dict:
     """The JSON-ready result before any test ran: what was tested, how, and on how many images."""
     domain_a, domain_b = doms
+    val = pool[pool["split"] == "val"]
+
+    def count(rows, patients=False):
+        return {d: int(rows.loc[rows["label"] == d, "patient_key"].nunique() if patients
+                       else (rows["label"] == d).sum()) for d in doms}
+
     return {
-        "format": "xraymunit.shortcut_test", "format_version": 1,
+        "format": "xraymunit.shortcut_test", "format_version": 2,
         "domains": {"a": domain_a, "b": domain_b}, "source_datasets": list(source_datasets or []) or None,
         "threshold": threshold, "ci_level": ci, "n_boot": n_boot, "seed": seed,
+        "evaluated_on": ("out-of-fold scores of train + val (patient-grouped folds stratified by domain); the test "
+                         "split scored separately by a model fitted on all of train + val"),
         "ci_method": ("union of the patient-bootstrap percentile CI and a Wilson score CI with n = the smaller "
-                      "number of val patients per domain (AUROC max-variance bound); warn when ci_low > threshold"),
+                      "number of patients per domain (AUROC max-variance bound); tier 'shown' when ci_low > "
+                      "threshold (warn), 'possible' when only the AUROC is, else 'none seen'"),
         "models": (f"L2 logistic regression (penalty {L2}, balanced classes) on: header metadata (one-hot "
                    f"categoricals, standardised numerics + quintile bins); a {THUMB_SIDE}x{THUMB_SIDE} area-shrunk "
                    f"thumbnail; a {HIST_BINS}-bin intensity histogram"),
-        "n_train": {d: int((train["label"] == d).sum()) for d in doms},
-        "n_val": {d: int((val["label"] == d).sum()) for d in doms},
-        "n_val_patients": {d: int(val.loc[val["label"] == d, "patient_key"].nunique()) for d in doms},
-        "min_val_patients_to_warn": min_val_patients_to_warn(threshold, ci),
-        "decision": False, "warn": False, "note": None, "tests": {}, "image_factors": {},
+        "n_train": count(pool[pool["split"] == "train"]), "n_val": count(val), "n_val_patients": count(val, True),
+        "n_cv": count(pool), "n_cv_patients": count(pool, True), "n_test": count(test),
+        "n_test_patients": count(test, True), "n_folds": None,
+        "min_patients_to_warn": min_patients_to_warn(threshold, ci),
+        "decision": False, "warn": False, "possible": False, "verdict": None, "note": None,
+        "tests": {}, "image_factors": {},
     }
 
 
-def _image_tests(cohort: Cohort, train: pd.DataFrame, val: pd.DataFrame, doms: tuple[str, str], result: dict,
-                 assess, W: np.ndarray, max_images: int, seed: int, n_boot: int) -> pd.DataFrame:
-    """Thumbnail and histogram tests (+ each image statistic alone) into `result`; returns the val sample."""
+def _image_tests(cohort: Cohort, pool: pd.DataFrame, test: pd.DataFrame, doms: tuple[str, str], result: dict,
+                 ev: Evaluation, max_images: int, seed: int, settings: tuple) -> pd.DataFrame:
+    """Thumbnail and histogram tests (+ each image statistic alone) into `result`; returns the pool sample.
+
+    At most max_images per domain are read from train + val (and from test), a seeded sample;
+    the cross-validation then runs on the sample (its own folds and bootstrap when it is smaller)."""
     domain_a, domain_b = doms
-    tr_s = _sample(train, domain_a, domain_b, max_images, seed)
-    va_s = _sample(val, domain_a, domain_b, max_images, seed + 1)
-    y_ts = (tr_s["label"] == domain_b).to_numpy()
-    y_vs = (va_s["label"] == domain_b).to_numpy()
-    W_s = W if len(va_s) == len(val) else M.bootstrap_weights(y_vs, va_s["patient_key"].astype(str).to_numpy(),
-                                                                n_boot, seed)
-    n_eff_s = min(va_s.loc[va_s["label"] == d, "patient_key"].nunique() for d in doms)
-    f_tr = image_features(cohort, tr_s["cache_index"].to_numpy())
-    f_va = image_features(cohort, va_s["cache_index"].to_numpy())
-    image_factors = {name: assess(f_tr[name], y_ts, f_va[name], y_vs, W_s, n_eff_s) for name in IMAGE_STATS}
+    pool_s = _sample(pool, domain_a, domain_b, max_images, seed)
+    test_s = _sample(test, domain_a, domain_b, max_images, seed + 1)
+    if len(pool_s) != len(pool) or len(test_s) != len(test):
+        threshold, ci, n_boot, n_folds = settings
+        ev = Evaluation((pool_s["label"] == domain_b).to_numpy(), pool_s["patient_key"],
+                        (test_s["label"] == domain_b).to_numpy(), test_s["patient_key"], n_folds, threshold, ci,
+                        n_boot, seed)
+    f_cv = image_features(cohort, pool_s["cache_index"].to_numpy())
+    f_test = image_features(cohort, test_s["cache_index"].to_numpy())
+    image_factors = {name: ev.assess(ev.fold_pairs(f_cv[name])) for name in IMAGE_STATS}
     result["image_factors"] = image_factors
     for name in ("thumbnail", "histogram"):
-        test = assess(f_tr[name], y_ts, f_va[name], y_vs, W_s, n_eff_s)
-        test["factor"] = _top(image_factors)
-        result["tests"][name] = test
-    return va_s
+        test_result = ev.assess(ev.fold_pairs(f_cv[name]), (f_cv[name], f_test[name]))
+        test_result["factor"] = _top(image_factors)
+        result["tests"][name] = test_result
+    return pool_s
 
 
 def check(cohort: Cohort, path: str | Path, domain_a: str = "normal", domain_b: str = "abnormal",
@@ -178,11 +213,9 @@ def check(cohort: Cohort, path: str | Path, domain_a: str = "normal", domain_b: 
     logger = logger or logging.getLogger(__name__)
     result = shortcut_test(cohort, domain_a, domain_b, source_datasets=source_datasets)
     write_shortcut_report(result, path)
-    lines = warnings(result)
-    for line in lines:
+    for line in warnings(result) + cautions(result):
         logger.warning(line)
-    if not lines:
-        logger.info("shortcut test: %s (%s)", result["note"] or "no domain shortcut found", path)
-    elif result["note"]:
+    logger.info("shortcut test: %s (%s)", result["verdict"] or result["note"], path)
+    if result["note"] and result["verdict"]:
         logger.info("shortcut test: %s", result["note"])
     return result

@@ -36,7 +36,7 @@ class SynthesizeStage:
     seed: int = 0
     format: str = "png"
     batch_size: int | Literal["auto"] = "auto"
-    checkpoint: Literal["best", "last"] = "best"
+    checkpoint: Literal["best", "last"] = "last"  # best only when asked: its score favours early, blurry steps
     change_maps: bool = True  # KEY_change.png next to each image (where and how much it changed)
 
     def validate(self) -> None:  # before hours of ingest and training, not after

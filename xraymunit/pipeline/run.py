@@ -23,7 +23,7 @@ from xraymunit.io import outdir
 from xraymunit.pipeline.config import PipelineConfig, stage_config_path
 from xraymunit.pipeline.layout import RunLayout
 from xraymunit.pipeline.stage import run_stage
-from xraymunit.pipeline.stages import evaluate_stage, ingest_stage, synthesize_stage, train_stage
+from xraymunit.pipeline.stages import evaluate_stage, ingest_stage, level_synthesis, synthesize_stage, train_stage
 from xraymunit.pipeline.state import State, file_sha
 
 log = logging.getLogger("xraymunit.pipeline")
@@ -102,8 +102,8 @@ def _per_level_generators(cfg: PipelineConfig, layout: RunLayout, state: State, 
         what = f"{cfg.train.config} on {len(keys)} real abnormal(s)"
         run_stage(state, train_stage(f"train_{lv.name}", run_dir, level_cfg, what, layout.cohort, cohort_fp,
                                      progress))
-        run_stage(state, synthesize_stage(f"synthesize_{lv.name}", synth, cfg.synthesize, run_dir, layout.cohort,
-                                          cohort_fp, cfg.device, progress))
+        run_stage(state, synthesize_stage(f"synthesize_{lv.name}", synth, level_synthesis(cfg.synthesize, lv.name),
+                                          run_dir, layout.cohort, cohort_fp, cfg.device, progress))
         synth_for[lv.name] = synth
     return eval_cfg, synth_for, [lv.name for lv in levels]
 

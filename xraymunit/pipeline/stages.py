@@ -7,6 +7,7 @@ replace one of them on the package.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -65,13 +66,26 @@ def train_stage(key: str, run_dir: Path, train_cfg: TrainConfig, what: str, coho
 
 
 def chosen_checkpoint(key: str, s: SynthesizeStage, run_dir: Path) -> Path:
-    """checkpoints/best.pt or last.pt as configured; best.pt exists only when quality tracking ran."""
+    """checkpoints/last.pt (default) or best.pt as configured; best.pt exists only when quality tracking ran."""
     chosen = RunLayout.checkpoint(run_dir, s.checkpoint)
     last = RunLayout.last_checkpoint(run_dir)
     if not chosen.is_file():
         log.info("[3/4] %s: no %s, using %s", key, chosen.name, last.name)
         return last
     return chosen
+
+
+def level_synthesis(s: SynthesizeStage, level: str, n_judged: str = "all train") -> SynthesizeStage:
+    """The synthesis settings of one per-level generator: `best` becomes `last` below the 'all' level.
+
+    best.pt is the step the judge scored highest, and the judge trained on every train abnormal:
+    picking a level-K generator's step with it lets more than the K abnormals shape that level.
+    """
+    if s.checkpoint != "best" or level == "all":
+        return s
+    log.info("[3/4] synthesize_%s: using last.pt, not best.pt: best is picked by a judge that saw %s abnormals, "
+             "more than this level's", level, n_judged)
+    return dataclasses.replace(s, checkpoint="last")
 
 
 def synthesize_stage(key: str, synth: Path, s: SynthesizeStage, run_dir: Path, cohort: Path, cohort_fp: str,
@@ -87,7 +101,8 @@ def synthesize_stage(key: str, synth: Path, s: SynthesizeStage, run_dir: Path, c
                                       batch_size=None if s.batch_size == "auto" else s.batch_size,
                                       change_maps=s.change_maps,
                                       device=device, show_progress=progress)
-        return f"{len(result.manifest)} images"
+        steps = sorted(set(result.manifest["checkpoint_step"])) if len(result.manifest) else []
+        return f"{len(result.manifest)} images from {ckpt.name} (step {', '.join(map(str, steps)) or '-'})"
 
     def announce() -> str:
         return f"{s.n_styles} styles per {s.split} image ({s.direction}) from {ckpt.name} → {synth}"

@@ -35,8 +35,9 @@ class SynthesizeOptions:
     """What one synthesis writes and how it computes (see `synthesize`)."""
 
     checkpoint: str | Path = option(
-        help="a checkpoint from `xraymunit train`: a file (e.g. runs/x/checkpoints/last.pt), RUN/best (the best "
-             "by quality tracking), RUN/last, or a run folder (best if saved, else last)")
+        help="a checkpoint from `xraymunit train`: a file (e.g. runs/x/checkpoints/last.pt), RUN/last, a run "
+             "folder (its last.pt), or RUN/best (the best by quality tracking; only when named: its score "
+             "favours early, blurry steps)")
     cohort: str | Path = option(help="the cohort folder the source images come from")
     out: str | Path = option(help="output folder (images/, manifest.parquet, synthesis.json); rerunning with the "
                                   "same arguments resumes")

@@ -156,6 +156,7 @@ def prepare(opts: SynthesizeOptions, checkpoint_path: Path, device) -> Prepared:
         ref_keys = tuple(file_key(r) for r in opts.references)
     codes = StyleCodes(mode, opts.seed, loaded.model.style_dim, opts.n_styles, opts.interpolate, ref_styles, ref_keys)
     ckpt_sha, step = loaded.sha256, loaded.step
+    log.info("synthesizing from %s (step %d)", checkpoint_path, step)  # which checkpoint: last or an explicit best
     run_id = RunIdentity(ckpt_sha, step, opts.direction, source_label, target_label, mode, opts.seed, size,
                          opts.formats, opts.change_maps)
     record = {
@@ -283,7 +284,8 @@ def finish(prep: Prepared, group: Group, tally: Tally, stopped: bool, seconds: f
     if stopped:
         raise Stopped(f"{generated} new images written to {prep.out} ({len(records)} listed in its manifest); "
                       f"rerun the same command to resume")
-    log.info("synthesized %d images (%d already present) in %.1fs", generated, skipped, seconds)
+    log.info("synthesized %d images (%d already present) from step %d in %.1fs", generated, skipped,
+             prep.record["checkpoint_step"], seconds)
     return SynthesisResult(prep.out, manifest, generated, skipped, seconds)
 
 
