@@ -30,7 +30,7 @@ from common import git_revision, machine, write_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "munit_tiny_cpu.yaml"
-CASES = ("alone-2", "alone-1", "alone-auto", "busy-2", "busy-1", "busy-auto")
+CASES = ("alone-2", "alone-1", "busy-2", "busy-1", "alone-auto", "busy-auto")
 QUIET = ["train.shortcut_test=false", "train.quality_every=0", "train.image_every=100000",
          "train.checkpoint_every=100000", "train.keep_every=100000", "train.log_every=20", "train.device=cpu"]
 
@@ -105,7 +105,7 @@ def main() -> None:
             row = run_case(case, cohort, folder, args.steps)
             payload["cases"].append(row)
             print(json.dumps(row), flush=True)
-    path = write_results("contention", payload)
+            path = write_results("contention", payload)  # after every case: a stopped run keeps its rows
     print(f"→ {path}")
 
 
