@@ -111,3 +111,100 @@ def test_broken_judge_file_is_retrained(cohort):
     with pytest.raises(J.JudgeError, match="cannot be loaded"):
         J.load(folder)
     assert J.load_or_train(cohort, cfg).val_auroc == J.load(folder).val_auroc
+
+
+# --------------------------------------------------------------------------- hostile judge files (issue 23: 9)
+
+
+@pytest.fixture
+def judge_copy(cohort, tmp_path):
+    """A copy of the cohort's trained judge under its own root (tampered with by each test), and a
+    record of retrainings (J.train replaced: the test asserts the retrain, not its result)."""
+    import shutil
+
+    cfg = _cfg()
+    J.load_or_train(cohort, cfg)  # trained once for the module, reused here
+    source = J.judge_folder(Cohort.open(cohort), cfg)
+    folder = tmp_path / "judges" / source.name
+    shutil.copytree(source, folder)
+    return cfg, folder
+
+
+def _retrains(monkeypatch):
+    calls = []
+    monkeypatch.setattr(J, "train", lambda co, cfg, folder, device, progress=False: calls.append(folder) or "new")
+    return calls
+
+
+def _tamper(folder, info=None, state=None):
+    if info is not None:
+        text = json.loads((folder / "judge.json").read_text())
+        info(text)
+        (folder / "judge.json").write_text(json.dumps(text))
+    if state is not None:
+        pt = torch.load(folder / "judge.pt", weights_only=True)
+        state(pt)
+        torch.save(pt, folder / "judge.pt")
+
+
+@pytest.mark.parametrize("content", ["{}", '{"val_auroc": {"value": "high"}}', "[]"])
+def test_a_judge_json_missing_fields_means_a_retrain(cohort, judge_copy, monkeypatch, caplog, content):
+    cfg, folder = judge_copy
+    (folder / "judge.json").write_text(content)
+    with pytest.raises(J.JudgeError, match="cannot be used: judge.json"):
+        J.load(folder)
+    calls = _retrains(monkeypatch)
+    assert J.load_or_train(cohort, cfg, root=folder.parent) == "new" and calls == [folder]
+    assert "training the judge again" in caplog.text
+
+
+def test_a_judge_of_another_cohort_means_a_retrain(cohort, judge_copy, monkeypatch, caplog):
+    cfg, folder = judge_copy
+    assert J.load_or_train(cohort, cfg, root=folder.parent).val_auroc >= 0  # the copy itself is usable
+    _tamper(folder, info=lambda i: i.update(fingerprint="0123456789abcdef"))  # judge.json of another cohort
+    calls = _retrains(monkeypatch)
+    assert J.load_or_train(cohort, cfg, root=folder.parent) == "new" and calls == [folder]
+    assert "trained for another cohort or other settings (fingerprint '0123456789abcdef'" in caplog.text
+    assert "training the judge again" in caplog.text
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("growth_rate", 4096, "classifier.growth_rate = 4096 is outside 1..256"),  # the issue's 8.8 GB
+    ("growth_rate", 300, "classifier.growth_rate = 300 is outside 1..256"),
+    ("image_size", 10**6, "classifier.image_size = 1000000 is outside 16..1024"),
+    ("block_config", [10**6], "128 layers in a block"),
+])
+def test_an_absurd_judge_config_is_refused_before_building(judge_copy, monkeypatch, key, value, message):
+    _cfg_, folder = judge_copy
+    change = (lambda c: c["classifier"].update({key: value}))
+    _tamper(folder, info=lambda i: change(i["config"]), state=lambda s: change(s["config"]))
+    built = []
+    monkeypatch.setattr(J, "build_classifier", lambda *a: built.append(a))
+    with pytest.raises(J.JudgeError, match="cannot be used") as info:
+        J.load(folder)
+    assert message in str(info.value) and built == []
+
+
+def test_a_judge_network_beyond_the_parameter_limit_is_refused(judge_copy, monkeypatch):
+    _cfg_, folder = judge_copy
+    monkeypatch.setattr(J, "MAX_JUDGE_PARAMETERS", 1000)
+    built = []
+    monkeypatch.setattr(J, "build_classifier", lambda *a: built.append(a))
+    with pytest.raises(J.JudgeError, match="parameters, more than 1,000"):
+        J.load(folder)
+    assert built == []
+
+
+@pytest.mark.parametrize("tamper, message", [
+    (dict(state=lambda s: s["state_dict"].update(
+        {k: torch.zeros(1).expand(v.shape) for k, v in list(s["state_dict"].items())[:1]})),
+     "an expanded or overlapping view"),
+    (dict(state=lambda s: s.update(fingerprint="another")), "trained for another cohort"),
+    (dict(info=lambda i: i["config"].update(seed=7)), "judge.json and judge.pt disagree"),
+])
+def test_judge_files_that_disagree_or_expand_are_refused(judge_copy, tamper, message):
+    _cfg_, folder = judge_copy
+    _tamper(folder, **tamper)
+    with pytest.raises(J.JudgeError, match="cannot be used") as info:
+        J.load(folder, fingerprint=folder.name)
+    assert message in str(info.value)

@@ -63,3 +63,64 @@ def test_cpu_description_names_model_cores_and_speed_flags():
     if os.path.exists("/proc/cpuinfo"):
         flags = open("/proc/cpuinfo").read()
         assert ("avx2" in d["cpu_flags"]) == (" avx2" in flags)
+
+
+# --------------------------------------------------------------------------- CPU threads (issue 23: contention)
+
+
+def _write(root, rel, text):
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_the_thread_rule_takes_the_least_of_affinity_quota_and_slurm(tmp_path):
+    empty = tmp_path / "nothing"  # no /proc, no /sys: no cgroup quota
+    resolve = runtime.resolve_threads
+    assert resolve(root=empty, environ={}, affinity=set(range(8))) == (8, "affinity: 8 CPU(s)")
+    assert resolve(root=empty, environ={"SLURM_CPUS_PER_TASK": "3"}, affinity=set(range(8))) == (
+        3, "SLURM_CPUS_PER_TASK=3")
+    assert resolve(root=empty, environ={"SLURM_CPUS_PER_TASK": "16"}, affinity={0, 5})[0] == 2
+    assert resolve(root=empty, environ={"SLURM_CPUS_PER_TASK": "junk"}, affinity={0, 5})[0] == 2
+    assert resolve(root=empty, environ={"LOCAL_WORLD_SIZE": "4"}, affinity=set(range(8)))[0] == 2  # torchrun
+    assert resolve(root=empty, environ={"LOCAL_WORLD_SIZE": "4"}, affinity={0})[0] == 1
+    # an explicit OMP_NUM_THREADS is the user's choice; --threads wins over everything
+    assert resolve(root=empty, environ={"OMP_NUM_THREADS": "5"}, affinity={0}) == (5, "OMP_NUM_THREADS=5")
+    assert resolve(3, root=empty, environ={"OMP_NUM_THREADS": "5"}, affinity={0}) == (3, "--threads")
+    for bad in (0, -1, 1.5, "2"):
+        with pytest.raises(runtime.ThreadsError, match="--threads must be a positive integer"):
+            resolve(bad, root=empty, environ={})
+
+
+@pytest.mark.parametrize("files, quota, threads", [
+    ({"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "150000 100000\n"}, 1.5, 1),  # v2, container
+    ({"proc/self/cgroup": "0::/job/step\n", "sys/fs/cgroup/job/step/cpu.max": "max 100000\n",
+      "sys/fs/cgroup/job/cpu.max": "300000 100000\n"}, 3.0, 3),  # v2: an ancestor's quota caps too
+    ({"proc/self/cgroup": "0::/job\n", "sys/fs/cgroup/job/cpu.max": "max 100000\n"}, None, 8),  # no quota
+    ({"proc/self/cgroup": "5:cpuacct,cpu:/docker/abc\n1:name=systemd:/\n",
+      "sys/fs/cgroup/cpuacct,cpu/docker/abc/cpu.cfs_quota_us": "200000\n",
+      "sys/fs/cgroup/cpuacct,cpu/docker/abc/cpu.cfs_period_us": "100000\n"}, 2.0, 2),  # v1
+    ({"proc/self/cgroup": "4:cpu,cpuacct:/\n", "sys/fs/cgroup/cpu/cpu.cfs_quota_us": "-1\n",
+      "sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000\n"}, None, 8),  # v1 without a quota
+    ({"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "garbage\n"}, None, 8),
+    ({"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "50000 100000\n"}, 0.5, 1),  # at least 1
+])
+def test_cgroup_cpu_quotas_v1_and_v2(tmp_path, files, quota, threads):
+    for rel, text in files.items():
+        _write(tmp_path, rel, text)
+    assert runtime.cgroup_cpu_quota(tmp_path) == quota
+    assert runtime.resolve_threads(root=tmp_path, environ={}, affinity=set(range(8)))[0] == threads
+
+
+def test_apply_threads_sets_torch_and_a_scope_holds_for_automatic_requests(monkeypatch):
+    saved = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    try:
+        assert runtime.apply_threads(1) == 1 and torch.get_num_threads() == 1
+        assert runtime.apply_threads(None) == 2 and torch.get_num_threads() == 2  # automatic again
+        with runtime.threads_scope(1):
+            assert runtime.apply_threads(None) == 1 and torch.get_num_threads() == 1  # a stage in the pipeline
+            assert runtime.apply_threads(2) == 2  # its own explicit request still wins
+        assert runtime.apply_threads(None) == 2
+    finally:
+        torch.set_num_threads(saved)

@@ -119,8 +119,8 @@ def test_batch_size_changes_speed_not_images(trained, tmp_path):
 
 def test_render_threads_change_speed_not_bytes_or_order(trained, tmp_path, monkeypatch):
     cohort, ckpt = trained
-    threads = torch.get_num_threads()
     one = synthesize(ckpt, cohort, tmp_path / "one", n_styles=3, limit=5, render_threads=1, show_progress=False)
+    threads = torch.get_num_threads()  # the stage's own (runtime.apply_threads), whatever was set before
     seen = set()
     from xraymunit.synthesis import renderer as module
 

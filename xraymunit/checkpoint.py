@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from xraymunit import __version__
+from xraymunit import __version__, checkpoint_bounds
 from xraymunit.config.train import ModelConfig
 from xraymunit.errors import XraymunitError
 from xraymunit.io.atomic import atomic_path
@@ -100,7 +100,22 @@ def load(path: str | Path, map_location: str | torch.device = "cpu", *, data: by
             raise CheckpointError(f"{path} is incomplete: no '{key}'")
     if type(state["step"]) is not int or state["step"] < 0:
         raise CheckpointError(f"{path}: its step is not a count of steps ({_short(state['step'])})")
+    check_storage(path, state)
     return state
+
+
+def check_storage(path: str | Path, state: Any) -> None:
+    """Refuse a tensor that claims more values than its file stores (checkpoint_bounds): every
+    tensor then costs at most the file's own size, whatever its shape."""
+    if problem := checkpoint_bounds.expanded_tensor(state):
+        raise CheckpointError(f"{path}: {problem} (damaged, or not written by xraymunit train)")
+
+
+def check_network_size(source: str | Path, model: ModelConfig, *, discriminators: bool = True) -> None:
+    """Refuse model arguments whose networks together pass checkpoint_bounds.MAX_NETWORK_PARAMETERS,
+    before a single layer is allocated."""
+    if problem := checkpoint_bounds.oversized_networks(model, discriminators=discriminators):
+        raise CheckpointError(f"{source}: {problem}")
 
 
 # A checkpoint's model arguments must lie in these ranges (inclusive) before any network is
@@ -199,6 +214,7 @@ def build_networks(cfg: "TrainConfig") -> tuple[MunitGenerators, MunitDiscrimina
     by train.seed, so two runs of one config start from the same weights."""
     from xraymunit.data.datasets import stable_seed  # MONAI: only when training
 
+    check_network_size("the training config", cfg.model)
     gens = MunitGenerators(**cfg.model.generator_kwargs())
     dis = MunitDiscriminators(**cfg.model.discriminator_kwargs())
     init_weights(gens, cfg.model.gen_init, seed=stable_seed(cfg.train.seed, "gen"))
@@ -221,17 +237,39 @@ def save_training(path: str | Path, gens: MunitGenerators, dis: MunitDiscriminat
 
 
 def restore_training(state: dict, gens: MunitGenerators, dis: MunitDiscriminators, *, optimizers: dict,
-                     schedulers: dict) -> int:
-    """Load a `save_training` state into freshly built objects; returns its step."""
-    for name in GENERATORS:
-        getattr(gens, name).load_state_dict(state["models"][name])
-    for name in DISCRIMINATORS:
-        getattr(dis, name).load_state_dict(state["models"][name])
-    for key, opt in optimizers.items():
-        opt.load_state_dict(state["optimizers"][key])
-    for key, sched in schedulers.items():
-        sched.load_state_dict(state["schedulers"][key])
+                     schedulers: dict, path: str | Path = "checkpoint") -> int:
+    """Load a `save_training` state into freshly built objects; returns its step.
+
+    Every network's weights are checked against the built ones first and every optimiser moment
+    against its parameter, so a falsified file is one line, never a mismatch dump mid-resume."""
+    nets = {name: getattr(gens, name) for name in GENERATORS}
+    nets.update({name: getattr(dis, name) for name in DISCRIMINATORS})
+    models = state["models"] if isinstance(state["models"], dict) else {}
+    for name, net in nets.items():
+        check_weights(path, name, net.state_dict(), models.get(name))
+    for name, net in nets.items():
+        net.load_state_dict(models[name])
+    try:
+        for key, opt in optimizers.items():
+            opt.load_state_dict(state["optimizers"][key])
+            _check_moments(opt)
+        for key, sched in schedulers.items():
+            sched.load_state_dict(state["schedulers"][key])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"{path}: its optimiser state does not fit its networks "
+                              f"({type(exc).__name__}: {_short(first)})") from None
     return int(state["step"])
+
+
+def _check_moments(opt: torch.optim.Optimizer) -> None:
+    """Adam's per-parameter moments must have their parameter's shape (load_state_dict does not look)."""
+    for group in opt.param_groups:
+        for param in group["params"]:
+            for key, value in opt.state.get(param, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() and value.shape != param.shape:
+                    raise ValueError(f"moment {key!r} has shape {tuple(value.shape)}, its parameter "
+                                     f"{tuple(param.shape)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -305,6 +343,7 @@ def load_generators(path: str | Path, device: str | torch.device = "cpu") -> Loa
     data = path.read_bytes()
     state = load(path, data=data)
     spec = inference_spec(path, state)
+    check_network_size(path, spec.model, discriminators=False)
     with torch.device("meta"):
         expected = MunitGenerators(**spec.model.generator_kwargs())
     models = state["models"] if isinstance(state["models"], dict) else {}

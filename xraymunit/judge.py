@@ -167,7 +167,7 @@ def load_or_train(cohort: str | Path | Cohort, cfg: JudgeConfig | None = None, *
     device = torch.device(device)
     if (folder / "judge.pt").is_file():
         try:
-            judge = load(folder, device)
+            judge = load(folder, device, fingerprint=folder.name)
             log.info("judge reused from %s — %s", folder, judge.describe())
             return judge
         except JudgeError as exc:
@@ -232,26 +232,94 @@ def _auroc_ci(s: ImageSet, scores: np.ndarray, cfg: JudgeConfig) -> dict:
 def save(folder: Path, model: Classifier, threshold: float, info: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     state = {"format": FORMAT, "format_version": FORMAT_VERSION, "threshold": float(threshold),
-             "config": info["config"], "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+             "fingerprint": info["fingerprint"], "config": info["config"],
+             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     with atomic.atomic_path(folder / "judge.pt") as tmp:
         torch.save(state, tmp)
     with atomic.atomic_path(folder / "judge.json") as tmp:
         Path(tmp).write_text(json.dumps(info, indent=1))
 
 
-def load(folder: str | Path, device: str | torch.device = "cpu") -> Judge:
-    """A judge saved by `train` (weights-only load; the settings rebuild the network)."""
+class _Unusable(Exception):
+    """A judge file that was read but must not be used (the reason is the message)."""
+
+
+def load(folder: str | Path, device: str | torch.device = "cpu", *, fingerprint: str | None = None) -> Judge:
+    """A judge saved by `train` (weights-only load; the settings rebuild the network).
+
+    Everything is checked before the network is built: judge.json has what describing the judge
+    reads, names `fingerprint` when given (a judge copied from another cohort or settings is not
+    this one), agrees with judge.pt, and the settings describe a network within JUDGE_BOUNDS."""
     folder, device = Path(folder), torch.device(device)
     try:
         state = torch.load(folder / "judge.pt", map_location="cpu", weights_only=True)
         info = json.loads((folder / "judge.json").read_text())
-        info["weak"] = is_weak(info["val_auroc"])  # today's rule, also for a judge saved under an older one
-        if state.get("format") != FORMAT or state.get("format_version") != FORMAT_VERSION:
+        if not isinstance(state, dict) or (state.get("format"), state.get("format_version")) != (
+                FORMAT, FORMAT_VERSION):
             raise ValueError("not a judge file of this version")
+        _check_files(state, info, fingerprint)
+        info["weak"] = is_weak(info["val_auroc"])  # today's rule, also for a judge saved under an older one
         cfg = config.from_dict(JudgeConfig, state["config"])
+        _check_size(cfg.classifier)
         model = build_classifier(cfg.classifier, cfg.seed)
         model.load_state_dict(state["state_dict"])
+        threshold = float(state["threshold"])
+    except _Unusable as exc:
+        raise JudgeError(f"the judge in {folder} cannot be used: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - unreadable, truncated, other version, mismatched weights
         raise JudgeError(f"the judge in {folder} cannot be loaded ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-    return Judge(model.to(device).eval().requires_grad_(False), float(state["threshold"]), info, device)
+    return Judge(model.to(device).eval().requires_grad_(False), threshold, info, device)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_files(state: dict, info, fingerprint: str | None) -> None:
+    """judge.json holds what `Judge.describe` and `val_auroc` read, names the expected fingerprint
+    (and so does judge.pt, when it records one), and its settings are judge.pt's."""
+    from xraymunit.checkpoint_bounds import expanded_tensor
+
+    if not isinstance(info, dict):
+        raise _Unusable("judge.json is not a table")
+    for key in ("val_auroc", "test_auroc"):
+        d = info.get(key)
+        fields = ("value", "ci_low", "ci_high")
+        if not isinstance(d, dict) or not all(d.get(k) is None or _number(d[k]) for k in fields):
+            raise _Unusable(f"judge.json has no {key} (value, ci_low, ci_high)")
+    counts = info.get("n_train")
+    if not _number(info["val_auroc"].get("value")) or not isinstance(counts, dict) or not all(
+            type(counts.get(k)) is int for k in ("normal", "abnormal")):
+        raise _Unusable("judge.json has no val AUROC or no n_train counts")
+    named = [info.get("fingerprint"), *([state["fingerprint"]] if "fingerprint" in state else [])]
+    if fingerprint is not None and any(f != fingerprint for f in named):
+        other = next(f for f in named if f != fingerprint)
+        raise _Unusable(f"it was trained for another cohort or other settings (fingerprint "
+                        f"{str(other)[:40]!r}, this cohort's is {fingerprint!r})")
+    if info.get("config") != state.get("config"):
+        raise _Unusable("judge.json and judge.pt disagree on its settings")
+    if problem := expanded_tensor(state):
+        raise _Unusable(problem)
+
+
+# The judge's settings come from a file: bounded before the network is built (a growth rate of
+# 4096 alone would allocate ~9 GB). Far beyond DenseNet121 (7 M parameters, growth 32, 4 blocks).
+JUDGE_BOUNDS = {"image_size": (16, 1024), "init_features": (1, 1024), "growth_rate": (1, 256), "bn_size": (1, 16)}
+MAX_BLOCKS, MAX_LAYERS_PER_BLOCK = 8, 128
+MAX_JUDGE_PARAMETERS = 2**26
+
+
+def _check_size(cfg) -> None:
+    """Refuse classifier settings out of JUDGE_BOUNDS or building more than MAX_JUDGE_PARAMETERS
+    (counted on the meta device: no memory)."""
+    for key, (low, high) in JUDGE_BOUNDS.items():
+        if not low <= getattr(cfg, key) <= high:
+            raise _Unusable(f"its classifier.{key} = {getattr(cfg, key)} is outside {low}..{high}")
+    if len(cfg.block_config) > MAX_BLOCKS or max(cfg.block_config) > MAX_LAYERS_PER_BLOCK:
+        raise _Unusable(f"its classifier.block_config has more than {MAX_BLOCKS} blocks or "
+                        f"{MAX_LAYERS_PER_BLOCK} layers in a block")
+    with torch.device("meta"):
+        count = sum(p.numel() for p in Classifier(cfg).parameters())
+    if count > MAX_JUDGE_PARAMETERS:
+        raise _Unusable(f"its classifier has {count:,} parameters, more than {MAX_JUDGE_PARAMETERS:,}")

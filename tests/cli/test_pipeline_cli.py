@@ -27,7 +27,7 @@ def pipeline_parser():
 
 def test_every_flag_is_a_field_of_pipeline_options():
     dests = {a.dest for a in pipeline_parser()._actions} - SHARED
-    assert dests == {f.name for f in cli_fields(PipelineOptions)} == {"config", "out", "overrides", "progress"}
+    assert dests == {f.name for f in cli_fields(PipelineOptions)} == {"config", "out", "overrides", "threads", "progress"}
 
 
 def test_help_has_an_example_and_the_exit_codes(capsys):

@@ -65,7 +65,7 @@ def test_workers_get_one_gpu_each_round_robin(monkeypatch):
 
 
 def test_cpu_threads_are_shared_out(monkeypatch):
-    monkeypatch.setattr(parallel.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(parallel, "resolve_threads", lambda: (8, "8 CPUs"))  # the process's CPUs (runtime's rule)
     assert parallel.cpu_threads(EvaluateConfig(), 2) == 4 and parallel.cpu_threads(EvaluateConfig(), 16) == 1
     assert parallel.cpu_threads(EvaluateConfig(threads=3), 2) == 3  # an explicit setting wins
 

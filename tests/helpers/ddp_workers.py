@@ -11,7 +11,8 @@ import torch.distributed as dist
 
 def _env(rank: int, world: int, port: int) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      OMP_NUM_THREADS="1")  # what torchrun sets: the stages' thread rule honours it
     torch.set_num_threads(1)
 
 

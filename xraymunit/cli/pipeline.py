@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     options = from_args(PipelineOptions, args)
     cfg = options.load()
     try:
-        summary = run_pipeline(cfg, progress=progress_enabled(options.progress))
+        summary = run_pipeline(cfg, progress=progress_enabled(options.progress), threads=options.threads)
     except KeyboardInterrupt:
         print(f"xraymunit pipeline: interrupted; rerun the same command to resume from {cfg.out}", file=sys.stderr)
         return EXIT_INTERRUPTED

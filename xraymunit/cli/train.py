@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         saved = Path(opts.out) / "config.yaml"
         config_file = saved if saved.is_file() else None
     cfg = config.load(TrainConfig, config_file, opts.config_overrides())
-    result = train(opts.cohort, opts.out, cfg, resume=opts.resume, show_progress=opts.progress)
+    result = train(opts.cohort, opts.out, cfg, resume=opts.resume, show_progress=opts.progress, threads=opts.threads)
     print(f"trained to step {result.steps}; checkpoint: {result.checkpoint}")
     print(f"tensorboard --logdir {result.run_dir / 'tensorboard'}")
     return 0

@@ -11,7 +11,7 @@ from typing import Literal, Optional, Union
 
 from xraymunit.config import ConfigError, require
 from xraymunit.options import option
-from xraymunit.runtime import DEVICE_HELP
+from xraymunit.runtime import DEVICE_HELP, THREADS_AUTO
 
 ARMS = ("real", "classical", "synthetic", "classical+synthetic", "intensity_control", "duplicate_real",
         "classical+intensity_control", "classical+duplicate_real")
@@ -222,7 +222,8 @@ class EvaluateConfig:
     abnormal_label: str = "abnormal"
     device: str = option("auto", f"where the classifiers train: {DEVICE_HELP}; with --workers, cuda or auto "
                          "means one GPU per worker, round-robin", metavar="DEV")
-    threads: int = 0
+    threads: int = option(0, f"CPU threads of torch per process; 0 = automatic: {THREADS_AUTO}, shared out among "
+                          "--workers (default: 0); 1 when other work competes for the cores", parse=int, metavar="N")
     progress: Optional[bool] = option(None, "no progress bars (default: bars only when stderr is a terminal)",
                                       flag="--no-progress")
     workers: int = option(1, "classifier runs trained at the same time by local worker processes (one GPU "
@@ -248,7 +249,7 @@ class EvaluateConfig:
                 "must differ from normal_label")
         require(self.device in ("auto", "cpu", "mps") or self.device.startswith("cuda"),
                 "device", "must be auto, cpu, cuda, cuda:N or mps")
-        require(self.threads >= 0, "threads", "must be >= 0 (0 = torch's default)")
+        require(self.threads >= 0, "threads", "must be >= 0 (0 = automatic)")
         require(self.workers >= 1, "workers", "must be >= 1")
 
 

@@ -20,6 +20,7 @@ import torch
 
 from xraymunit.config.evaluate import EvaluateConfig
 from xraymunit.errors import XraymunitError
+from xraymunit.runtime import resolve_threads
 from xraymunit.stopping import EXIT_TERMINATED
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,9 @@ def share(jobs: list, rank: int, world: int) -> list:
 
 
 def cpu_threads(cfg: EvaluateConfig, processes: int) -> int:
-    """Torch threads per process, so `processes` processes together do not oversubscribe the CPU."""
-    return cfg.threads or max(1, (os.cpu_count() or 1) // max(processes, 1))
+    """Torch threads per process, so `processes` processes together do not oversubscribe the CPUs
+    this one may use (`xraymunit.runtime.resolve_threads`)."""
+    return cfg.threads or max(1, resolve_threads()[0] // max(processes, 1))
 
 
 def worker_device(device: str, index: int) -> str:

@@ -21,8 +21,6 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
-
 from xraymunit import distributed
 from xraymunit.config.evaluate import EvaluateConfig
 from xraymunit.evaluation import parallel
@@ -32,7 +30,7 @@ from xraymunit.evaluation.runcache import RunCache
 from xraymunit.evaluation.runs import RunExecutor, run_share
 from xraymunit.io import outdir
 from xraymunit.io.cohort import Cohort, SyntheticSet
-from xraymunit.runtime import progress_enabled
+from xraymunit.runtime import apply_threads, progress_enabled
 from xraymunit.stopping import Stopped, stop_requests
 
 __all__ = ["EvaluateError", "Level", "evaluate", "plan_levels"]
@@ -97,10 +95,7 @@ def evaluate(
                                                              (("device", device), ("progress", progress)) if v is not None})
     cfg.validate()
     group, dev = distributed.join(cfg.device)
-    if dev.type == "cpu" and group.world > 1:
-        torch.set_num_threads(parallel.cpu_threads(cfg, group.local_world))
-    elif cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    apply_threads(cfg.threads or None)  # automatic: shared among torchrun's local ranks
     t0, out = time.time(), Path(out)
     show = progress_enabled(cfg.progress) and group.main
     plan = plan_study(cohort, synthetic, cfg)

@@ -16,6 +16,7 @@ from typing import Any
 from xraymunit.ingestion.settings import (CONTRASTS, DEFAULT_FRACTIONS, DEFAULT_MAX_SIDE, DEFAULT_MIN_SIDE,
                                           DEFAULT_MODALITIES, FITS, WINDOW_MODES, IngestError, IngestSettings)
 from xraymunit.options import option
+from xraymunit.runtime import THREADS_HELP
 
 
 def csv_list(text: str) -> tuple[str, ...]:
@@ -51,6 +52,7 @@ class IngestOptions:
                        parse=Path)
     size: int = option(256, "side of the cached square images in pixels", parse=int)
     workers: int = option(1, "decode processes (default 1: decode in this process)", parse=int)
+    threads: int | None = option(None, THREADS_HELP + "; decode processes use 1 each", parse=int, metavar="N")
     shard: str | None = option(
         None, "process only part I of N (stable hash of the path) and stop before finalizing; combine the "
               "parts with --merge", metavar="I/N")

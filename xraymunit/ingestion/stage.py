@@ -15,7 +15,7 @@ from xraymunit.ingestion.finish import finalize
 from xraymunit.ingestion.labels import KEY_PRIORITY, LabelsError, LabelTable, load_labels
 from xraymunit.ingestion.options import IngestOptions, build_options
 from xraymunit.ingestion.splits import check_fractions
-from xraymunit.runtime import progress_enabled
+from xraymunit.runtime import apply_threads, progress_enabled
 from xraymunit.stopping import StopFlag, Stopped, stop_requests
 from xraymunit.ingestion.journal import (RETRIED, FileState, Journal, files_list_bytes, files_list_name, journal_name,
                                       load_state, status_of)
@@ -69,6 +69,7 @@ def _ingest(out_dir: str | os.PathLike, opts: IngestOptions) -> IngestResult:
     if int(opts.workers) < 1:
         raise IngestError(f"--workers must be at least 1, got {opts.workers}")
     settings = opts.settings()
+    apply_threads(opts.threads)
     shard_t = parse_shard(opts.shard)
     fractions = check_fractions(opts.split)
     table = load_labels(opts.labels) if opts.labels is not None else None

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from xraymunit import config
 from xraymunit.options import option
+from xraymunit.runtime import THREADS_HELP
 from xraymunit.pipeline.config import PipelineConfig
 
 DEFAULT_CONFIG = "pipeline_default"
@@ -21,6 +22,7 @@ class PipelineOptions:
         help="override a pipeline key, e.g. --set synthesize.n_styles=20, or a stage config's key: "
              "--set train.steps=5 (train.set), --set evaluate.seeds=3 (evaluate.set) (repeatable)", flag="--set",
         metavar="KEY=VALUE", default_factory=list, append=True)
+    threads: int | None = option(None, THREADS_HELP + "; every stage uses it", parse=int, metavar="N")
     progress: bool | None = option(None, "no progress bars (logs only); default: bars when stderr is a terminal",
                                    flag="--no-progress")
 

@@ -25,6 +25,7 @@ from xraymunit.pipeline.layout import RunLayout
 from xraymunit.pipeline.stage import run_stage
 from xraymunit.pipeline.stages import evaluate_stage, ingest_stage, level_synthesis, synthesize_stage, train_stage
 from xraymunit.pipeline.state import State, file_sha
+from xraymunit.runtime import threads_scope
 
 log = logging.getLogger("xraymunit.pipeline")
 
@@ -33,13 +34,15 @@ class PipelineError(XraymunitError):
     """The pipeline config cannot be run as asked (message says why)."""
 
 
-def run(cfg: PipelineConfig, progress: bool = True) -> Path:
+def run(cfg: PipelineConfig, progress: bool = True, threads: int | None = None) -> Path:
     """Run (or resume) the whole chain; returns the path of the report's summary.md.
+
+    threads: CPU threads of every stage (None: each stage's automatic rule, `runtime.resolve_threads`).
 
     The pipeline holds OUT for the whole run (a second pipeline into it refuses at once); each
     stage locks its own sub-folder as well (cohort/, train/, synth/, report/)."""
     out = Path(cfg.out).expanduser().resolve()  # relative to where the pipeline is started
-    with outdir.claim(out, "pipeline", guard=("pipeline_state.json", "pipeline.log")):
+    with outdir.claim(out, "pipeline", guard=("pipeline_state.json", "pipeline.log")), threads_scope(threads):
         return _run(cfg, RunLayout(out), progress)
 
 

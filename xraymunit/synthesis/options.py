@@ -9,7 +9,7 @@ from typing import Sequence
 
 from xraymunit.errors import XraymunitError
 from xraymunit.options import option
-from xraymunit.runtime import DEVICE_HELP, PRECISIONS
+from xraymunit.runtime import DEVICE_HELP, PRECISIONS, THREADS_HELP
 
 DIRECTIONS = ("a2b", "b2a")
 FORMATS = ("png", "dicom")
@@ -79,6 +79,8 @@ class SynthesizeOptions:
         None, "source images rendered at once, one thread each (default: on a CPU as many as torch has "
               "threads, up to 8, each op on one core; 1 on a GPU or with --compile); images do not depend on it",
         parse=int, metavar="T")
+    threads: int | None = option(None, THREADS_HELP + "; --render-threads shares them out", parse=int,
+                                 metavar="N")
     show_progress: bool | None = option(None, "no progress bar (default: a bar when stderr is a terminal)",
                                         flag="--no-progress")
 

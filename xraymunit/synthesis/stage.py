@@ -34,7 +34,7 @@ from xraymunit import __version__
 from xraymunit import checkpoint as checkpoints
 from xraymunit.io import atomic, diskspace, outdir
 from xraymunit.io.cohort import MANIFEST, Cohort
-from xraymunit.runtime import progress_enabled
+from xraymunit.runtime import amp_dtype, apply_threads, progress_enabled
 from xraymunit.stopping import Stopped, stop_requests
 from xraymunit import distributed
 from xraymunit.distributed import Group
@@ -98,7 +98,7 @@ def synthesize(checkpoint, cohort, out, **options) -> SynthesisResult:
     the cohort folder of the sources. out: the output folder (rerunning resumes). The keyword
     options and their defaults are the fields of `SynthesizeOptions` (n_styles=20, split,
     direction, seed, references, interpolate, formats, batch_size, device, precision, compile,
-    limit, render_threads, show_progress). Under torchrun every process renders its share.
+    limit, render_threads, threads, show_progress). Under torchrun every process renders its share.
     """
     return run(SynthesizeOptions(checkpoint=checkpoint, cohort=cohort, out=out, **options))
 
@@ -122,6 +122,7 @@ def run(opts: SynthesizeOptions) -> SynthesisResult:
     """The stage for one options object (the CLI and the pipeline come here)."""
     t0 = time.perf_counter()
     opts.check()
+    apply_threads(opts.threads)
     checkpoint_path = checkpoints.resolve(opts.checkpoint)
     group, device = distributed.join(opts.device)
     try:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xraymunit.options import option
-from xraymunit.runtime import DEVICE_HELP
+from xraymunit.runtime import DEVICE_HELP, THREADS_HELP
 
 
 @dataclass
@@ -29,6 +29,7 @@ class TrainRunOptions:
     overrides: list[str] = option(help="override a config key, e.g. --set train.steps=5000 --set "
                                        "loss.perceptual=0 (repeatable)", flag="--set", metavar="KEY=VALUE",
                                   default_factory=list, append=True)
+    threads: int | None = option(None, THREADS_HELP, parse=int, metavar="N")
     progress: bool | None = option(None, "no progress bar (default: a bar only when stderr is a terminal)",
                                    flag="--no-progress")
 

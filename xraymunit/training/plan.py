@@ -130,7 +130,8 @@ def build_parts(p: Plan) -> Parts:
                   for k, o in optimizers.items()}
     start_step = 0
     if p.state is not None:
-        start_step = checkpoint.restore_training(p.state, gens, dis, optimizers=optimizers, schedulers=schedulers)
+        start_step = checkpoint.restore_training(p.state, gens, dis, optimizers=optimizers,
+                                                 schedulers=schedulers, path=p.last_path)
         if p.dist.main:
             log.info("resuming %s at step %d", p.out, start_step)
     gens_run, dis_run = _wrapped(gens, dis, cfg, p.dist, device)

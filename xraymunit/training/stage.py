@@ -20,7 +20,7 @@ import torch
 from xraymunit.config.train import TrainConfig
 from xraymunit.data.datasets import stable_seed
 from xraymunit.io import outdir
-from xraymunit.runtime import progress_enabled
+from xraymunit.runtime import apply_threads, progress_enabled
 from xraymunit.stopping import stop_requests
 from xraymunit.training.data import display_batch, make_loader
 from xraymunit.distributed import is_main_process
@@ -49,7 +49,7 @@ class TrainResult:
              guard=("checkpoints", "checkpoints/last.pt", "checkpoints/best.pt", "tensorboard", "samples",
                     "config.yaml", "metrics.csv", "quality.csv", "quality.png", "shortcut_test.json"))
 def train(cohort: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, resume: bool = False,
-          show_progress: bool | None = None) -> TrainResult:
+          show_progress: bool | None = None, threads: int | None = None) -> TrainResult:
     """Train MUNIT on `cohort` (domains from the manifest labels) and write the run to `out`.
 
     Args:
@@ -59,11 +59,13 @@ def train(cohort: str | Path, out: str | Path, cfg: TrainConfig | None = None, *
         cfg: the resolved TrainConfig (defaults: the paper's settings at 256²).
         resume: continue an interrupted (or SIGTERM-stopped) run.
         show_progress: a tqdm bar with it/s and ETA on rank 0 (None: only when stderr is a terminal).
+        threads: CPU threads of torch (None: `xraymunit.runtime.resolve_threads`'s automatic rule).
 
     Raises:
         xraymunit.stopping.Stopped: on SIGTERM, after saving last.pt at the step just finished.
     """
     cfg = cfg or TrainConfig()
+    apply_threads(threads)
     p = plan(cohort, Path(out), cfg, resume)
     parts = build_parts(p)
     seconds_before = float(p.state.get("extra", {}).get("train_seconds", 0.0)) if p.state is not None else 0.0
