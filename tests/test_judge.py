@@ -88,8 +88,9 @@ def test_a_judge_saved_under_the_point_estimate_rule_is_reflagged_on_load(tmp_pa
     cfg = JudgeConfig(classifier=ClassifierConfig(image_size=32, steps=1, eval_every=1), bootstrap=10)
     from xraymunit.evaluation.classifier import build_classifier
 
-    info = {"config": config.to_dict(cfg), "weak": False,
-            "val_auroc": {"value": 0.88, "ci_low": 0.58, "ci_high": 1.0}}
+    info = {"config": config.to_dict(cfg), "weak": False, "fingerprint": "f" * 16,
+            "val_auroc": {"value": 0.88, "ci_low": 0.58, "ci_high": 1.0},
+            "test_auroc": {"value": 0.5, "ci_low": 0.0, "ci_high": 1.0}, "n_train": {"normal": 8, "abnormal": 8}}
     J.save(tmp_path / "j", build_classifier(cfg.classifier, cfg.seed), 0.5, info)
     assert J.load(tmp_path / "j").info["weak"] is True
 
