@@ -66,6 +66,18 @@ def test_changed_settings_move_old_outputs_aside(tmp_path):
     assert json.loads((tmp_path / "pipeline_state.json").read_text())["things"]["fingerprint"] == "fp2"
 
 
+def test_every_change_of_settings_keeps_every_previous_output(tmp_path):
+    """Issue 23 item 5: a second change of settings used to delete <stage>.previous/ (a cohort's
+    salt, a training run). Three changes keep three earlier outputs, numbered, contents intact."""
+    for n, fp in enumerate(("fp1", "fp2", "fp3", "fp4"), 1):
+        run_stage(State(tmp_path), stage(tmp_path, Work(tmp_path / "things"), fp=fp))
+        (tmp_path / "things" / "made_by").write_text(fp)
+    kept = {p.name: (p / "made_by").read_text() for p in tmp_path.glob("things.previous*")}
+    assert kept == {"things.previous": "fp1", "things.previous.2": "fp2", "things.previous.3": "fp3"}
+    assert (tmp_path / "things" / "made_by").read_text() == "fp4"
+    assert RunLayout.next_previous(tmp_path / "things") == tmp_path / "things.previous.4"
+
+
 def test_core_fingerprint_lets_a_longer_run_continue(tmp_path):
     run_stage(State(tmp_path), stage(tmp_path, Work(tmp_path / "things"), core="c1"))
     run_stage(State(tmp_path), stage(tmp_path, Work(tmp_path / "things"), fp="fp2", core="c1"))
@@ -105,4 +117,6 @@ def test_run_layout_spells_the_run_folder(tmp_path):
     assert RunLayout.previous(layout.synth()) == tmp_path / "synth.previous"
     (tmp_path / "train_5").mkdir()
     (tmp_path / "train_all").mkdir()
+    (tmp_path / "train_all.previous").mkdir()  # set aside: not a training run of this pipeline
+    (tmp_path / "train_all.previous.2").mkdir()
     assert layout.training_runs() == [tmp_path / "train", tmp_path / "train_5", tmp_path / "train_all"]

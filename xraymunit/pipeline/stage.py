@@ -26,8 +26,8 @@ class Stage:
 
     key: its entry in pipeline_state.json (ingest, train, train_10, ...); step: its place in the
     chain (1-4, for the log); fingerprint: SHA-256 of its settings and inputs; output: a file that
-    exists once it finished; folder: what it writes (set aside to <folder>.previous/ when made from
-    other settings); announce: the log line when it runs (called after setting aside); work: runs
+    exists once it finished; folder: what it writes (set aside to <folder>.previous[.N]/ when made
+    from other settings); announce: the log line when it runs (called after setting aside); work: runs
     it and returns a one-line summary. core: the fingerprint of the settings a resume may not change
     (train: more steps continue the run). aside: "stale" (made from other settings), "unknown" (also
     when the folder exists but the state does not know it), "never" (the stage reuses what it can).
