@@ -9,12 +9,14 @@ rerun resumes the stage rather than trusting half-written outputs).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
 from xraymunit.pipeline.state import State, set_aside
+from xraymunit.stopping import Stopped
 
 log = logging.getLogger("xraymunit.pipeline")
 N_STEPS = 4
@@ -61,11 +63,20 @@ def run_stage(state: State, stage: Stage) -> bool:
     state.mark(stage.key, stage.fingerprint, "running", **info)
     t = time.perf_counter()
     log.info("%s %s", stage.prefix, stage.announce())
-    summary = stage.work()
+    try:
+        summary = stage.work()
+    except Stopped as exc:  # the stage's own advice (train: "rerun with --resume") is not the pipeline's
+        raise Stopped(f"{stage.prefix} stopped: {_without_advice(str(exc))}; its progress is kept — rerun the same "
+                      f"pipeline command to resume (finished stages are skipped)") from None
     seconds = time.perf_counter() - t
     state.mark(stage.key, stage.fingerprint, "done", seconds=round(seconds, 1), **info)
     log.info("%s done in %.1fs%s", stage.prefix, seconds, f": {summary}" if summary else "")
     return True
+
+
+def _without_advice(message: str) -> str:
+    """A stage's stop message without its closing 'rerun ...' advice (which names that stage's CLI)."""
+    return re.split(r"[;,]?\s*(?:—\s*)?rerun\b", message, maxsplit=1)[0].rstrip(" ;,—")
 
 
 def _outputs_stale(state: State, stage: Stage) -> bool:
