@@ -219,3 +219,20 @@ def test_single_class_val_falls_back_to_the_last_step(tmp_path):
     assert any("no model selection" in n for n in out["notes"])
     assert all(r["best_step"] == 10 for r in out["runs"])
     assert out["results"]["all"]["arms"]["real"]["auroc"]["value"] is not None
+
+
+def test_a_read_only_cohort_keeps_the_judge_in_the_report_folder(study, tmp_path, caplog):
+    """Issue 23 item 7: evaluate trained the judge, then crashed writing COHORT/judge/ of a read-only cohort.
+    Simulated so that it holds as root (root ignores permission bits): the copy's `judge` is a regular file.
+    The finished classifier runs are reused from a copy of the report; only the judge is trained here."""
+    import shutil
+
+    ro = shutil.copytree(study["cohort"], tmp_path / "cohort", ignore=shutil.ignore_patterns("judge"))
+    (ro / "judge").write_text("not a folder")
+    out = shutil.copytree(study["out"], tmp_path / "report")
+    with caplog.at_level("WARNING", logger="xraymunit.judge"):
+        again = evaluate(ro, study["synth"], out, tiny())
+    assert "cannot write the cohort's judge folder" in caplog.text
+    kept = list((out / "judge").glob("*/judge.pt"))
+    assert len(kept) == 1 and again["quality"]["judge"]["fingerprint"] == kept[0].parent.name
+    assert (ro / "judge").read_text() == "not a folder"

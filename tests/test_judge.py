@@ -209,3 +209,47 @@ def test_judge_files_that_disagree_or_expand_are_refused(judge_copy, tamper, mes
     with pytest.raises(J.JudgeError, match="cannot be used") as info:
         J.load(folder, fingerprint=folder.name)
     assert message in str(info.value)
+
+
+def _read_only_copy(cohort, tmp_path):
+    import shutil
+
+    return shutil.copytree(cohort, tmp_path / "cohort", ignore=shutil.ignore_patterns("judge"))
+
+
+def test_an_unwritable_cohort_keeps_the_judge_in_the_fallback_and_reuses_it(cohort, tmp_path, caplog):
+    """Issue 23 item 7 (the decision): COHORT/judge/ cannot be created (here: `judge` is a regular file, which
+    stops root too) → the judge is trained into the fallback with a warning, then reused from there, also by
+    another run that names that folder in look_in. Without a fallback the cohort must be writable."""
+    ro = _read_only_copy(cohort, tmp_path)
+    (ro / "judge").write_text("not a folder")
+    assert not J.writable(J.judge_folder(Cohort.open(ro), _cfg()))
+    with caplog.at_level("WARNING", logger="xraymunit.judge"):
+        J.load_or_train(ro, _cfg(), fallback=tmp_path / "run" / "judge")
+    assert "cannot write the cohort's judge folder" in caplog.text
+    saved = list((tmp_path / "run" / "judge").glob("*/judge.pt"))
+    assert len(saved) == 1 and (ro / "judge").read_text() == "not a folder"
+    stamp = saved[0].stat().st_mtime_ns
+    J.load_or_train(ro, _cfg(), fallback=tmp_path / "report" / "judge", look_in=[tmp_path / "run" / "judge"])
+    assert saved[0].stat().st_mtime_ns == stamp and not (tmp_path / "report" / "judge").exists()  # reused
+
+
+def test_a_chmod_read_only_cohort_is_not_writable(cohort, tmp_path):
+    """The same decision on real permission bits (skipped where they do not bind: root ignores them)."""
+    import os
+    import stat
+
+    ro = _read_only_copy(cohort, tmp_path)
+    os.chmod(ro, stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        try:
+            (ro / "probe").touch()
+            can_write = True
+        except PermissionError:
+            can_write = False
+        if can_write:
+            pytest.skip("permission bits do not stop this user (root): covered by the regular-file test above")
+        assert not J.writable(J.judge_folder(Cohort.open(ro), _cfg()))
+        assert J.writable(J.judge_folder(Cohort.open(cohort), _cfg()))
+    finally:
+        os.chmod(ro, stat.S_IRWXU)

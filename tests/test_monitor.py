@@ -140,3 +140,21 @@ def test_analysis_reads_the_quality_log_and_the_judges(run, cohort, tmp_path):
     assert len(xa.training_quality_figure(out).axes) == 2 * len(quality_log.PANELS)
     judges = xa.judges(Cohort.open(cohort))
     assert len(judges) >= 1 and judges["val_auroc"].between(0, 1).all()
+
+
+def test_a_read_only_cohort_keeps_the_judge_in_the_run_folder(cohort, tmp_path, caplog):
+    """Issue 23 item 7: training with quality tracking on a read-only cohort trained the judge, then crashed
+    writing COHORT/judge/. Simulated so that it holds as root too (root ignores permission bits): the cohort's
+    `judge` is a regular file, so COHORT/judge/<fingerprint>/ cannot be created, as on a read-only cohort."""
+    import shutil
+
+    ro = shutil.copytree(cohort, tmp_path / "cohort", ignore=shutil.ignore_patterns("judge"))
+    (ro / "judge").write_text("not a folder")
+    out = tmp_path / "run"
+    cfg = tiny_train_config("train.steps=3", "train.quality_every=3", *QUICK)
+    with caplog.at_level("WARNING", logger="xraymunit.judge"):
+        train(ro, out, cfg, show_progress=False)
+    assert len(list((out / "judge").glob("*/judge.pt"))) == 1
+    assert (ro / "judge").read_text() == "not a folder"
+    assert len(_rows(out / "quality.csv")) == 1 and (out / "checkpoints" / "best.pt").is_file()
+    assert "cannot write the cohort's judge folder" in caplog.text and str(out / "judge") in caplog.text

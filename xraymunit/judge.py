@@ -9,7 +9,8 @@ travels with everything it produces.
 
 Judges live in `COHORT/judge/<fingerprint>/` (judge.pt + judge.json); the fingerprint covers
 the cohort's splits, labels and cache and the judge's settings, so a judge is rebuilt only
-when one of those changes, and judges with different settings coexist.
+when one of those changes, and judges with different settings coexist. A read-only cohort
+keeps its judge in the calling run's folder instead (RUN/judge/<fingerprint>/, with a warning).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -150,6 +153,7 @@ def judge_folder(cohort: Cohort, cfg: JudgeConfig, root: str | Path | None = Non
 
 
 def load_or_train(cohort: str | Path | Cohort, cfg: JudgeConfig | None = None, *, root: str | Path | None = None,
+                  fallback: str | Path | None = None, look_in: Sequence[str | Path] = (),
                   device: str | torch.device = "cpu", progress: bool = False) -> Judge:
     """The cohort's judge for these settings: loaded if one was trained already, else trained now.
 
@@ -157,6 +161,9 @@ def load_or_train(cohort: str | Path | Cohort, cfg: JudgeConfig | None = None, *
         cohort: an ingested cohort (folder or opened).
         cfg: judge settings (JudgeConfig defaults: small DenseNet, 64 px, 600 steps).
         root: where judges are kept (default COHORT/judge/).
+        fallback: where to keep the judge when `root` cannot be written (a read-only cohort): the
+            calling run's own folder (RUN/judge/); None: `root` must be writable.
+        look_in: further judge roots a judge may be reused from (e.g. the training run's fallback).
         device: where the judge runs.
         progress: a tqdm bar while training.
     """
@@ -165,14 +172,31 @@ def load_or_train(cohort: str | Path | Cohort, cfg: JudgeConfig | None = None, *
     co = cohort if isinstance(cohort, Cohort) else Cohort.open(cohort)
     folder = judge_folder(co, cfg, root)
     device = torch.device(device)
-    if (folder / "judge.pt").is_file():
-        try:
-            judge = load(folder, device, fingerprint=folder.name)
-            log.info("judge reused from %s — %s", folder, judge.describe())
-            return judge
-        except JudgeError as exc:
-            log.warning("%s; training the judge again", exc)
+    for candidate in [folder] + [judge_folder(co, cfg, r) for r in (fallback, *look_in) if r is not None]:
+        if (candidate / "judge.pt").is_file():
+            try:
+                judge = load(candidate, device, fingerprint=folder.name)
+                log.info("judge reused from %s — %s", candidate, judge.describe())
+                return judge
+            except JudgeError as exc:
+                log.warning("%s; training the judge again", exc)
+    if fallback is not None and not writable(folder):
+        kept = judge_folder(co, cfg, fallback)
+        log.warning("cannot write the cohort's judge folder %s (a read-only cohort?): the judge is kept in %s "
+                    "instead, for this run only; make the cohort writable to share one judge between runs",
+                    folder, kept)
+        folder = kept
     return train(co, cfg, folder, device, progress)
+
+
+def writable(folder: Path) -> bool:
+    """Whether a judge can be saved in `folder` (created here if missing). False for a cohort without
+    write permission or on a read-only mount, or whose `judge` is not a folder."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK | os.X_OK)
 
 
 def train(cohort: Cohort, cfg: JudgeConfig, folder: Path, device: torch.device, progress: bool = False) -> Judge:

@@ -10,11 +10,15 @@ import subprocess
 import sys
 import time
 
+from types import SimpleNamespace
+
 import pytest
 
+import xraymunit
 from xraymunit.cli import EXIT_CODES_HELP, build_parser, main
 from xraymunit.options import cli_fields
 from xraymunit.pipeline import PipelineOptions
+from xraymunit.stopping import Stopped
 
 SHARED = {"help", "verbose", "quiet", "log_file"}
 
@@ -56,13 +60,47 @@ def test_options_parse_into_the_class_and_the_config():
     (["--config", "no_such_pipeline"], "shipped config names: "),
     (["--set", "synthesize.n_stylez=3"], "did you mean 'synthesize.n_styles'"),
     (["--set", "synthesize.batch_size=0"], "'synthesize.batch_size' must be auto or >= 1"),
+    # issue 23 item 14: the stage configs and their overrides are resolved before ingest, not after it
+    (["--set", "train.set=[train.stepz=3]"], "train.config configs/munit_tiny_cpu.yaml: unknown config key "
+                                             "'train.stepz'"),
+    (["--set", "evaluate.set=[seedz=3]"], "evaluate.config configs/evaluate_tiny.yaml: unknown config key 'seedz'"),
+    (["--set", "evaluate.config=no_such_evaluate"], "evaluate.config no_such_evaluate: config file not found"),
+    (["--set", "train.config=no_such_train"], "train.config no_such_train: config file not found"),
 ])
-def test_bad_usage_exits_2_in_one_line_before_any_work(tmp_path, capsys, args, message):
+def test_bad_usage_exits_2_in_one_line_before_any_work(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.setattr(xraymunit, "ingest", _no_ingest)
     code = main(["pipeline", "--out", str(tmp_path / "run"), *args])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and err.startswith("xraymunit pipeline: error:")
     assert message in err
     assert not (tmp_path / "run").exists()
+
+
+def _no_ingest(*args, **kwargs):
+    raise AssertionError("ingest ran before the configs were checked")
+
+
+def test_sigterm_line_names_the_pipeline_command_not_the_stages_option(tmp_path, capsys, monkeypatch):
+    """Issue 23 item 15: training's SIGTERM line says "rerun with --resume", an option `pipeline` rejects.
+    The stages are stand-ins (a cohort file, a training run that stops the way train stops)."""
+    def ingest(source, cohort, **kwargs):
+        cohort.mkdir(parents=True)
+        (cohort / "manifest.parquet").write_bytes(b"stand-in")
+        return SimpleNamespace(files=1, by_status={"ok": 1}, decoded=1, reused=0)
+
+    def train(cohort, run_dir, cfg, **kwargs):
+        raise Stopped(f"SIGTERM at step 3 of 40; saved {run_dir}/checkpoints/last.pt (step 3); "
+                      f"rerun with --resume to continue")
+
+    monkeypatch.setattr(xraymunit, "ingest", ingest)
+    monkeypatch.setattr(xraymunit, "train", train)
+    code = main(["pipeline", "--out", str(tmp_path / "run"), "--no-progress"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 143
+    assert last == (f"xraymunit pipeline: stopped: [2/4] train stopped: SIGTERM at step 3 of 40; saved "
+                    f"{tmp_path / 'run' / 'train'}/checkpoints/last.pt (step 3); its progress is kept — rerun the "
+                    f"same pipeline command to resume (finished stages are skipped)")
+    assert "--resume" not in last
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 run's metrics.json; SIGTERM keeps the finished runs, exits 143, and the rerun resumes from them."""
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from xraymunit import config
 from xraymunit.config.evaluate import EvaluateConfig
 from xraymunit.evaluation import parallel
 from xraymunit.evaluation.stage import evaluate
+from xraymunit.stopping import StopFlag
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "evaluate_tiny.yaml"
@@ -118,3 +120,20 @@ def test_sigterm_keeps_finished_runs_exits_143_and_the_rerun_resumes(data, tmp_p
     rerun = subprocess.run(cli(*args), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert json.loads((out / "metrics.json").read_text())["resumed_runs"] == kept
+
+
+def test_a_killed_worker_is_reported_as_killed_not_as_logged_above():
+    """Issue 23 item 16: a SIGKILLed worker (the OOM killer, kill -9) logs nothing, yet the line said
+    "their error is logged above". Real processes: one killed with SIGKILL, one exiting with status 3."""
+    ctx = multiprocessing.get_context("fork")  # the supervision is what is tested; fork starts fast
+    killed = ctx.Process(target=time.sleep, args=(60,), name="evaluate-worker-0")
+    failed = ctx.Process(target=sys.exit, args=(3,), name="evaluate-worker-1")
+    for p in (killed, failed):
+        p.start()
+    os.kill(killed.pid, signal.SIGKILL)
+    with pytest.raises(parallel.WorkerFailed) as exc:
+        parallel.supervise([killed, failed], StopFlag())
+    message = str(exc.value)
+    assert "evaluate-worker-0 was killed by SIGKILL (9, often the out-of-memory killer): it logged nothing" in message
+    assert "evaluate-worker-1 exited with status 3: its error is printed above" in message
+    assert "logged above" not in message

@@ -1,5 +1,7 @@
 """`--shard I/N` runs and `merge()`: the same cohort as a single run, refusals of unfinished shards."""
 
+import shutil
+
 import pandas as pd
 import pytest
 
@@ -56,3 +58,34 @@ def test_shard_partition_is_stable_and_complete():
     parts = [[r for r in rels if in_shard(r, (i, 4))] for i in range(1, 5)]
     assert sorted(sum(parts, [])) == sorted(rels) and all(len(p) > 40 for p in parts)
     assert [r for r in rels if in_shard(r, (2, 4))] == parts[1]
+
+
+def test_merge_refuses_shards_of_different_input_folders_with_as_many_files(built, tmp_path):
+    """Issue 23 item 10: shards of two sites' folders with the same file count merged as one cohort.
+    Site B is site A with one file renamed (same count, other listing); a plain copy of A is the same input."""
+    site_a, copy_of_a, site_b = tmp_path / "a", tmp_path / "copy_of_a", tmp_path / "b"
+    shutil.copytree(built.site.root, site_a)
+    shutil.copytree(site_a, copy_of_a)
+    shutil.copytree(site_a, site_b)
+    first = sorted(p for p in site_b.rglob("*") if p.is_file())[0]
+    first.rename(first.with_name("renamed_" + first.name))
+    ingest(site_a, tmp_path / "s1", shard="1/2", progress=False)
+    ingest(site_b, tmp_path / "s2", shard="2/2", progress=False)
+    with pytest.raises(IngestError, match=r"shards saw different input folders \(the same number of files"):
+        merge([tmp_path / "s1", tmp_path / "s2"], tmp_path / "m", progress=False)
+    assert not (tmp_path / "m" / "manifest.parquet").exists()
+    ingest(copy_of_a, tmp_path / "s2copy", shard="2/2", progress=False)  # moved or copied: the same input
+    result = merge([tmp_path / "s1", tmp_path / "s2copy"], tmp_path / "m", progress=False)
+    assert result.finalized and result.images == len(built.site.files)
+
+
+@pytest.mark.parametrize("option, value, shown", [("size", 128, "--size 128 differs from the shards' 64"),
+                                                  ("fit", "crop", "--fit crop differs from the shards' pad")])
+def test_merge_refuses_an_image_option_it_cannot_apply(built, tmp_path, option, value, shown):
+    """Issue 23 item 11: `--merge --size 128` over 64-px shards silently kept 64 px."""
+    for i in (1, 2):
+        ingest(built.site.root, tmp_path / "part", shard=f"{i}/2", size=64, progress=False)
+    with pytest.raises(IngestError, match=shown):
+        merge([], tmp_path / "part", progress=False, **{option: value})
+    assert not (tmp_path / "part" / "manifest.parquet").exists()
+    assert merge([], tmp_path / "part", size=64, progress=False).finalized  # the shards' own value is fine

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from xraymunit.pipeline import RunLayout, Stage, State, run_stage
+from xraymunit.stopping import Stopped
 
 
 class Work:
@@ -66,6 +67,41 @@ def test_changed_settings_move_old_outputs_aside(tmp_path):
     assert json.loads((tmp_path / "pipeline_state.json").read_text())["things"]["fingerprint"] == "fp2"
 
 
+def test_every_change_of_settings_keeps_every_previous_output(tmp_path):
+    """Issue 23 item 5: a second change of settings used to delete <stage>.previous/ (a cohort's
+    salt, a training run). Three changes keep three earlier outputs, numbered, contents intact."""
+    for n, fp in enumerate(("fp1", "fp2", "fp3", "fp4"), 1):
+        run_stage(State(tmp_path), stage(tmp_path, Work(tmp_path / "things"), fp=fp))
+        (tmp_path / "things" / "made_by").write_text(fp)
+    kept = {p.name: (p / "made_by").read_text() for p in tmp_path.glob("things.previous*")}
+    assert kept == {"things.previous": "fp1", "things.previous.2": "fp2", "things.previous.3": "fp3"}
+    assert (tmp_path / "things" / "made_by").read_text() == "fp4"
+    assert RunLayout.next_previous(tmp_path / "things") == tmp_path / "things.previous.4"
+
+
+@pytest.mark.parametrize("message, kept", [
+    ("SIGTERM at step 3 of 40; saved run/checkpoints/last.pt (step 3); rerun with --resume to continue",
+     "SIGTERM at step 3 of 40; saved run/checkpoints/last.pt (step 3)"),
+    ("SIGTERM: ingest stopped in the decode pass after 2 of 9 files; everything journalled is kept — rerun the "
+     "same command to resume", "SIGTERM: ingest stopped in the decode pass after 2 of 9 files; everything "
+                               "journalled is kept"),
+    ("SIGTERM: 1 of 4 classifier run(s) finished and kept in report/runs; rerun the same command to resume",
+     "SIGTERM: 1 of 4 classifier run(s) finished and kept in report/runs"),
+    ("12 new images written to synth (12 listed in its manifest); rerun the same command to resume",
+     "12 new images written to synth (12 listed in its manifest)"),
+])
+def test_a_stopped_stage_gives_the_pipelines_advice(tmp_path, message, kept):
+    """Issue 23 item 15: each stage's own advice ("rerun with --resume") is replaced by the pipeline's."""
+    def stopped():
+        raise Stopped(message)
+
+    with pytest.raises(Stopped) as exc:
+        run_stage(State(tmp_path), stage(tmp_path, stopped))
+    assert str(exc.value) == (f"[2/4] things stopped: {kept}; its progress is kept — rerun the same pipeline command "
+                              f"to resume (finished stages are skipped)")
+    assert json.loads((tmp_path / "pipeline_state.json").read_text())["things"]["status"] == "running"
+
+
 def test_core_fingerprint_lets_a_longer_run_continue(tmp_path):
     run_stage(State(tmp_path), stage(tmp_path, Work(tmp_path / "things"), core="c1"))
     run_stage(State(tmp_path), stage(tmp_path, Work(tmp_path / "things"), fp="fp2", core="c1"))
@@ -105,4 +141,6 @@ def test_run_layout_spells_the_run_folder(tmp_path):
     assert RunLayout.previous(layout.synth()) == tmp_path / "synth.previous"
     (tmp_path / "train_5").mkdir()
     (tmp_path / "train_all").mkdir()
+    (tmp_path / "train_all.previous").mkdir()  # set aside: not a training run of this pipeline
+    (tmp_path / "train_all.previous.2").mkdir()
     assert layout.training_runs() == [tmp_path / "train", tmp_path / "train_5", tmp_path / "train_all"]

@@ -17,7 +17,8 @@ OUT/cohort/ train/ synth/ report/ pipeline.log pipeline_state.json.
 Every stage is skipped when its outputs are up to date for its inputs and settings (a
 fingerprint of both is stored in OUT/pipeline_state.json), so a rerun after a crash or a
 Ctrl-C picks up where it stopped. When a stage's settings change, its old outputs are moved
-to <stage>.previous/ (never deleted) and the stage and everything after it run again.
+to <stage>.previous/ (later changes: <stage>.previous.2/, .3/, ...; never deleted) and the
+stage and everything after it run again.
 `generators: per_level` trains one generator per low-data level (OUT/train_K/, OUT/synth_K/).
 """
 

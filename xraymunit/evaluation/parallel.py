@@ -56,7 +56,7 @@ class WorkerTask:
 
 
 class WorkerFailed(XraymunitError):
-    """A worker process ended with an error (its own message is in the log above)."""
+    """A worker process ended with an error or was killed (the message says which)."""
 
 
 def run_workers(task: WorkerTask, cfg: EvaluateConfig, n_jobs: int, stop) -> bool:
@@ -71,6 +71,12 @@ def run_workers(task: WorkerTask, cfg: EvaluateConfig, n_jobs: int, stop) -> boo
     procs = [ctx.Process(target=_worker, args=(i, n, task, cfg), name=f"evaluate-worker-{i}") for i in range(n)]
     for p in procs:
         p.start()
+    return supervise(procs, stop)
+
+
+def supervise(procs: list, stop) -> bool:
+    """Wait for the started worker processes; SIGTERM them on a stop request. False when stopped;
+    WorkerFailed (saying how each failed one ended) when one failed."""
     stopping = False
     while any(p.is_alive() for p in procs):
         for p in procs:
@@ -82,9 +88,22 @@ def run_workers(task: WorkerTask, cfg: EvaluateConfig, n_jobs: int, stop) -> boo
                     os.kill(p.pid, signal.SIGTERM)
     failed = [(p.name, p.exitcode) for p in procs if p.exitcode not in (0, EXIT_TERMINATED)]
     if failed and not stopping:
-        raise WorkerFailed(f"{len(failed)} evaluate worker(s) failed ({', '.join(f'{n}: exit status {c}' for n, c in failed)}); "
-                           "their error is logged above; rerun to resume from the finished runs")
+        raise WorkerFailed(f"{len(failed)} evaluate worker(s) failed ({'; '.join(how_it_ended(n, c) for n, c in failed)}); "
+                           "rerun to resume from the finished runs")
     return not (stopping or any(p.exitcode == EXIT_TERMINATED for p in procs))
+
+
+def how_it_ended(name: str, exitcode: int | None) -> str:
+    """A failed worker's end in words: a signal leaves no message of its own (SIGKILL is often the
+    out-of-memory killer), an exit status follows the worker's traceback printed above."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            sig = signal.Signals(-exitcode).name
+        except ValueError:
+            sig = f"signal {-exitcode}"
+        oom = ", often the out-of-memory killer" if -exitcode == signal.SIGKILL else ""
+        return f"{name} was killed by {sig} ({-exitcode}{oom}): it logged nothing"
+    return f"{name} exited with status {exitcode}: its error is printed above"
 
 
 def _worker(index: int, workers: int, task: WorkerTask, cfg: EvaluateConfig) -> None:

@@ -168,7 +168,7 @@ def record(plan: StudyPlan, cfg: EvaluateConfig, dev, runs: list[dict], resumed:
     results = study_statistics(runs, plan.levels, plan.arms, plan.sets["test"], cfg)
     timings["statistics_s"] = round(time.time() - t_phase, 1)
     t_phase = time.time()
-    quality, grid = study_quality(plan, cfg, dev, show)
+    quality, grid = study_quality(plan, cfg, dev, show, out, training_run)
     metrics = study_record(plan, cfg, dev, runs, results, quality, resumed, training_run)
     timings["quality_s"] = round(time.time() - t_phase, 1)
     t_phase = time.time()

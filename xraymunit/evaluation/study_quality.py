@@ -3,6 +3,9 @@ on the synthetic set, plus translation success (the share the judge calls abnorm
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
@@ -13,12 +16,16 @@ from xraymunit.evaluation.plan import StudyPlan
 from xraymunit.io.cohort import Cohort, SyntheticSet
 
 
-def study_quality(plan: StudyPlan, cfg: EvaluateConfig, dev, show: bool) -> tuple[dict | None, dict | None]:
-    """(quality metrics, styles grid) of the assessed synthetic set; notes go into plan.notes."""
+def study_quality(plan: StudyPlan, cfg: EvaluateConfig, dev, show: bool, out: Path | None = None,
+                  training_run=None) -> tuple[dict | None, dict | None]:
+    """(quality metrics, styles grid) of the assessed synthetic set; notes go into plan.notes.
+
+    The judge is the cohort's; when the cohort is read-only it is kept in OUT/judge/ (or reused from
+    the training run's own judge/ folder, where training kept it for the same reason)."""
     from tqdm.auto import tqdm
 
     from xraymunit.evaluation.quality_study import assess
-    from xraymunit.judge import load_or_train as load_judge
+    from xraymunit.judge import JUDGE_DIR, load_or_train as load_judge
 
     syn, co, notes = plan.assessed, plan.cohort, plan.notes
     if syn is None:
@@ -30,7 +37,8 @@ def study_quality(plan: StudyPlan, cfg: EvaluateConfig, dev, show: bool) -> tupl
     if len(rows) == 0:
         notes.append("quality metrics skipped: no synthetic image with a PNG and a source in the cohort")
         return None, None
-    judge = load_judge(co, cfg.quality.judge, device=dev, progress=show)
+    judge = load_judge(co, cfg.quality.judge, fallback=None if out is None else Path(out) / JUDGE_DIR,
+                       look_in=[Path(run) / JUDGE_DIR for run in _runs(training_run)], device=dev, progress=show)
     jsize = judge.image_size
     ref_all = _concat([real_split(co, s, jsize, cfg.normal_label, cfg.abnormal_label)
                        for s in cfg.quality.reference_splits])
@@ -54,6 +62,15 @@ def study_quality(plan: StudyPlan, cfg: EvaluateConfig, dev, show: bool) -> tupl
     quality["synthetic_set"] = {"folder": str(syn.root),
                                 "level": plan.with_synthetic[-1].name if plan.per_level else None}
     return quality, grid
+
+
+def _runs(training_run) -> list:
+    """The training run folder(s) given to evaluate: None, one folder, or {level: folder}."""
+    if training_run is None:
+        return []
+    if isinstance(training_run, Mapping):
+        return [run for run in training_run.values() if run is not None]
+    return [training_run]
 
 
 def quality_rows(manifest: pd.DataFrame, co: Cohort, cfg: EvaluateConfig) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -76,12 +77,10 @@ def _merge(out_dir: str | os.PathLike, opts: IngestOptions) -> IngestResult:
     fps = {v["run"]["fp"] for v in runs.values()}
     if len(fps) != 1:
         raise IngestError("shards ran with different settings (size, fit, window, modalities…); rerun them alike")
-    totals = {v["run"].get("files_total") for v in runs.values()}
-    if len(totals) != 1:
-        raise IngestError(f"shards saw different input folders ({', '.join(str(t) for t in sorted(totals))} files); "
-                          f"run every shard on the same DICOM_DIR")
+    _check_same_inputs([v["run"] for v in runs.values()])
     fp = fps.pop()
     settings = IngestSettings.from_json(next(iter(runs.values()))["run"]["settings"])
+    _check_merge_options(opts, settings)
     shard_runs = runs
 
     rels: list[str] = []
@@ -101,6 +100,35 @@ def _merge(out_dir: str | os.PathLike, opts: IngestOptions) -> IngestResult:
                            "merged_shards": n, "seconds": round(time.monotonic() - t0, 2)})
     return IngestResult(out, len(records), report["by_status"], report["by_reason"], 0,
                         report["this_run"]["reused"], finalized=True, report=report)
+
+
+def _check_same_inputs(runs: list[dict]) -> None:
+    """Every shard walked the same input listing (paths and sizes), not merely as many files: half of
+    each of two sites' folders is not one cohort. Shards from before the fingerprint: the counts."""
+    totals = {run.get("files_total") for run in runs}
+    if len(totals) != 1:
+        raise IngestError(f"shards saw different input folders ({', '.join(str(t) for t in sorted(totals))} files); "
+                          f"run every shard on the same DICOM_DIR")
+    listings = {run.get("inputs_sha") for run in runs}
+    if len(listings) != 1:
+        raise IngestError(f"shards saw different input folders (the same number of files, {totals.pop()}, but "
+                          f"other names or sizes); run every shard on the same DICOM_DIR, unchanged")
+
+
+def _check_merge_options(opts: IngestOptions, shards: IngestSettings) -> None:
+    """An image option given to --merge (e.g. --size 128) that differs from the shards' cannot be applied
+    (the images are the shards'): refuse instead of silently ignoring it."""
+    given, default = opts.settings(), IngestOptions().settings()
+    for f in dataclasses.fields(IngestSettings):
+        value = getattr(given, f.name)
+        if value != getattr(default, f.name) and value != getattr(shards, f.name):
+            flag = "--" + f.name.replace("_", "-")
+            raise IngestError(f"{flag} {_show(value)} differs from the shards' {_show(getattr(shards, f.name))}: "
+                              f"--merge keeps the shards' images; drop {flag}, or rerun the shards with it")
+
+
+def _show(value: Any) -> str:
+    return ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
 
 
 def _import_shard(shard_dir: Path, out: Path, shard: tuple[int, int]) -> None:

@@ -23,7 +23,7 @@ from xraymunit.ingestion.entries import EntryCheck, close_writers, new_run_token
 from xraymunit.ingestion.per_file import decode_died, decode_task, progress_bar, scan_died, scan_task, tune_allocator
 from xraymunit.ingestion.workers import Runner
 from xraymunit.ingestion.settings import IngestError, IngestResult, IngestSettings, PRIVATE
-from xraymunit.ingestion.walk import discover, in_shard, parse_shard
+from xraymunit.ingestion.walk import discover, in_shard, input_fingerprint, parse_shard
 
 # what ingest writes in --out: links there are refused before anything is written (outdir.check_links)
 OUT_PATHS = (PRIVATE, f"{PRIVATE}/journal.jsonl", f"{PRIVATE}/salt.key", f"{PRIVATE}/files.txt", f"{PRIVATE}/entries",
@@ -126,9 +126,10 @@ def _passes(root: Path, private: Path, all_rels: list[str], rels: list[str], sta
     fp = settings.fingerprint
     tick = time.monotonic()
     with dicom.quiet_pydicom(), Journal(private / journal_name(shard_t)) as journal:
+        inputs = {"inputs_sha": input_fingerprint(root, all_rels)} if shard_t is not None else {}  # for --merge
         journal.write({"type": "run", "fp": fp, "settings": settings.to_json(), "shard": shard_t,
                        "input_root": str(root.resolve()), "files_total": len(all_rels),
-                       "files": len(rels), "xraymunit": __version__})
+                       "files": len(rels), "xraymunit": __version__, **inputs})
         _header_pass(root, rels, state, settings, runner, journal, progress, stop)
         phases["headers"], tick = time.monotonic() - tick, time.monotonic()
         _add_dicomdir_references(root, rels, state, shard_t, journal, fp)

@@ -42,6 +42,20 @@ def in_shard(rel: str, shard: tuple[int, int] | None) -> bool:
     return int(hashlib.sha256(rel.encode("utf-8", "surrogateescape")).hexdigest()[:12], 16) % n == i - 1
 
 
+def input_fingerprint(root: Path, rels: Sequence[str]) -> str:
+    """SHA-256 of an input listing (each relative path and size): shards of one job array see the
+    same one, shards of different input folders (even with as many files) do not. Independent of
+    where the folder is mounted and of modification times (a copy of the folder is the same input)."""
+    digest = hashlib.sha256()
+    for rel in rels:
+        try:
+            size = (root / rel).stat().st_size
+        except OSError:
+            size = -1
+        digest.update(rel.encode("utf-8", "surrogateescape") + b"\0" + str(size).encode() + b"\n")
+    return digest.hexdigest()
+
+
 def discover(root: Path, exclude: Sequence[Path] = (), unreadable: list[str] | None = None) -> list[str]:
     """Posix paths (relative to `root`) of every regular file, sorted; hidden names ignored.
 

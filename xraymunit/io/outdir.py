@@ -37,9 +37,11 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from xraymunit.errors import XraymunitError
+from xraymunit.io import folder_kind
 from xraymunit.io.diskspace import FULL_ERRNOS, disk_full
 
 LOCK_NAME = ".xraymunit.lock"
+BOOKKEEPING = (LOCK_NAME, folder_kind.MARKER)  # what a claim itself leaves in a folder (not outputs)
 log = logging.getLogger(__name__)
 
 
@@ -104,6 +106,8 @@ def claim(folder: str | os.PathLike, stage: str, *, guard: Iterable[str] = (),
     up front, see check_links); `private`: sub-folders forced to mode 0700 if they exist.
     OSError ENOSPC/EDQUOT raised inside become DiskFullError (see disk_full).
     A folder this claim created and left empty (a run refused on its arguments) is removed.
+    A folder another stage wrote (a cohort for train, a synthetic set for ingest) is refused
+    (see folder_kind: the stage is recorded in FOLDER/.xraymunit.stage).
 
     `part` (e.g. "shard-3-of-16"): runs that write disjoint parts of one folder (the shards
     of a job array) share it: each holds a shared lock on the folder (so an exclusive claim
@@ -128,7 +132,8 @@ def claim(folder: str | os.PathLike, stage: str, *, guard: Iterable[str] = (),
         key = (st.st_dev, st.st_ino)
         with _registry_lock:
             held = _held.get(key)
-            if held is not None and held.pid == os.getpid():
+            first = not (held is not None and held.pid == os.getpid())
+            if not first:
                 held.count += 1
             else:
                 held = _held[key] = _Held(str(path), None, os.getpid())
@@ -142,12 +147,17 @@ def claim(folder: str | os.PathLike, stage: str, *, guard: Iterable[str] = (),
                     _release(path, held.fd, remove=False, shared=part is not None)
                     del _held[key]
                     raise
+        marked = False
         try:
-            check_links(path, [LOCK_NAME, *guard])
+            check_links(path, [LOCK_NAME, folder_kind.MARKER, *guard])
+            if first:  # (a nested claim is the same run: a pipeline calling its stages)
+                marked = folder_kind.check_and_mark(path, stage, OutputFolderError)
             for name in private:
                 ensure_private(path / name)
             yield path
         finally:
+            if marked:
+                folder_kind.forget_if_alone(path, {LOCK_NAME})
             with _registry_lock:
                 held.count -= 1
                 if held.count == 0:

@@ -5,7 +5,7 @@ that shows it finished, the work): a stage whose outputs exist with the same fin
 skipped, so a rerun after a crash or Ctrl-C picks up where it stopped (ingest resumes from its
 journal, training from its last checkpoint, synthesis skips images already written, evaluation
 reuses finished classifier runs). When a stage's settings change, its old outputs are moved to
-`<stage>.previous/` (never deleted) and the stage runs again. The run folder's layout is
+`<stage>.previous/` (later ones to `.previous.2/`, `.3/`, ...; never deleted) and the stage runs again. The run folder's layout is
 `layout.RunLayout` (also read by `xraymunit.analysis` and the notebooks).
 
     from xraymunit.pipeline import PipelineOptions, run

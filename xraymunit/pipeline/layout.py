@@ -9,10 +9,12 @@ so renaming a folder is a one-line change here rather than a hunt through the co
     OUT/report/          evaluate (summary.md, metrics.json, plots)
     OUT/train_K/, OUT/synth_K/   the same per low-data level K (generators: per_level)
     OUT/pipeline_state.json, OUT/pipeline.log
+    OUT/<stage>.previous/, .previous.2/, ...   outputs made from earlier settings (never deleted)
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,8 +65,9 @@ class RunLayout:
         return self.root / ("synth" if level is None else f"synth_{level}")
 
     def training_runs(self) -> list[Path]:
-        """train/ then every train_<level>/ (existing or not for train/, existing for the levels)."""
-        return [self.train()] + sorted(p for p in self.root.glob("train_*") if p.is_dir())
+        """train/ then every train_<level>/ (existing or not for train/, existing for the levels; not the
+        train_<level>.previous[.N]/ folders set aside)."""
+        return [self.train()] + sorted(p for p in self.root.glob("train_*") if p.is_dir() and ".previous" not in p.name)
 
     @staticmethod
     def last_checkpoint(run_dir: Path) -> Path:
@@ -80,7 +83,16 @@ class RunLayout:
         return Path(folder) / MANIFEST
 
     @staticmethod
-    def previous(folder: Path) -> Path:
-        """Where outputs made from other settings are moved (never deleted)."""
+    def previous(folder: Path, number: int = 1) -> Path:
+        """Where outputs made from other settings are moved (never deleted): <name>.previous/ for the
+        first set aside, <name>.previous.2/, .3/, ... for the later ones (the highest is the latest)."""
         folder = Path(folder)
-        return folder.with_name(folder.name + ".previous")
+        return folder.with_name(folder.name + ".previous" + ("" if number == 1 else f".{number}"))
+
+    @staticmethod
+    def next_previous(folder: Path) -> Path:
+        """The first <name>.previous[.N]/ not taken yet: setting aside never replaces an earlier one."""
+        number = 1
+        while os.path.lexists(RunLayout.previous(folder, number)):
+            number += 1
+        return RunLayout.previous(folder, number)

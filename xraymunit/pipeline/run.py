@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from xraymunit import config
+from xraymunit.config import ConfigError
 from xraymunit.config.evaluate import EvaluateConfig
 from xraymunit.config.train import TrainConfig
 from xraymunit.errors import XraymunitError
@@ -37,26 +38,46 @@ class PipelineError(XraymunitError):
 def run(cfg: PipelineConfig, progress: bool = True, threads: int | None = None) -> Path:
     """Run (or resume) the whole chain; returns the path of the report's summary.md.
 
+    Every stage's config is resolved first (a typo must not wait for hours of ingest and training).
     threads: CPU threads of every stage (None: each stage's automatic rule, `runtime.resolve_threads`).
 
     The pipeline holds OUT for the whole run (a second pipeline into it refuses at once); each
     stage locks its own sub-folder as well (cohort/, train/, synth/, report/)."""
+    configs = resolve_configs(cfg)
     out = Path(cfg.out).expanduser().resolve()  # relative to where the pipeline is started
     with outdir.claim(out, "pipeline", guard=("pipeline_state.json", "pipeline.log")), threads_scope(threads):
-        return _run(cfg, RunLayout(out), progress)
+        return _run(cfg, RunLayout(out), progress, configs)
 
 
-def _run(cfg: PipelineConfig, layout: RunLayout, progress: bool) -> Path:
+def resolve_configs(cfg: PipelineConfig) -> tuple[TrainConfig, EvaluateConfig]:
+    """The train and evaluate configs with their --set overrides, checked before any stage runs."""
+    overrides = list(cfg.train.set) + ([f"train.device={cfg.device}"] if cfg.device != "auto" else [])
+    train_cfg = _stage_config("train", TrainConfig, cfg.train.config, overrides)
+    per_level = ["real_abnormal_subset=shared"] if cfg.generators == "per_level" else []
+    eval_cfg = _stage_config("evaluate", EvaluateConfig, cfg.evaluate.config, list(cfg.evaluate.set) + per_level)
+    if cfg.generators == "per_level":
+        _check_per_level(train_cfg, eval_cfg)
+    return train_cfg, eval_cfg
+
+
+def _stage_config(stage: str, cls: type, name: str, overrides: list[str]):
+    try:
+        return config.load(cls, stage_config_path(name), overrides)
+    except ConfigError as exc:
+        raise PipelineError(f"{stage}.config {name}: {exc}") from None
+
+
+def _run(cfg: PipelineConfig, layout: RunLayout, progress: bool,
+         configs: tuple[TrainConfig, EvaluateConfig]) -> Path:
     log_to(layout.log)
     state = State(layout.root)
+    train_cfg, eval_cfg = configs
     t_all = time.perf_counter()
     log.info("pipeline start → %s", layout.root)
     run_stage(state, ingest_stage(cfg, layout, progress))
     cohort, cohort_fp = layout.cohort, file_sha(RunLayout.manifest(layout.cohort))
-    overrides = list(cfg.train.set) + ([f"train.device={cfg.device}"] if cfg.device != "auto" else [])
-    train_cfg = config.load(TrainConfig, stage_config_path(cfg.train.config), overrides)
     if cfg.generators == "per_level":
-        eval_cfg, synth_for, levels = _per_level_generators(cfg, layout, state, cohort_fp, train_cfg, progress)
+        synth_for, levels = _per_level_generators(cfg, layout, state, cohort_fp, train_cfg, eval_cfg, progress)
         synth_fp = {name: file_sha(RunLayout.manifest(path)) for name, path in synth_for.items()}
         runs = {name: layout.train(name) for name in synth_for}
     else:
@@ -65,7 +86,6 @@ def _run(cfg: PipelineConfig, layout: RunLayout, progress: bool) -> Path:
         run_stage(state, synthesize_stage("synthesize", synth_for, cfg.synthesize, runs, cohort, cohort_fp,
                                           cfg.device, progress))
         synth_fp = file_sha(RunLayout.manifest(synth_for))
-        eval_cfg = config.load(EvaluateConfig, stage_config_path(cfg.evaluate.config), cfg.evaluate.set)
     run_stage(state, evaluate_stage(layout, eval_cfg, synth_for, runs, cohort_fp, synth_fp, cfg.device, progress,
                                     levels))
     log.info("pipeline finished in %.1fs", time.perf_counter() - t_all)
@@ -73,19 +93,16 @@ def _run(cfg: PipelineConfig, layout: RunLayout, progress: bool) -> Path:
 
 
 def _per_level_generators(cfg: PipelineConfig, layout: RunLayout, state: State, cohort_fp: str,
-                          train_cfg: TrainConfig, progress: bool) -> tuple[EvaluateConfig, dict, list[str]]:
+                          train_cfg: TrainConfig, eval_cfg: EvaluateConfig, progress: bool) -> tuple[dict, list[str]]:
     """Stages 2-3 once per low-data level: OUT/train_K/ on the level's K real abnormals, OUT/synth_K/.
 
-    Returns the evaluate config (real_abnormal_subset forced to shared), {level name → synth
-    folder} and the level names.
+    `eval_cfg` has real_abnormal_subset forced to shared. Returns {level name → synth folder}
+    and the level names.
     """
     from xraymunit.evaluation.datasets import low_data_keys
     from xraymunit.evaluation.stage import plan_levels
     from xraymunit.io.cohort import Cohort
 
-    eval_cfg = config.load(EvaluateConfig, stage_config_path(cfg.evaluate.config),
-                           list(cfg.evaluate.set) + ["real_abnormal_subset=shared"])
-    _check_per_level(train_cfg, eval_cfg)
     co = Cohort.open(layout.cohort)
     labels = (eval_cfg.normal_label, eval_cfg.abnormal_label)
     available = low_data_keys(co, "all", eval_cfg.seed_base, *labels)
@@ -108,7 +125,7 @@ def _per_level_generators(cfg: PipelineConfig, layout: RunLayout, state: State, 
         run_stage(state, synthesize_stage(f"synthesize_{lv.name}", synth, level_synthesis(cfg.synthesize, lv.name),
                                           run_dir, layout.cohort, cohort_fp, cfg.device, progress))
         synth_for[lv.name] = synth
-    return eval_cfg, synth_for, [lv.name for lv in levels]
+    return synth_for, [lv.name for lv in levels]
 
 
 def _check_per_level(train_cfg: TrainConfig, eval_cfg: EvaluateConfig) -> None:

@@ -9,12 +9,14 @@ rerun resumes the stage rather than trusting half-written outputs).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
 from xraymunit.pipeline.state import State, set_aside
+from xraymunit.stopping import Stopped
 
 log = logging.getLogger("xraymunit.pipeline")
 N_STEPS = 4
@@ -26,8 +28,8 @@ class Stage:
 
     key: its entry in pipeline_state.json (ingest, train, train_10, ...); step: its place in the
     chain (1-4, for the log); fingerprint: SHA-256 of its settings and inputs; output: a file that
-    exists once it finished; folder: what it writes (set aside to <folder>.previous/ when made from
-    other settings); announce: the log line when it runs (called after setting aside); work: runs
+    exists once it finished; folder: what it writes (set aside to <folder>.previous[.N]/ when made
+    from other settings); announce: the log line when it runs (called after setting aside); work: runs
     it and returns a one-line summary. core: the fingerprint of the settings a resume may not change
     (train: more steps continue the run). aside: "stale" (made from other settings), "unknown" (also
     when the folder exists but the state does not know it), "never" (the stage reuses what it can).
@@ -61,11 +63,20 @@ def run_stage(state: State, stage: Stage) -> bool:
     state.mark(stage.key, stage.fingerprint, "running", **info)
     t = time.perf_counter()
     log.info("%s %s", stage.prefix, stage.announce())
-    summary = stage.work()
+    try:
+        summary = stage.work()
+    except Stopped as exc:  # the stage's own advice (train: "rerun with --resume") is not the pipeline's
+        raise Stopped(f"{stage.prefix} stopped: {_without_advice(str(exc))}; its progress is kept — rerun the same "
+                      f"pipeline command to resume (finished stages are skipped)") from None
     seconds = time.perf_counter() - t
     state.mark(stage.key, stage.fingerprint, "done", seconds=round(seconds, 1), **info)
     log.info("%s done in %.1fs%s", stage.prefix, seconds, f": {summary}" if summary else "")
     return True
+
+
+def _without_advice(message: str) -> str:
+    """A stage's stop message without its closing 'rerun ...' advice (which names that stage's CLI)."""
+    return re.split(r"[;,]?\s*(?:—\s*)?rerun\b", message, maxsplit=1)[0].rstrip(" ;,—")
 
 
 def _outputs_stale(state: State, stage: Stage) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 
@@ -49,11 +48,10 @@ def flat(d: dict, prefix: str = "") -> dict:
 
 
 def set_aside(path: Path) -> None:
-    """Outputs made from other settings are moved to <name>.previous/, not deleted."""
+    """Outputs made from other settings are moved to <name>.previous/ (then .previous.2/, .3/, ...),
+    never deleted: an earlier cohort holds its secret salt, an earlier training run days of GPU time."""
     if path.exists():
-        previous = RunLayout.previous(path)
-        if previous.exists():
-            shutil.rmtree(previous)
+        previous = RunLayout.next_previous(path)
         path.rename(previous)
         log.info("settings changed: moved old %s to %s", path.name, previous.name)
 

@@ -305,7 +305,7 @@ def _claim_folder(out: Path, run: dict) -> None:
         if keys:
             raise SynthesisError(
                 f"{out} holds a different synthesis ({', '.join(keys)} differ); choose another --out")
-    elif out.exists() and any(p.name != outdir.LOCK_NAME and not atomic.is_temp_name(p.name)
+    elif out.exists() and any(p.name not in outdir.BOOKKEEPING and not atomic.is_temp_name(p.name)
                               for p in out.iterdir()):
         raise SynthesisError(f"{out} exists and is not a synthesis folder; choose another --out")
     if out.exists() and (stale := atomic.remove_stale_temps(out)):  # a killed run's half-written files

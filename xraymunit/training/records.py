@@ -122,7 +122,7 @@ def quality_monitor(cohort: Cohort, cfg: TrainConfig, device: torch.device, out:
     from xraymunit.monitor import QualityMonitor
 
     try:
-        judge = judge_mod.load_or_train(cohort, cfg.quality.judge, device=device)
+        judge = judge_mod.load_or_train(cohort, cfg.quality.judge, fallback=out / judge_mod.JUDGE_DIR, device=device)
         monitor = QualityMonitor(cohort, cfg, judge, device, out, start_step, amp_dtype(cfg.train.amp, device))
     except (judge_mod.JudgeError, ValueError) as exc:
         log.warning("quality tracking off: %s", exc)
