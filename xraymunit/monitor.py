@@ -49,15 +49,19 @@ PLOT_BUDGET = 50  # redraw quality.png only when the last drawing took < 1/50 of
 
 
 def change_measures(translations: torch.Tensor, sources: torch.Tensor, mask: torch.Tensor | None) -> dict:
-    """How global the change is (columns in quality_log.COLUMNS): against the model's mask (m > 0.5)
-    in residual_mask mode, against |translation − input| > CHANGE_THRESHOLD in image mode."""
+    """How global the change is (columns in quality_log.COLUMNS): against the model's soft mask m in
+    residual_mask mode, against the indicator |translation − input| > CHANGE_THRESHOLD in image mode.
+
+    Area and inside/outside are weighted by the mask (Σ m·change / Σ m), not thresholded at m > 0.5:
+    a residual model may change a region by a large Δ under m < 0.5 everywhere (seen in the pilots),
+    which a threshold would call "no mask, all change outside". For a 0/1 mask both are the same."""
     change = (translations.float() - sources.float()).abs()
-    inside = (mask > 0.5) if mask is not None else (change > CHANGE_THRESHOLD)
-    n_in, n_out = int(inside.sum()), int((~inside).sum())
+    weight = mask.float() if mask is not None else (change > CHANGE_THRESHOLD).float()
+    inside, outside = float(weight.sum()), float((1.0 - weight).sum())
     return {
-        "a2b_mask_area": float(inside.float().mean()),
-        "a2b_change_inside": float(change[inside].mean()) if n_in else math.nan,
-        "a2b_change_outside": float(change[~inside].mean()) if n_out else math.nan,
+        "a2b_mask_area": float(weight.mean()),
+        "a2b_change_inside": float((weight * change).sum()) / inside if inside > 0 else math.nan,
+        "a2b_change_outside": float(((1.0 - weight) * change).sum()) / outside if outside > 0 else math.nan,
         "a2b_change_mean": float(change.mean()),
     }
 

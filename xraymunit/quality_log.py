@@ -31,10 +31,10 @@ COLUMNS = [
 ]
 """quality.csv, in order. *_success: share judged abnormal (a2b) / normal (b2a); fd/kid in judge
 features; diversity_ms_ssim is 1 − MS-SSIM; content_ssim is low-pass SSIM input ↔ translation.
-How global the change is (|translation − input| in [0, 1] image units): mask_area is the share of
-pixels in the mask — the model's mask m > 0.5 in residual_mask mode, |translation − input| >
+How global the change is (|translation − input| in [0, 1] image units): mask_area is the mean of the
+mask — the model's soft mask m in residual_mask mode, the indicator |translation − input| >
 CHANGE_THRESHOLD in image mode, so both modes are measured against a mask; change_inside /
-change_outside the mean change in / outside it; change_mean over the whole image."""
+change_outside the mask-weighted mean change in / outside it; change_mean over the whole image."""
 
 CHANGE_THRESHOLD = 0.05  # a change of 5 % of the intensity range: above 8-bit noise, below any visible finding
 

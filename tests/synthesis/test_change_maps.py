@@ -93,6 +93,9 @@ def test_change_measures_compare_inside_and_outside_the_mask():
     masked = change_measures(out, src, mask)
     assert masked["a2b_mask_area"] == 0.25 and masked["a2b_change_inside"] == 0.5
     assert math.isclose(masked["a2b_change_outside"], 0.5 / 3, rel_tol=1e-6)
+    soft = change_measures(out, src, mask * 0.4)  # a soft mask below 0.5 everywhere still has an inside
+    assert math.isclose(soft["a2b_mask_area"], 0.1, rel_tol=1e-6) and soft["a2b_change_inside"] == 0.5
+    assert soft["a2b_change_outside"] < 0.5
 
 
 def test_reference_and_interpolated_synthesis_work_in_residual_mode(residual_run, tmp_path):
