@@ -24,6 +24,9 @@ declare -A PILOT=(
   [aug]="$AUG"              # + differentiable augmentation of everything the discriminators see
   [resid]="$RESID"          # + the local-change output with its identity / mask terms
   [both]="$AUG $RESID"      # both
+  # second round, after the first one's grids: resid changed one region, the same for every style
+  [resid_div]="$RESID loss.diversity=1.0"   # + the mode-seeking term: do styles then change different places?
+  [resid_noid]="model.output=residual_mask loss.mask_sparsity=0.1 loss.mask_smoothness=0.1"  # no identity term (+22-46 % per step)
 )
 NAMES=("$@"); [ ${#NAMES[@]} -eq 0 ] && NAMES=(base aug resid both)
 mkdir -p "$OUT" "$RES"
