@@ -353,9 +353,9 @@ def test_every_decoder_call_renders_exactly_batch_size_styles(trained, tmp_path,
     from xraymunit.models import AdaINGenerator
 
     cohort, ckpt = trained
-    shapes, render = [], AdaINGenerator.render
-    monkeypatch.setattr(AdaINGenerator, "render",
-                        lambda self, c, styles, sh=None: shapes.append(len(styles)) or render(self, c, styles, sh))
+    shapes, render = [], AdaINGenerator.render_parts  # what the renderer calls (image, mask, change)
+    monkeypatch.setattr(AdaINGenerator, "render_parts", lambda self, c, styles, sh=None, src=None:
+                        shapes.append(len(styles)) or render(self, c, styles, sh, src))
     res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=5, limit=2, batch_size=3, show_progress=False)
     assert shapes == [3, 3, 3, 3]  # 2 sources × (styles 0-2, then 3-4 + 1 zero code whose image is dropped)
     assert len(res.manifest) == 10 and len(list((tmp_path / "s").rglob("*.png"))) == 10

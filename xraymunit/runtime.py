@@ -259,7 +259,7 @@ def apply_threads(requested: int | None = None) -> int:
         _interop_set = True
         with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(threads)
-    log.info("%d CPU thread(s) (%s)", threads, why)
+    log.debug("%d CPU thread(s) (%s)", threads, why)  # -v: an info line would break "one stderr line" on errors
     return threads
 
 

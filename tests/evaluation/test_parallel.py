@@ -84,7 +84,7 @@ def test_two_workers_give_the_sequential_metrics(data, tmp_path):
 def test_two_gloo_ranks_under_torchrun_give_the_sequential_metrics(data, tmp_path):
     out = tmp_path / "ranks"
     args = ["--cohort", str(data["cohort"]), "--synthetic", str(data["synth"]), "--out", str(out), "--config",
-            str(TINY), "--device", "cpu", "--no-progress", *[a for s in STUDY for a in ("--set", s)]]
+            str(TINY), "--no-progress", *[a for s in STUDY for a in ("--set", s)]]  # the reference's device (auto)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "xraymunit", "evaluate", *args]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
