@@ -15,7 +15,7 @@ from pathlib import Path
 
 from xraymunit.quality_log import read_quality_csv
 
-ORDER = ("base", "aug", "resid", "both")
+ORDER = ("base", "aug", "resid", "both", "resid_div", "resid_noid")
 COLUMNS = [  # (quality.csv column, header, format)
     ("step", "steps", "{:.0f}"), ("seconds", "train s", "{:.0f}"),
     ("a2b_success", "judged abnormal", "{:.2f}"), ("a2b_fd", "FD", "{:.1f}"),
