@@ -113,19 +113,25 @@ def _gone(pid: int) -> bool:
         return True
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the process tree from /proc (Linux)")
-def test_kill_9_of_the_run_leaves_no_worker_and_the_rerun_is_accepted_at_once(tmp_path):
-    out = tmp_path / "cohort"
+def _ingest_until_first_image(out: Path, **popen):
+    """Start a 2-worker ingest of the sample into `out` and return once it journals its first image:
+    (process, journal path, its worker pids, the hang-guard deadline)."""
     cmd = [sys.executable, "-m", "xraymunit", "ingest", str(SAMPLE / "studies"), "--out", str(out),
            "--size", "256", "--workers", "2", "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **popen)
     journal = out / "private" / "journal.jsonl"
     deadline = time.monotonic() + HANG_GUARD_S
     while proc.poll() is None and time.monotonic() < deadline:
         if journal.is_file() and b'"type":"image"' in journal.read_bytes():
             break
         time.sleep(0.02)
-    workers = _children(proc.pid)
+    return proc, journal, _children(proc.pid), deadline
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the process tree from /proc (Linux)")
+def test_kill_9_of_the_run_leaves_no_worker_and_the_rerun_is_accepted_at_once(tmp_path):
+    out = tmp_path / "cohort"
+    proc, journal, workers, deadline = _ingest_until_first_image(out)
     assert proc.poll() is None and workers, "ingest finished before the test could kill it"
     proc.kill()
     proc.wait()
@@ -142,16 +148,7 @@ def test_kill_9_of_the_run_leaves_no_worker_and_the_rerun_is_accepted_at_once(tm
 def test_sigterm_to_the_whole_job_stops_promptly_with_no_worker_left_and_no_file_failed(tmp_path):
     """A batch scheduler signals the process group: the workers die of it too, which is no failed file."""
     out = tmp_path / "cohort"
-    cmd = [sys.executable, "-m", "xraymunit", "ingest", str(SAMPLE / "studies"), "--out", str(out),
-           "--size", "256", "--workers", "2", "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    journal = out / "private" / "journal.jsonl"
-    deadline = time.monotonic() + HANG_GUARD_S
-    while proc.poll() is None and time.monotonic() < deadline:
-        if journal.is_file() and b'"type":"image"' in journal.read_bytes():
-            break
-        time.sleep(0.02)
-    workers = _children(proc.pid)
+    proc, journal, workers, deadline = _ingest_until_first_image(out, start_new_session=True)
     assert proc.poll() is None and workers, "ingest finished before the test could stop it"
     os.killpg(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=HANG_GUARD_S)  # hang guard
