@@ -251,3 +251,53 @@ def test_per_level_pipeline_trains_each_generator_on_its_level_s_keys(tmp_path):
     log = (tmp_path / "pipeline.log").read_text()
     for stage in ("train_5", "train_all", "synthesize_5", "synthesize_all", "evaluate"):
         assert f"{stage}: up to date" in log
+
+
+def test_two_generators_per_level_differ_by_seed_and_share_the_level_s_keys(tmp_path, monkeypatch):
+    """generators_per_level: 2 trains train_K_g1/ and train_K_g2/ (seeds 0, 1) on the same K keys and hands
+    evaluate both synthetic sets of the level; ingest uses the given salt and contrast."""
+    import xraymunit
+    from xraymunit.ingestion.keys import create_salt
+
+    sys.path.insert(0, str(REPO / "pipelines"))
+    try:
+        import normal_to_abnormal
+    finally:
+        sys.path.remove(str(REPO / "pipelines"))
+    handed = {}
+
+    def fake_evaluate(cohort, synthetic, out, cfg, **kwargs):  # the stage's output is all the pipeline checks
+        handed.update(synthetic=synthetic, runs=kwargs["training_run"])
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "summary.md").write_text("stand-in\n")
+
+    monkeypatch.setattr(xraymunit, "evaluate", fake_evaluate)
+    salt = tmp_path / "study.salt"
+    create_salt(salt)
+    out = tmp_path / "run"
+    train_set = ", ".join(["train.steps=2", "train.checkpoint_every=2", "model.dim=8", "model.mlp_dim=16",
+                           "model.n_res=1", "model.dis_dim=8", *QUIET_TRAIN])
+    args = ["--set", "generators=per_level", "--set", "generators_per_level=2", "--set", "ingest.size=64",
+            "--set", "ingest.contrast=equalize", "--set", f"ingest.salt_file={salt}",
+            "--set", f"train.set=[{train_set}]", "--set", "evaluate.set=['real_abnormal=[5]']",
+            "--set", "synthesize.n_styles=1", "--out", str(out), "--no-progress"]
+    assert normal_to_abnormal.main(args) == 0
+
+    report = json.loads((out / "cohort" / "ingest_report.json").read_text())
+    assert report["salt"] == "salt-file" and report["settings"]["contrast"] == "equalize"
+    keys = low_data_keys(Cohort.open(out / "cohort"), 5, 0)
+    runs = [out / "train_5_g1", out / "train_5_g2"]
+    assert handed["synthetic"] == {"5": [out / "synth_5_g1", out / "synth_5_g2"]} and handed["runs"] == {"5": runs}
+    seeds, weights = [], []
+    for run_dir in runs:
+        recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert recorded["data"]["domain_b_keys"] == keys
+        seeds.append(recorded["train"]["seed"])
+        models = checkpoint.load(run_dir / "checkpoints" / "last.pt")["models"]
+        weights.append(torch.cat([t.flatten().float() for t in next(iter(models.values())).values()]))
+    assert seeds == [0, 1] and not torch.equal(weights[0], weights[1])
+    assert not (out / "train_5").exists()
+
+    from xraymunit.pipeline.config import PipelineConfig
+    with pytest.raises(config.ConfigError, match="generators_per_level.*per_level"):
+        config.load(PipelineConfig, None, ["generators_per_level=2"])

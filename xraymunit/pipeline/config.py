@@ -20,6 +20,15 @@ class IngestStage:
     size: int = 256
     workers: int = 2
     fit: str = "pad"
+    window: str = "auto"  # intensity mapping (ingest --window)
+    contrast: str = "none"  # per-image contrast standardisation (ingest --contrast): none, equalize, clahe
+    salt_file: Optional[str] = None  # an existing salt (ingest --salt-file): one split shared by every run of a study
+
+    def changed_settings(self) -> dict:
+        """The settings beyond size/fit that change the cohort, only where they differ from the defaults
+        (so a run made before they existed keeps its fingerprint)."""
+        made = {"window": (self.window, "auto"), "contrast": (self.contrast, "none")}
+        return {k: v for k, (v, default) in made.items() if v != default}
 
 
 @dataclass
@@ -54,10 +63,16 @@ class PipelineConfig:
     out: str = "runs/default"
     device: str = "auto"
     generators: Literal["single", "per_level"] = "single"
+    generators_per_level: int = 1  # per_level: G generators per level (train seeds seed..seed+G-1, same K images)
     ingest: IngestStage = field(default_factory=IngestStage)
     train: TrainStage = field(default_factory=TrainStage)
     synthesize: SynthesizeStage = field(default_factory=SynthesizeStage)
     evaluate: EvaluateStage = field(default_factory=EvaluateStage)
+
+    def validate(self) -> None:
+        config.require(self.generators_per_level >= 1, "generators_per_level", "must be >= 1")
+        config.require(self.generators_per_level == 1 or self.generators == "per_level", "generators_per_level",
+                       "needs generators: per_level (G generators for each low-data level)")
 
 
 def input_path(value: str) -> Path:

@@ -8,6 +8,7 @@ so renaming a folder is a one-line change here rather than a hunt through the co
     OUT/synth/           synthesize (images/, manifest.parquet)
     OUT/report/          evaluate (summary.md, metrics.json, plots)
     OUT/train_K/, OUT/synth_K/   the same per low-data level K (generators: per_level)
+    OUT/train_K_gI/, OUT/synth_K_gI/   generator I of level K (generators_per_level >= 2)
     OUT/pipeline_state.json, OUT/pipeline.log
     OUT/<stage>.previous/, .previous.2/, ...   outputs made from earlier settings (never deleted)
 """

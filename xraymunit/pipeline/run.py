@@ -77,9 +77,9 @@ def _run(cfg: PipelineConfig, layout: RunLayout, progress: bool,
     run_stage(state, ingest_stage(cfg, layout, progress))
     cohort, cohort_fp = layout.cohort, file_sha(RunLayout.manifest(layout.cohort))
     if cfg.generators == "per_level":
-        synth_for, levels = _per_level_generators(cfg, layout, state, cohort_fp, train_cfg, eval_cfg, progress)
-        synth_fp = {name: file_sha(RunLayout.manifest(path)) for name, path in synth_for.items()}
-        runs = {name: layout.train(name) for name in synth_for}
+        synth_for, runs, levels = _per_level_generators(cfg, layout, state, cohort_fp, train_cfg, eval_cfg, progress)
+        synth_fp = {name: ([file_sha(RunLayout.manifest(p)) for p in path] if isinstance(path, list)
+                           else file_sha(RunLayout.manifest(path))) for name, path in synth_for.items()}
     else:
         synth_for, levels, runs = layout.synth(), None, layout.train()
         run_stage(state, train_stage("train", runs, train_cfg, cfg.train.config, cohort, cohort_fp, progress))
@@ -93,11 +93,12 @@ def _run(cfg: PipelineConfig, layout: RunLayout, progress: bool,
 
 
 def _per_level_generators(cfg: PipelineConfig, layout: RunLayout, state: State, cohort_fp: str,
-                          train_cfg: TrainConfig, eval_cfg: EvaluateConfig, progress: bool) -> tuple[dict, list[str]]:
-    """Stages 2-3 once per low-data level: OUT/train_K/ on the level's K real abnormals, OUT/synth_K/.
+                          train_cfg: TrainConfig, eval_cfg: EvaluateConfig, progress: bool) -> tuple[dict, dict, list[str]]:
+    """Stages 2-3 once per generator of each low-data level: OUT/train_K[_gI]/ on the level's K real
+    abnormals, OUT/synth_K[_gI]/.
 
-    `eval_cfg` has real_abnormal_subset forced to shared. Returns {level name → synth folder}
-    and the level names.
+    `eval_cfg` has real_abnormal_subset forced to shared. Returns {level name → synth folder} and
+    {level name → run folder} (lists of G folders when generators_per_level >= 2) and the level names.
     """
     from xraymunit.evaluation.datasets import low_data_keys
     from xraymunit.evaluation.stage import plan_levels
@@ -112,20 +113,35 @@ def _per_level_generators(cfg: PipelineConfig, layout: RunLayout, state: State, 
     log.info("per-level generators for levels %s of %d train abnormals (real_abnormal_subset: shared — every "
              "seed keeps the K real abnormals of seed %d that level K's generator trains on)",
              [lv.name for lv in levels], len(available), eval_cfg.seed_base)
-    synth_for = {}
+    synth_for, runs = {}, {}
     for lv in levels:
         keys = low_data_keys(co, lv.n_abnormal, eval_cfg.seed_base, *labels)
+        for name, level_cfg in level_train_configs(train_cfg, lv.name, keys, cfg.generators_per_level):
+            run_dir, synth = layout.train(name), layout.synth(name)
+            what = f"{cfg.train.config} on {len(keys)} real abnormal(s), seed {level_cfg.train.seed}"
+            run_stage(state, train_stage(f"train_{name}", run_dir, level_cfg, what, layout.cohort, cohort_fp,
+                                         progress))
+            run_stage(state, synthesize_stage(f"synthesize_{name}", synth,
+                                              level_synthesis(cfg.synthesize, lv.name), run_dir, layout.cohort,
+                                              cohort_fp, cfg.device, progress))
+            synth_for.setdefault(lv.name, []).append(synth)
+            runs.setdefault(lv.name, []).append(run_dir)
+    if cfg.generators_per_level == 1:  # one generator: a path per level, as evaluate has always taken
+        synth_for, runs = {k: v[0] for k, v in synth_for.items()}, {k: v[0] for k, v in runs.items()}
+    return synth_for, runs, [lv.name for lv in levels]
+
+
+def level_train_configs(train_cfg: TrainConfig, level: str, keys: list[str], n_generators: int):
+    """(folder name, train config) of each generator of one level: the level's K keys, seeds seed..seed+G-1.
+
+    One generator keeps the name of the level (train_K/); G >= 2 are train_K_g1/ ... train_K_gG/.
+    """
+    for g in range(1, n_generators + 1):
         level_cfg = copy.deepcopy(train_cfg)
-        level_cfg.data.domain_b_keys = None if lv.name == "all" else keys  # 'all': every abnormal, as single mode
+        level_cfg.data.domain_b_keys = None if level == "all" else keys  # 'all': every abnormal, as single mode
         level_cfg.data.validate()
-        run_dir, synth = layout.train(lv.name), layout.synth(lv.name)
-        what = f"{cfg.train.config} on {len(keys)} real abnormal(s)"
-        run_stage(state, train_stage(f"train_{lv.name}", run_dir, level_cfg, what, layout.cohort, cohort_fp,
-                                     progress))
-        run_stage(state, synthesize_stage(f"synthesize_{lv.name}", synth, level_synthesis(cfg.synthesize, lv.name),
-                                          run_dir, layout.cohort, cohort_fp, cfg.device, progress))
-        synth_for[lv.name] = synth
-    return synth_for, [lv.name for lv in levels]
+        level_cfg.train.seed = train_cfg.train.seed + g - 1
+        yield (level if n_generators == 1 else f"{level}_g{g}"), level_cfg
 
 
 def _check_per_level(train_cfg: TrainConfig, eval_cfg: EvaluateConfig) -> None:
@@ -161,7 +177,10 @@ def where_things_are(cfg: PipelineConfig, summary: Path) -> list[str]:
     layout = RunLayout(summary.parent.parent)
     lines = ["", f"Report:            {summary}", f"Metrics (JSON):    {layout.metrics}"]
     if cfg.generators == "per_level":
-        for name in State(layout.root).data.get("evaluate", {}).get("levels", []):
+        names = [f"{name}_g{g}" if cfg.generators_per_level > 1 else name
+                 for name in State(layout.root).data.get("evaluate", {}).get("levels", [])
+                 for g in range(1, cfg.generators_per_level + 1)]
+        for name in names:
             lines.append(f"Level {name + ':':<12} generator {layout.train(name)}, synthetic images "
                          f"{layout.synth(name) / 'images'}")
     else:

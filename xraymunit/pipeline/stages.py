@@ -30,12 +30,14 @@ def ingest_stage(cfg: PipelineConfig, layout: RunLayout, progress: bool) -> Stag
     source = sample.path() if s.input == "sample" else input_path(s.input)
     labels = sample.labels_csv() if s.labels == "sample" else input_path(s.labels) if s.labels else None
     cohort = layout.cohort
+    salt = input_path(s.salt_file) if s.salt_file else None
     fp = sha({"listing": listing(source), "labels": file_sha(labels) if labels else None,
-              "size": s.size, "fit": s.fit})
+              "size": s.size, "fit": s.fit, **s.changed_settings(),
+              **({"salt": file_sha(salt) if salt.is_file() else str(salt)} if salt else {})})
 
     def work() -> str:
         r = xraymunit.ingest(source, cohort, labels=labels, size=s.size, workers=s.workers, fit=s.fit,
-                             progress=progress)
+                             window=s.window, contrast=s.contrast, salt_file=salt, progress=progress)
         statuses = ", ".join(f"{k} {v}" for k, v in r.by_status.items())
         return f"{r.files} files, {statuses} (decoded {r.decoded}, reused {r.reused})"
 
