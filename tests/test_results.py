@@ -1,8 +1,8 @@
 """Published results (results/<name>/): metrics.json parses, summary.md is exactly what it renders to,
-and every number the hand-written interpretation quotes is one the metrics hold."""
+every number the hand-written interpretation quotes is filled in from its own metrics.json path
+(quotes.py), and the derived numbers (Holm p, point differences) are what derive() recomputes."""
 
 import json
-import math
 import re
 import sys
 
@@ -12,25 +12,9 @@ from conftest import REPO
 
 sys.path.insert(0, str(REPO / "pipelines" / "cxr_study"))
 import publish  # noqa: E402
+import quotes  # noqa: E402
 
 RESULTS = sorted((REPO / "results").glob("*/metrics.json"))
-
-
-def _numbers(obj, out: set) -> set:
-    """Every number of a metrics tree, as summary.md may print it (1-3 decimals, rounded ints, ±)."""
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if k != "interpretation":
-                _numbers(v, out)
-    elif isinstance(obj, list):
-        for v in obj:
-            _numbers(v, out)
-    elif isinstance(obj, (int, float)) and not isinstance(obj, bool) and math.isfinite(obj):
-        for d in (0, 1, 2, 3):
-            for v in (obj, obj / 60, obj * 100):
-                text = f"{v:.{d}f}"
-                out.update({text, text.lstrip("-"), text.replace("-", "−")})
-    return out
 
 
 @pytest.mark.parametrize("path", RESULTS, ids=[p.parent.name for p in RESULTS])
@@ -41,12 +25,37 @@ def test_summary_is_rendered_from_metrics(path):
 
 
 @pytest.mark.parametrize("path", RESULTS, ids=[p.parent.name for p in RESULTS])
-def test_interpretation_quotes_only_measured_numbers(path):
+def test_interpretation_quotes_numbers_only_by_their_metrics_path(path):
     metrics = json.loads(path.read_text())
-    known = _numbers(metrics, set())
-    quoted = re.findall(r"(?<![\w.])[−-]?\d+\.\d+", metrics.get("interpretation", ""))
-    unknown = [q for q in quoted if q not in known]
-    assert not unknown, f"the interpretation quotes numbers metrics.json does not hold: {unknown}"
+    template = (path.parent / "interpretation.md").read_text().strip()
+    assert metrics["interpretation"] == template, "metrics.json holds an older interpretation: rerun publish.py"
+    assert quotes.hand_written_numbers(template) == [], "write measured numbers as {{path}} placeholders"
+    filled = quotes.fill(template, metrics)  # raises QuoteError on a path metrics.json lacks
+    assert "{{" not in filled and filled != template
+
+
+@pytest.mark.parametrize("path", RESULTS, ids=[p.parent.name for p in RESULTS])
+def test_derived_numbers_are_recomputed_from_the_gathered_ones(path):
+    metrics = json.loads(path.read_text())
+    assert publish.derive(json.loads(path.read_text())) == metrics
+
+
+def test_placeholders_fill_from_their_paths_and_refuse_missing_ones():
+    m = {"a": {"d": {"delta": -0.0312, "ci_low": -0.07, "ci_high": 0.011}}, "n": [1700.0, 0.5], "p": 0.0004}
+    assert quotes.fill("{{ci a/d}} {{a/d/delta|3}} {{int n/0}} {{pct n/1}} {{p p}}", m) == \
+        "−0.03 [−0.07, 0.01] −0.031 1,700 50 % < 0.001"
+    with pytest.raises(quotes.QuoteError, match="a/x"):
+        quotes.fill("{{a/x}}", m)
+    with pytest.raises(quotes.QuoteError, match="not a finite number"):
+        quotes.fill("{{a}}", m)
+    assert quotes.hand_written_numbers("K = 10, 3 seeds, `x=0.1`, {{a/d/delta}}") == []
+    assert quotes.hand_written_numbers("AUROC 0.86, 1,700 steps, 45 % slower") == ["0.86", "1,700", "45 %"]
+
+
+def test_holm_matches_the_step_down_rule():
+    # p sorted 0.01, 0.04, 0.03 → 3·0.01, max(0.03, 2·0.03), max(0.06, 1·0.04)
+    assert quotes.holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "c": 0.06, "b": 0.06})
+    assert quotes.holm({"a": 0.6, "b": 0.9}) == {"a": 1.0, "b": 1.0}
 
 
 def test_results_folders_are_small():

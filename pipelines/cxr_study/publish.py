@@ -7,7 +7,11 @@ drift apart; tests/test_results.py checks it) and small PNGs.
 Reads: RESULTS/shortcut/*.json (prepare.py), the NIH cohort's judge, RESULTS/pilots/*/quality.csv
 (pilots.sh), and — once the study ran — WORK/nih_per_level/report/metrics.json and the
 per-level training runs. Missing parts are reported as not run yet. The hand-written reading of
-the numbers lives in RESULTS/interpretation.md and is embedded verbatim.
+the numbers lives in RESULTS/interpretation.md, a template whose every measured number is a
+placeholder naming its metrics.json path (quotes.py), filled in here.
+
+    python pipelines/cxr_study/publish.py --rederive   (the work folder is gone: re-derive the
+        Holm-adjusted p-values and point differences, and re-render, from RESULTS/metrics.json)
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from quotes import fill, holm, reflow
 from xraymunit.runtime import cpu_description
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,7 +106,35 @@ def gather(work: Path, results: Path) -> dict:
                                 for path in sorted((results / "intensity_control").glob("*.json"))}
     interp = results / "interpretation.md"
     out["interpretation"] = interp.read_text().strip() if interp.is_file() else ""
-    return out
+    return derive(out)
+
+
+STUDIES = ("study", "study_first_sitting", "histogram_arm", "ablation_perceptual")
+POINT_DIFFERENCES = {"classical - real": ("classical", "real"),  # arm 2 vs arm 1: does classical help or hurt?
+                     "classical+synthetic - real": ("classical+synthetic", "real")}  # arm 4 vs arm 1
+
+
+def derive(m: dict) -> dict:
+    """Numbers computed from the gathered ones, stored so that text can quote them by path.
+
+    p_holm: each comparison's bootstrap p Holm-adjusted over the levels of its study (one family per
+    comparison: "synthetic vs real" at K = 5, 10, 25 are three tests of one question).
+    point_difference: AUROC differences between arms with no paired interval kept (point values only).
+    """
+    for key in STUDIES:
+        s = m.get(key)
+        if not s:
+            continue
+        comparisons = {c for lv in s["levels"].values() for c in lv["delta"]}
+        for c in comparisons:
+            family = {name: lv["delta"][c]["p_bootstrap"] for name, lv in s["levels"].items() if c in lv["delta"]}
+            for name, p_holm in holm(family).items():
+                s["levels"][name]["delta"][c]["p_holm"] = p_holm
+        for lv in s["levels"].values():
+            a = lv["auroc"]
+            lv["point_difference"] = {k: a[x]["value"] - a[y]["value"]
+                                      for k, (x, y) in POINT_DIFFERENCES.items() if x in a and y in a}
+    return m
 
 
 def _study(path: Path, quality_csv) -> dict | None:
@@ -154,7 +187,7 @@ def render(m: dict) -> str:
     L += [f"Machine: {mc['cpu']} ({mc['cores']} cores; flags: {', '.join(mc['cpu_flags']) or 'n/a'}), no GPU. "
           f"Code: `{m['code_revision']}`. Commands: `commands.sh`.", ""]
     if m.get("interpretation"):
-        L += ["## What it means (and what it does not)", "", m["interpretation"], ""]
+        L += ["## What it means (and what it does not)", "", reflow(fill(m["interpretation"], m)), ""]
     L += ["## Shortcut test (before any training)", "",
           "AUROC on val (95% CI) of a trivial model telling abnormal from normal without the finding; "
           "it warns when the CI's lower bound exceeds 0.70.", "",
@@ -255,16 +288,20 @@ def _render_study(s: dict | None, files: bool = True) -> list[str]:
     L = [f"Classifier: {s['classifier']['arch']} at {s['classifier']['image_size']} px, "
          f"{s['classifier']['steps']} steps, seeds {s['seeds']}; test split "
          f"{s['data']['test']['n_normal']} normal / {s['data']['test']['n_abnormal']} abnormal.", "",
-         "| K real abnormals | generator (min, steps) | real only | + synthetic | Δ (3 vs 1) [95% CI] | "
-         "+ classical | + classical + synthetic | Δ (4 vs 2) [95% CI] |", "|---|---|---|---|---|---|---|---|"]
+         "| K real abnormals | generator (min, steps) | real only | + synthetic | Δ (3 vs 1) [95% CI], p Holm | "
+         "+ classical | + classical + synthetic | Δ (4 vs 2) [95% CI], p Holm |", "|---|---|---|---|---|---|---|---|"]
     for name, lv in s["levels"].items():
         a, d, g = lv["auroc"], lv["delta"], lv.get("generator")
         gen = f"{f(g['minutes'], 1)}, {int(g['steps'])}" if g else "n/a"
-        dd = lambda k: f"{f(d[k]['delta'])} [{f(d[k]['ci_low'])}, {f(d[k]['ci_high'])}]" if k in d else "n/a"
+        dd = lambda k: (f"{f(d[k]['delta'])} [{f(d[k]['ci_low'])}, {f(d[k]['ci_high'])}], "
+                        f"{f(d[k].get('p_holm'))}") if k in d else "n/a"
         av = lambda k: _ci(a[k], "value") if k in a else "n/a"
         L.append(f"| {name} | {gen} | {av('real')} | {av('synthetic')} | {dd('synthetic vs real')} | "
                  f"{av('classical')} | {av('classical+synthetic')} | {dd('classical+synthetic vs classical')} |")
-    L += ["", "Each generator's last quality measurement (fixed val inputs; yardsticks in brackets):", "",
+    L += ["", "Δ: paired patient bootstrap of the test split (classifier seeds averaged; one generator per level, "
+          "so the generator's own variance is not in the interval); p Holm: the bootstrap p adjusted over the "
+          "levels of the same comparison.", ""]
+    L += ["Each generator's last quality measurement (fixed val inputs; yardsticks in brackets):", "",
           "| K | judged abnormal a2b (real abn. / real normal) | FD to real B (inputs) | diversity LPIPS-style "
           "(real pairs) | 1 − MS-SSIM (real pairs) | content SSIM (two patients) | score |",
           "|---|---|---|---|---|---|---|"]
@@ -300,8 +337,18 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", default=str(REPO / "runs" / "cxr_study"))
     p.add_argument("--results", default=str(REPO / "results" / "cxr_nih_lowdata"))
+    p.add_argument("--rederive", action="store_true",
+                   help="re-derive and re-render from RESULTS/metrics.json and interpretation.md (no work folder)")
     args = p.parse_args(argv)
     work, results = Path(args.work), Path(args.results)
+    if args.rederive:
+        m = json.loads((results / "metrics.json").read_text())
+        m["interpretation"] = (results / "interpretation.md").read_text().strip()
+        derive(m)
+        (results / "metrics.json").write_text(json.dumps(m, indent=1) + "\n")
+        (results / "summary.md").write_text(render(m))
+        print(results / "summary.md")
+        return 0
     m = gather(work, results)
     for name in m["pilots"]:  # curves and translations of each pilot, small PNGs
         run = work / "pilots" / name

@@ -30,3 +30,6 @@ bash pipelines/cxr_study/ablation_perceptual.sh 10
 # --contrast equalize prepare ran from commit 8e26a90 (the option is new there).
 # 6. gather metrics.json + summary.md (+ small PNGs)
 $PY pipelines/cxr_study/publish.py
+# 7. (issue 21, a later sitting; the work folder was gone) interpretation.md rewritten as a template whose every
+#    number is a metrics.json path; Holm-adjusted p and point differences derived from the stored numbers:
+$PY pipelines/cxr_study/publish.py --rederive
