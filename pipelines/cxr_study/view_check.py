@@ -42,7 +42,7 @@ def main(argv=None) -> int:
         n_eff = min(va.loc[va["label"] == d, "patient_key"].nunique() for d in ("normal", "abnormal"))
         res = {"n_val": {d: int((va["label"] == d).sum()) for d in ("normal", "abnormal")}}
         for feat in ("histogram", "intensity_p50", "intensity_mean"):
-            s = C._scores(f_tr[feat], y_tr, f_va[feat])
+            s = C.held_out_scores(f_tr[feat], y_tr, f_va[feat])
             res[feat] = C.auroc_ci(y_va, s, W, n_eff)
         res["median_intensity"] = {d: float(np.median(f_va["intensity_p50"][(va["label"] == d).to_numpy()]))
                                    for d in ("normal", "abnormal")}

@@ -40,8 +40,8 @@ runs first), `report` (messages, verdict, remedies, tables).
 from __future__ import annotations
 
 from xraymunit.confounds.crossval import N_FOLDS, NONE_SEEN, POSSIBLE, SHOWN
-from xraymunit.confounds.model import (CI_LEVEL, WARN_AUROC, auroc_ci, fit_logistic, min_patients_to_warn,
-                                       min_val_patients_to_warn)
+from xraymunit.confounds.model import (CI_LEVEL, WARN_AUROC, auroc_ci, fit_logistic, held_out_scores,
+                                       min_patients_to_warn, min_val_patients_to_warn)
 from xraymunit.confounds.features import image_features
 from xraymunit.confounds.report import (cautions, remedy, shortcut_table, summary_lines, verdict, warnings,
                                         write_shortcut_report)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xraymunit.confounds.model import _scores, auroc_ci
+from xraymunit.confounds.model import auroc_ci, held_out_scores
 from xraymunit.evaluation import metrics as M
 
 N_FOLDS = 5                # patient-grouped folds over train + val (fewer when a domain has fewer patients)
@@ -50,7 +50,7 @@ def out_of_fold_scores(pairs: list[tuple[np.ndarray, np.ndarray]], y: np.ndarray
     fitted = False
     for f, (X_fit, X_held) in enumerate(pairs):
         held = folds == f
-        s = _scores(X_fit, y[~held], X_held)
+        s = held_out_scores(X_fit, y[~held], X_held)
         if s is not None:
             out[held], fitted = s, True
     return out if fitted else None
@@ -101,7 +101,7 @@ class Evaluation:
     def _test(self, X_fit: np.ndarray, X_test: np.ndarray) -> dict:
         if not self.n_eff_test:
             return {"auroc": None, "ci_low": None, "ci_high": None, "note": "the test split lacks a domain"}
-        s = _scores(X_fit, self.y, X_test)
+        s = held_out_scores(X_fit, self.y, X_test)
         if s is None:
             return {"auroc": None, "ci_low": None, "ci_high": None, "note": "constant in train + val"}
         return auroc_ci(self.y_test, s, self.W_test, self.n_eff_test, self.ci)

@@ -43,7 +43,7 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = L2) -> np.ndarray:
     return minimize(loss, np.zeros(X.shape[1] + 1), jac=True, method="L-BFGS-B").x
 
 
-def _scores(X_tr, y_tr, X_va) -> np.ndarray | None:
+def held_out_scores(X_tr, y_tr, X_va) -> np.ndarray | None:
     """Held-out scores of the model fitted on (X_tr, y_tr); None when no fitted feature varies."""
     X_tr, X_va = _standardise(np.asarray(X_tr, float), np.asarray(X_va, float))
     if not np.any(X_tr.std(axis=0) > 1e-12):

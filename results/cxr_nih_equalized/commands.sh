@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The exact commands behind results/cxr_nih_equalized/ (run from the repository root after
+# `bash pipelines/setup_env.sh`; they read ../shared/data/cxr, which a user's clone does not have).
+set -euo pipefail
+PY=.venv/bin/python
+# 1. cohort with the committed salt, shortcut test, judge (issue 20 pilots and issue 21 study share the split)
+mkdir -p runs/cxr_equalized && cp results/cxr_nih_equalized/salt.key runs/cxr_equalized/salt.key
+$PY pipelines/cxr_study/prepare.py --only nih --contrast equalize --judge --work runs/cxr_equalized \
+    --results results/cxr_nih_equalized
+# 2. issue 20's pilots (600 steps at 64², see pilots/README.md)
+PARALLEL=1 bash pipelines/cxr_equalized/pilots.sh 600
+# 3. the study: 2 generators per level (K = 10, 25), 6,000 steps each, 6 classifier arms, 3 seeds. Started from a
+#    git worktree of commit cd09381 (so edits to the working tree cannot change a running job), 1 CPU thread
+#    beside other work; rerun the same command to resume after a stop:
+PYTHONPATH=/path/to/worktree $PY pipelines/normal_to_abnormal.py --config pipelines/cxr_equalized/study.yaml \
+    --threads 1 --no-progress
+# 4. is the remaining intensity signal the view? (the study cohort: same salt, same split as step 1)
+$PY pipelines/cxr_study/view_check.py --cohort runs/cxr_equalized/study/cohort \
+    --out results/cxr_nih_equalized/shortcut/nih_by_view.json
