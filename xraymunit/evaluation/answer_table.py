@@ -7,9 +7,6 @@ from __future__ import annotations
 
 from xraymunit.evaluation.answer import FAMILIES
 
-CONTROL_LABEL = {"intensity_control": "intensity control", "duplicate_real": "duplicated real"}
-
-
 def _cell(c: dict | None) -> str:
     """'+0.030 [−0.010, 0.070], p_holm 0.21' or '—' (not run)."""
     if c is None or c.get("delta") is None:
@@ -36,8 +33,9 @@ def table(metrics: dict) -> list[str]:
             rows.append(f"| {k} | {arm} | {runs} | " + " | ".join(cells) + f" | **{word}** |")
     if not rows:
         return []
-    return ["| K real abnormal | arm | generators × seeds | Δ AUROC vs its reference (real / classical) | "
-            "vs intensity control | vs duplicated real | answer |", "|---|---|---|---|---|---|---|", *rows]
+    return ["| K real abnormal | arm | generators × seeds | Δ AUROC vs its reference (real; classical for "
+            "classical+synthetic) | vs intensity control (the same controls with classical aug. for "
+            "classical+synthetic) | vs duplicated real | answer |", "|---|---|---|---|---|---|---|", *rows]
 
 
 def interval_lines(metrics: dict) -> list[str]:

@@ -65,6 +65,10 @@ def generator_keys(run: str | Path, plan: StudyPlan) -> tuple[list[str], str]:
     return sorted(map(str, rows["image_key"])), f"{where}: every {data.get('domain_b', 'abnormal')} image of its split"
 
 
+def _readable(run) -> bool:
+    return (Path(run) / "config.yaml").is_file() or (Path(run) / "checkpoints" / "last.pt").is_file()
+
+
 def classifier_keys(plan: StudyPlan, cfg: EvaluateConfig, level) -> dict[int, list[str]]:
     """{seed → the K real abnormal image_keys the level's arms train on with that seed}."""
     out = {}
@@ -87,7 +91,9 @@ def check(plan: StudyPlan, cfg: EvaluateConfig, training_run) -> dict:
             number = usable.index(str(syn.root)) + 1 if str(syn.root) in usable else None
             entry = {"generator": number, "synthetic": str(syn.root), "training_run": None if run is None else str(run),
                      "real_abnormal_keys_sha256": None, "n_real_abnormal": None, "keys_from": None, "matches": None}
-            if run is not None:
+            if run is not None and not plan.per_level and not _readable(run):
+                entry["keys_from"] = "not recorded: the training run has no config.yaml"  # only a caveat here
+            elif run is not None:
                 keys, where = generator_keys(run, plan)
                 entry.update(real_abnormal_keys_sha256=sha256_of(keys), n_real_abnormal=len(keys), keys_from=where,
                              matches=all(sha == sha256_of(keys) for sha in arm_sha.values()))

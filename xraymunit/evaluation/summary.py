@@ -274,7 +274,7 @@ def caveats(metrics: dict) -> list[str]:
                 ex = "; ".join(f"{k}: {v}" for k, v in s["excluded_by_reason"].items()) or "none"
                 out.append(f"Level {name} synthetic images: {s['used_for_training']} of {s['total']} used for "
                            f"training; excluded — {ex}.")
-        out.append("One generator (or several) per low-data level: arms 3/4 and their controls at level K train "
+        out.append("One generator per low-data level (or several): arms 3/4 and their controls at level K train "
                    "only on the synthetic images of that level's folders (its generators are named under each "
                    "level). " + provenance_line(metrics))
     elif gens.get("mode") == "single" and low:
