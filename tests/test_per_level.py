@@ -196,9 +196,11 @@ def test_cli_synthetic_forms():
     assert parse_synthetic(None) is None
     assert parse_synthetic(["synth/"]) == "synth/"
     assert parse_synthetic(["5=s5", "ALL=sall"]) == {"5": "s5", "all": "sall"}
-    for bad in (["a", "b"], ["a", "5=s5"], ["5=a", "05=b"]):
-        with pytest.raises(config.ConfigError):
-            parse_synthetic(bad)
+    # several generators: a level named again (in the order given), or several plain folders for every level
+    assert parse_synthetic(["5=a", "all=c", "05=b"]) == {"5": ["a", "b"], "all": "c"}
+    assert parse_synthetic(["a", "b"]) == ["a", "b"]
+    with pytest.raises(config.ConfigError, match="not both"):
+        parse_synthetic(["a", "5=s5"])
 
 
 # --------------------------------------------------------------------------- (c) the per-level pipeline

@@ -149,8 +149,14 @@ def _study(path: Path, quality_csv) -> dict | None:
         levels[name] = {
             "n_real_abnormal": lv["n_real_abnormal"],
             "auroc": {arm: {k: a["auroc"][k] for k in ("value", "ci_low", "ci_high")} for arm, a in lv["arms"].items()},
-            "delta": {key: {k: comp[key]["auroc"][k] for k in ("delta", "ci_low", "ci_high", "p_bootstrap")}
+            "delta": {key: _difference(comp[key]["auroc"], lv["arms"], key)
                       for key in ("synthetic vs real", "classical+synthetic vs classical") if key in comp},
+            "vs_controls": {arm: {"answer": fam.get("answer"),
+                                  "comparisons": {key: _difference(c["auroc"], lv["arms"], key)
+                                                  for key, c in fam["comparisons"].items()}}
+                            for arm, fam in (lv.get("synthetic_vs_controls") or {}).items()},
+            "n_generators": lv.get("n_generators", 1), "n_seeds": lv.get("n_seeds", len(m["seeds"])),
+            "bootstrap": lv.get("bootstrap"),
         }
         run = quality_csv(name)
         if run.is_file():
@@ -165,6 +171,21 @@ def _study(path: Path, quality_csv) -> dict | None:
             "content": q.get("content_preservation"), "memorisation_flagged": (q.get("memorisation") or {}).get("n_flagged"),
             "n_synthetic_assessed": q.get("n_synthetic"), "classifier": m["config"]["classifier"],
             "judge": {k: (q.get("judge") or {}).get(k) for k in ("val_auroc", "test_auroc")}}
+
+
+def _difference(d: dict, arms: dict, key: str) -> dict:
+    """One paired AUROC difference as published: estimate, CI, p, Holm-adjusted p, and every per-seed (and
+    per-generator) difference. Reports written before evaluate kept per-seed differences get them from the
+    two arms' per-seed AUROCs (the same runs, so the same numbers)."""
+    out = {k: d.get(k) for k in ("delta", "ci_low", "ci_high", "p_bootstrap", "p_holm")}
+    arm, _, other = key.partition(" vs ")
+    per_seed = d.get("per_seed")
+    if per_seed is None and arm in arms and other in arms:
+        a, b = arms[arm]["auroc"].get("per_seed") or [], arms[other]["auroc"].get("per_seed") or []
+        per_seed = [None if x is None or y is None else x - y for x, y in zip(a, b)] if len(a) == len(b) else None
+    out["per_seed"] = per_seed
+    out["per_generator"] = d.get("per_generator")
+    return out
 
 
 # --------------------------------------------------------------------------- render

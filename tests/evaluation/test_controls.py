@@ -42,7 +42,7 @@ def level(ex, name):
 def test_intensity_control_rows_are_source_normals_matched_to_a_chosen_real_abnormal(executor, seed):
     ex, lv = executor, level(executor, str(K))
     pool = ex.added_images(lv, seed, "intensity_control")
-    synth = ex.plan.synthetic[lv.name]
+    synth = ex.plan.synthetic[lv.name][0]
     rows, train = synth.selection.used, ex.plan.train
     assert pool.shape == synth.images.images.shape and pool.dtype == synth.images.images.dtype
     keep = ex.real_abnormal_rows(lv, seed)  # sorted rows of the level's K real abnormals (this seed's subset)

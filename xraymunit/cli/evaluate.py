@@ -37,6 +37,8 @@ examples:
   xraymunit evaluate --cohort cohort/ --out reports/baseline      # arms 1-2 only
   xraymunit evaluate --cohort cohort/ --out reports/honest --real-abnormal 25,all \\
       --synthetic 25=synth_25/ --synthetic all=synth_all/ --set real_abnormal_subset=shared
+  xraymunit evaluate ... --real-abnormal 25 --synthetic 25=synth_25_g1/ --synthetic 25=synth_25_g2/ \\
+      --training-run 25=train_25_g1/ --training-run 25=train_25_g2/   # 2 generators: their variance in the CIs
   xraymunit evaluate ... --set classifier.steps=500 --set stats.bootstrap=2000
   xraymunit evaluate ... --workers 4       # 4 classifier runs at a time (one GPU each when several)
   torchrun --nproc_per_node 4 -m xraymunit evaluate ...   # the runs spread over 4 ranks; rank 0 reports
@@ -61,8 +63,10 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def parse_synthetic(values: list[str] | None, option: str = "--synthetic") -> str | dict[str, str] | None:
-    """--synthetic (or --training-run) values: None, one plain DIR, or LEVEL=DIR pairs → {level name: DIR}."""
+def parse_synthetic(values: list[str] | None, option: str = "--synthetic"):
+    """--synthetic (or --training-run) values: None; plain DIRs (one → that folder, several → a list of
+    generators for every level); or LEVEL=DIR pairs → {level name: DIR}, a level named again → its list of
+    generators ({level: [DIR, DIR]}) in the order given."""
     from xraymunit.config import ConfigError
     from xraymunit.config.evaluate import parse_level
 
@@ -76,13 +80,13 @@ def parse_synthetic(values: list[str] | None, option: str = "--synthetic") -> st
             continue
         parsed = parse_level(level)
         name = "all" if parsed == "all" else str(parsed)
-        if name in pairs:
-            raise ConfigError(f"{option} names level {name} twice")
-        pairs[name] = folder
-    if plain and (pairs or len(plain) > 1):
-        raise ConfigError(f"{option} takes either one DIR (one generator for every level) or LEVEL=DIR "
-                          f"for each level (one generator per level), not {values}")
-    return plain[0] if plain else pairs
+        pairs.setdefault(name, []).append(folder)
+    if plain and pairs:
+        raise ConfigError(f"{option} takes either DIRs (the same generator(s) for every level) or LEVEL=DIR for "
+                          f"each level (one or more generators per level), not both: {values}")
+    if plain:
+        return plain[0] if len(plain) == 1 else plain
+    return {name: folders[0] if len(folders) == 1 else folders for name, folders in pairs.items()}
 
 
 def build_config(args: argparse.Namespace):

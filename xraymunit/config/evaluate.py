@@ -267,7 +267,9 @@ class EvaluateInputs:
     synthetic: Optional[list[str]] = option(
         None, "synthetic folder written by `xraymunit synthesize`; without it arms 3 and 4 and the quality metrics "
         "are skipped (the report says so). One generator per low-data level: repeat as LEVEL=DIR (e.g. "
-        "--synthetic 25=synth_25 --synthetic all=synth_all); arms 3/4 of level K then use only that level's images",
+        "--synthetic 25=synth_25 --synthetic all=synth_all); arms 3/4 of level K then use only that level's images. "
+        "Several generators of a level: name the level again (--synthetic 25=synth_25_g1 --synthetic "
+        "25=synth_25_g2); the intervals then resample generators, seeds and test patients",
         metavar="[LEVEL=]DIR", append=True)
     out: Optional[str] = option(None, "report folder to write (created; files in it are replaced atomically)",
                                 metavar="DIR", required=True)
@@ -278,8 +280,10 @@ class EvaluateInputs:
         None, "override any config key, e.g. --set classifier.steps=500 (repeatable; applied after --config, "
         "before the other flags)", flag="--set", metavar="KEY=VALUE", append=True)
     training_run: Optional[list[str]] = option(
-        None, "the MUNIT run folder behind the synthetic images (repeat as LEVEL=RUN_DIR, like --synthetic): its "
-        "quality tracking (quality.csv, quality.png) goes into the report", metavar="[LEVEL=]RUN_DIR", append=True)
+        None, "the MUNIT run folder behind the synthetic images (repeat as LEVEL=RUN_DIR, like --synthetic, one per "
+        "synthetic folder in the same order): its quality tracking (quality.csv, quality.png) goes into the report, "
+        "and with one generator per level evaluate refuses a generator trained on other real abnormals than the "
+        "level's arms use (data.domain_b_keys)", metavar="[LEVEL=]RUN_DIR", append=True)
     fresh: bool = option(False, "retrain every run; by default finished runs kept in OUT/runs/ are reused when "
                          "their fingerprint (config, seed, image keys) matches, so an interrupted study resumes")
 

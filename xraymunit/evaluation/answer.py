@@ -19,18 +19,22 @@ FAMILIES = {
 """synthetic arm → (its reference, its controls): the arms it must all beat to 'help'."""
 
 
-def families(dists: dict, arms_here: list[str], ci: float) -> dict:
+def families(dists: dict, arms_here: list[str], ci: float, difference=None) -> dict:
     """Per synthetic arm run at a level: paired differences vs its reference and controls, Holm within.
 
-    dists: {arm: metric distributions} on one test-resample matrix (so the differences are paired).
+    dists: {arm: {metric: ...}}; difference(arm, other, metric) → the paired difference (default: dists
+    hold metric distributions on one test-resample matrix, compared by `metrics.paired_difference`).
     """
+    if difference is None:
+        def difference(a, b, name):
+            return M.paired_difference(dists[a][name], dists[b][name], ci)
     out = {}
     for arm, (reference, controls) in FAMILIES.items():
         if arm not in arms_here:
             continue
         others = [a for a in (reference, *controls) if a in arms_here]
-        comps = {f"{arm} vs {o}": {name: M.paired_difference(dists[arm][name], dists[o][name], ci)
-                                   for name in dists[arm]} for o in others}
+        comps = {f"{arm} vs {o}": {name: difference(arm, o, name) for name in _metrics(dists[arm])}
+                 for o in others}
         adjusted = M.holm([c["auroc"]["p_bootstrap"] for c in comps.values()])
         for c, p in zip(comps.values(), adjusted):
             c["auroc"]["p_holm"] = p  # Holm within this family only
@@ -39,6 +43,11 @@ def families(dists: dict, arms_here: list[str], ci: float) -> dict:
         family["answer"] = answer(family, 1.0 - ci)
         out[arm] = family
     return out
+
+
+def _metrics(entry) -> list:
+    """The metric names of an arm's entry (a dict of distributions, or a resampling.Grid)."""
+    return list(entry.point) if hasattr(entry, "point") else list(entry)
 
 
 def outcome(d: dict, alpha: float) -> str:

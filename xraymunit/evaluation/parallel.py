@@ -49,7 +49,7 @@ class WorkerTask:
     """What a worker process needs to rebuild the plan (paths only: picklable)."""
 
     cohort: str
-    synthetic: object  # None, a folder, or {level name: folder or None}
+    synthetic: object  # None, a folder, a list of folders, or {level name: folder, [folders] or None}
     out: str
     resume: bool
     show: bool
@@ -138,4 +138,6 @@ def paths_of(synthetic):
         return None if synthetic is None else str(synthetic)
     if isinstance(synthetic, Mapping):
         return {str(k): paths_of(v) for k, v in synthetic.items()}
+    if isinstance(synthetic, (list, tuple)):
+        return [paths_of(v) for v in synthetic]
     return str(synthetic.root)

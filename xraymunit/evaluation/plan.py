@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from xraymunit import config as config_mod
-from xraymunit.config.evaluate import EvaluateConfig, needs_synthetic, parse_level
+from xraymunit.config.evaluate import EvaluateConfig, arm_parts, needs_synthetic, parse_level
 from xraymunit.errors import XraymunitError
 from xraymunit.evaluation.datasets import ImageSet, real_split, select_synthetic, synthetic_images
 from xraymunit.evaluation.runcache import digest
@@ -48,20 +48,28 @@ class LevelSynthetic:
     selection: object = None
     images: ImageSet | None = None
     fingerprint: dict | None = None
+    root: str | None = None
 
 
 @dataclass
 class StudyPlan:
+    """Every decision of a study before any classifier trains.
+
+    syn_of[level] lists the synthetic folders given for the level (one per generator; empty: none);
+    synthetic[level] holds the usable ones, loaded (generator index i = position i in this list).
+    """
+
     cohort: Cohort
     sets: dict[str, ImageSet]
     levels: list[Level]
     seeds: list[int]
     arms: list[str]
     level_arms: dict[str, list[str]]
-    syn_of: dict[str, SyntheticSet | None]
-    synthetic: dict[str, LevelSynthetic]
+    syn_of: dict[str, list[SyntheticSet]]
+    synthetic: dict[str, list[LevelSynthetic]]
     per_level: bool
     notes: list[str] = field(default_factory=list)
+    loaded: dict[str, LevelSynthetic] = field(default_factory=dict)  # every given folder, usable or not
 
     @property
     def train(self) -> ImageSet:
@@ -69,16 +77,37 @@ class StudyPlan:
 
     @property
     def with_synthetic(self) -> list[Level]:
-        return [lv for lv in self.levels if self.syn_of[lv.name] is not None]
+        return [lv for lv in self.levels if self.syn_of[lv.name]]
 
     @property
     def assessed(self) -> SyntheticSet | None:
-        """The synthetic set the quality metrics assess (the largest level's)."""
-        return self.syn_of[self.with_synthetic[-1].name] if self.with_synthetic else None
+        """The synthetic set the quality metrics assess (the largest level's first generator)."""
+        return self.syn_of[self.with_synthetic[-1].name][0] if self.with_synthetic else None
 
-    def jobs(self) -> list[tuple[Level, int, str]]:
-        """Every classifier run (level, seed, arm), in the fixed order the report lists them."""
-        return [(lv, seed, arm) for lv in self.levels for seed in self.seeds for arm in self.level_arms[lv.name]]
+    def n_generators(self, level: str) -> int:
+        """How many generators' images the synthetic arms of a level train on (0: none usable)."""
+        return len(self.synthetic.get(level) or [])
+
+    def run_generators(self, level: str, arm: str) -> list[int | None]:
+        """The generator of each run an arm needs per seed: [None] when the arm does not depend on the
+        generator; for duplicate_real one per distinct synthetic count (the pool depends only on it)."""
+        if not needs_synthetic(arm):
+            return [None]
+        return sorted({self.run_generator(level, arm, g) for g in range(self.n_generators(level))})
+
+    def run_generator(self, level: str, arm: str, g: int) -> int | None:
+        """Which generator's run stands for generator g in an arm (None: the arm has one run per seed)."""
+        if not needs_synthetic(arm):
+            return None
+        if arm_parts(arm)[1] == "duplicate_real":
+            counts = [len(s.images) for s in self.synthetic[level]]
+            return counts.index(counts[g])
+        return g
+
+    def jobs(self) -> list[tuple[Level, int, str, int | None]]:
+        """Every classifier run (level, seed, arm, generator index or None), in the fixed report order."""
+        return [(lv, seed, arm, g) for lv in self.levels for seed in self.seeds for arm in self.level_arms[lv.name]
+                for g in self.run_generators(lv.name, arm)]
 
 
 def plan_levels(requested, n_available: int) -> tuple[list[Level], list[str]]:
@@ -109,8 +138,8 @@ def plan_study(cohort, synthetic, cfg: EvaluateConfig) -> StudyPlan:
     if per_level:
         syn_of = _per_level_synthetic(synthetic, levels, notes)
     else:
-        one = synthetic if isinstance(synthetic, SyntheticSet) or synthetic is None else SyntheticSet.open(synthetic)
-        syn_of = {lv.name: one for lv in levels}
+        given = generator_sets(synthetic, "synthetic")
+        syn_of = {lv.name: given for lv in levels}
     plan = StudyPlan(co, sets, levels, [cfg.seed_base + i for i in range(cfg.seeds)], list(cfg.arms), {}, syn_of,
                      {}, per_level, notes)
     _plan_synthetic(plan, cfg)
@@ -141,30 +170,36 @@ def _check_sets(sets: dict[str, ImageSet], notes: list[str]) -> None:
 def _plan_synthetic(plan: StudyPlan, cfg: EvaluateConfig) -> None:
     """Load each distinct synthetic folder once; drop arms 3/4 and their controls where no usable image
     exists (noted)."""
-    loaded: dict[str, LevelSynthetic] = {}
+    loaded = plan.loaded
     synthetic_arms = [a for a in plan.arms if needs_synthetic(a)]
     for lv in plan.levels:
-        s_lv = plan.syn_of[lv.name]
-        if s_lv is not None and str(s_lv.root) not in loaded:
-            loaded[str(s_lv.root)] = _load_synthetic(s_lv, cfg, plan.cohort, lv.name if plan.per_level else None)
-        got = loaded[str(s_lv.root)] if s_lv is not None else LevelSynthetic()
-        plan.synthetic[lv.name] = got
-        plan.level_arms[lv.name] = list(plan.arms) if got.images is not None else \
+        given = plan.syn_of[lv.name]
+        tag = lv.name if plan.per_level or len(given) > 1 else None
+        for s_lv in given:
+            if str(s_lv.root) not in loaded:
+                loaded[str(s_lv.root)] = _load_synthetic(s_lv, cfg, plan.cohort, tag)
+        got = [loaded[str(s.root)] for s in given]
+        plan.synthetic[lv.name] = [g for g in got if g.images is not None]
+        plan.level_arms[lv.name] = list(plan.arms) if plan.synthetic[lv.name] else \
             [a for a in plan.arms if not needs_synthetic(a)]
-        if got.images is not None or not plan.per_level or (s_lv is None and not synthetic_arms):
+        for i, (s_lv, g) in enumerate(zip(given, got)):
+            if g.images is None and len(given) > 1 and plan.synthetic[lv.name]:
+                plan.notes.append(f"level {lv.name}: generator {i + 1} ({s_lv.root}) has no synthetic image usable "
+                                  f"for training ({g.selection.counts()['excluded_by_reason']}): left out")
+        if plan.synthetic[lv.name] or not plan.per_level or (not given and not synthetic_arms):
             continue
         plan.notes.append(f"level {lv.name}: no synthetic folder given for this level: arms {synthetic_arms} "
-                          "skipped at this level" if s_lv is None else
-                          f"level {lv.name}: no synthetic image of {s_lv.root} is usable for training "
-                          f"({got.selection.counts()['excluded_by_reason']}): arms {synthetic_arms} skipped at "
-                          "this level")
+                          "skipped at this level" if not given else
+                          f"level {lv.name}: no synthetic image of {', '.join(str(s.root) for s in given)} is usable "
+                          f"for training ({got[0].selection.counts()['excluded_by_reason']}): arms {synthetic_arms} "
+                          "skipped at this level")
     if not plan.per_level:
-        got = plan.synthetic[plan.levels[0].name]
-        if got.images is None and (synthetic_arms or got.selection is not None):
-            plan.notes.append("no synthetic folder given: arms {} skipped".format(synthetic_arms)
-                              if got.selection is None else
+        given = plan.syn_of[plan.levels[0].name]
+        if not plan.synthetic[plan.levels[0].name] and (synthetic_arms or given):
+            plan.notes.append("no synthetic folder given: arms {} skipped".format(synthetic_arms) if not given else
                               f"no synthetic image is usable for training "
-                              f"({got.selection.counts()['excluded_by_reason']}): arms {synthetic_arms} skipped")
+                              f"({loaded[str(given[0].root)].selection.counts()['excluded_by_reason']}): "
+                              f"arms {synthetic_arms} skipped")
     plan.arms = [a for a in plan.arms if any(a in la for la in plan.level_arms.values())]
     if (plan.per_level and cfg.real_abnormal_subset != "shared" and len(plan.seeds) > 1
             and any(lv.name != "all" for lv in plan.with_synthetic)):
@@ -179,27 +214,39 @@ def _load_synthetic(syn: SyntheticSet, cfg: EvaluateConfig, co: Cohort, level: s
     if level is not None:
         fp["folder"] = str(syn.root)
     if not len(sel.used):
-        return LevelSynthetic(sel, None, fp)
+        return LevelSynthetic(sel, None, fp, str(syn.root))
     log.info("loading %d synthetic training images%s", len(sel.used), "" if level is None else f" of level {level}")
-    return LevelSynthetic(sel, synthetic_images(syn, sel.used, cfg.classifier.image_size, dtype=torch.float16), fp)
+    return LevelSynthetic(sel, synthetic_images(syn, sel.used, cfg.classifier.image_size, dtype=torch.float16), fp,
+                          str(syn.root))
+
+
+def generator_sets(value, what: str) -> list[SyntheticSet]:
+    """One level's generators as opened sets: None → [], a folder or set → [it], a list → each (in order)."""
+    if value is None:
+        return []
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    sets = [v if isinstance(v, SyntheticSet) else SyntheticSet.open(v) for v in items]
+    roots = [str(Path(s.root).resolve()) for s in sets]
+    if len(set(roots)) < len(roots):
+        raise EvaluateError(f"{what}: the same synthetic folder is listed twice as two generators ({roots})")
+    return sets
 
 
 def _per_level_synthetic(mapping: Mapping, levels: list[Level], notes: list[str]) -> dict:
-    """{level name → SyntheticSet or None} from a {level → folder} mapping (keys like '5', 10, 'all')."""
+    """{level name → [SyntheticSet, ...]} from a {level → folder or [folders]} mapping (keys like '5', 10, 'all')."""
     names = [lv.name for lv in levels]
-    out: dict[str, SyntheticSet | None] = {name: None for name in names}
+    out: dict[str, list[SyntheticSet]] = {name: [] for name in names}
     given: set[str] = set()
-    for key, folder in mapping.items():
+    for key, folders in mapping.items():
         parsed = parse_level(key if isinstance(key, (int, str)) else str(key))
         name = "all" if parsed == "all" else str(parsed)
         if name in given:
-            raise EvaluateError(f"two synthetic folders for level {name}")
+            raise EvaluateError(f"two synthetic entries for level {name} (give several generators as one list)")
         given.add(name)
         if name not in out:
             notes.append(f"synthetic folder for level {name} ignored: the study's levels are {names}")
             continue
-        if folder is not None:
-            out[name] = folder if isinstance(folder, SyntheticSet) else SyntheticSet.open(folder)
+        out[name] = generator_sets(folders, f"level {name}")
     return out
 
 

@@ -58,7 +58,8 @@ def _predictions(path: Path, runs, val, test) -> None:
     for r in runs:
         for split, s, scores in (("val", val, r["_val_scores"]), ("test", test, r["_test_scores"])):
             frames.append(pd.DataFrame({
-                "level": r["level"], "arm": r["arm"], "seed": r["seed"], "split": split,
+                "level": r["level"], "arm": r["arm"], "generator": r.get("generator"), "seed": r["seed"],
+                "split": split,
                 "image_key": s.keys, "patient_key": s.patients, "source_dataset": s.sources,
                 "label": s.labels, "score": scores,
             }))

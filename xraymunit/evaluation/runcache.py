@@ -29,17 +29,18 @@ def fingerprint(parts: dict) -> str:
 
 
 class RunCache:
-    """OUT/runs/<level>__<arm>__seed<k>.npz: a finished run's val/test scores and its record."""
+    """OUT/runs/<level>__<arm>[__g<i>]__seed<k>.npz: a finished run's val/test scores and its record
+    (__g<i>: generator i of a level with several; a level with one keeps the plain name)."""
 
     def __init__(self, root: Path, enabled: bool = True):
         self.root, self.enabled = Path(root), enabled
 
-    def _path(self, level: str, arm: str, seed: int, suffix: str) -> Path:
-        safe = arm.replace("+", "_plus_")
+    def _path(self, level: str, arm: str, seed: int, suffix: str, generator: int | None = None) -> Path:
+        safe = arm.replace("+", "_plus_") + ("" if generator is None else f"__g{generator}")
         return self.root / f"{level}__{safe}__seed{seed}{suffix}"
 
-    def load(self, level: str, arm: str, seed: int, fp: str) -> dict | None:
-        path = self._path(level, arm, seed, ".npz")
+    def load(self, level: str, arm: str, seed: int, fp: str, generator: int | None = None) -> dict | None:
+        path = self._path(level, arm, seed, ".npz", generator)
         if not self.enabled or not path.is_file():
             return None
         try:
@@ -52,13 +53,13 @@ class RunCache:
             return None  # a damaged file is simply recomputed
         return meta
 
-    def save(self, run: dict, fp: str) -> None:
+    def save(self, run: dict, fp: str, generator: int | None = None) -> None:
         meta = {k: v for k, v in run.items() if not k.startswith("_")}
         meta["fingerprint"] = fp
         buf = io.BytesIO()
         np.savez(buf, val=run["_val_scores"], test=run["_test_scores"],
                  meta=np.array(json.dumps(meta, default=_plain)))
-        atomic.write_bytes(self._path(run["level"], run["arm"], run["seed"], ".npz"), buf.getvalue())
+        atomic.write_bytes(self._path(run["level"], run["arm"], run["seed"], ".npz", generator), buf.getvalue())
 
 
 def _plain(v):

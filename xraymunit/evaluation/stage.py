@@ -18,12 +18,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from xraymunit import distributed
 from xraymunit.config.evaluate import EvaluateConfig
-from xraymunit.evaluation import parallel
+from xraymunit.evaluation import parallel, provenance
 from xraymunit.evaluation.classifier import RunAbandoned
 from xraymunit.evaluation.plan import EvaluateError, Level, StudyPlan, plan_levels, plan_study
 from xraymunit.evaluation.runcache import RunCache
@@ -58,14 +58,14 @@ class EvaluationResult(dict):
              guard=("runs", "metrics.json", "summary.md", "predictions.csv"))
 def evaluate(
     cohort: str | Path | Cohort,
-    synthetic: str | Path | SyntheticSet | Mapping[str, str | Path | SyntheticSet | None] | None,
+    synthetic: str | Path | SyntheticSet | Sequence | Mapping[str, str | Path | SyntheticSet | Sequence | None] | None,
     out: str | Path,
     config: EvaluateConfig | None = None,
     *,
     device: str | None = None,
     progress: bool | None = None,
     resume: bool = True,
-    training_run: str | Path | Mapping[str, str | Path] | None = None,
+    training_run: str | Path | Sequence | Mapping[str, str | Path | Sequence] | None = None,
 ) -> EvaluationResult:
     """Run the classifier study and the quality metrics; write the report into `out`.
 
@@ -75,14 +75,21 @@ def evaluate(
             the report says so; no quality metrics), or a mapping {level name ('5', '10',
             'all') → folder}: one generator per low-data level, arms 3/4 of level K use only
             that level's images (levels without a folder skip arms 3/4, with a note), and the
-            quality metrics assess the largest level's folder.
+            quality metrics assess the largest level's folder. Where a folder goes, a list of
+            folders gives G generators (different train seeds, same K real abnormals): the arms that
+            depend on the generator train once per generator and seed, and the intervals resample
+            generators, seeds and test patients (evaluation/resampling.py).
         out: the report folder (metrics.json, predictions.csv, plots, summary.md, config).
         config: the study and how to run it (device, progress, workers; defaults to EvaluateConfig()).
         device, progress: shorthands for config.device / config.progress (the pipeline passes them).
         resume: reuse finished runs found in out/runs/ whose fingerprint (config, seed,
             image keys) matches; False retrains everything.
-        training_run: the MUNIT run folder(s) behind the synthetic images (one, or {level: folder});
-            their quality tracking (quality.csv, quality.png) is summarised in the report.
+        training_run: the MUNIT run folder(s) behind the synthetic images, shaped like `synthetic`
+            (one, a list, or {level: folder or [folders]}, in the order of the synthetic folders);
+            their quality tracking (quality.csv, quality.png) is summarised in the report, and the
+            real abnormal keys each generator trained on (data.domain_b_keys) are hashed into
+            metrics.json["provenance"] — with one generator per level, evaluate refuses (EvaluateError)
+            a generator whose keys differ from the K its level's arms use.
 
     Returns:
         The metrics dict also written to out/metrics.json (an EvaluationResult: a dict with a one-line
@@ -99,6 +106,7 @@ def evaluate(
     t0, out = time.time(), Path(out)
     show = progress_enabled(cfg.progress) and group.main
     plan = plan_study(cohort, synthetic, cfg)
+    keys = provenance.check(plan, cfg, training_run)  # before any classifier trains: refuses a mismatch
     timings = {"load_s": round(time.time() - t0, 1)}
 
     task = parallel.WorkerTask(str(plan.cohort.root), parallel.paths_of(synthetic), str(out), resume, show)
@@ -108,7 +116,8 @@ def evaluate(
         if not group.main:
             return EvaluationResult({"rank": group.rank, "world_size": group.world, "report": None})
         timings["training_s"] = round(time.time() - t_phase, 1)
-        return EvaluationResult(record(plan, cfg, dev, runs, resumed, out, training_run, show, timings, t0, stop), out)
+        return EvaluationResult(record(plan, cfg, dev, runs, resumed, out, training_run, show, timings, t0, stop,
+                                       keys), out)
 
 
 def execute(plan: StudyPlan, cfg: EvaluateConfig, dev, task: parallel.WorkerTask, group: distributed.Group,
@@ -148,7 +157,8 @@ def _read_back(plan: StudyPlan, cfg: EvaluateConfig, dev, out: Path, jobs: list)
     """The runs other processes wrote to the cache, in plan order."""
     reader = RunExecutor(plan, cfg, dev, RunCache(out / "runs"))
     runs = [reader.cached(*job) for job in jobs]
-    missing = [f"{lv.name}/{arm}/seed{seed}" for (lv, seed, arm), run in zip(jobs, runs) if run is None]
+    missing = [f"{lv.name}/{arm}{'' if g is None else f'/g{g + 1}'}/seed{seed}"
+               for (lv, seed, arm, g), run in zip(jobs, runs) if run is None]
     if missing:
         raise EvaluateError(f"{len(missing)} run(s) missing from {out / 'runs'} after the workers finished "
                             f"({', '.join(missing[:3])}{', …' if len(missing) > 3 else ''}); rerun to train them")
@@ -156,7 +166,7 @@ def _read_back(plan: StudyPlan, cfg: EvaluateConfig, dev, out: Path, jobs: list)
 
 
 def record(plan: StudyPlan, cfg: EvaluateConfig, dev, runs: list[dict], resumed: int, out: Path, training_run,
-           show: bool, timings: dict, t0: float, stop) -> dict:
+           show: bool, timings: dict, t0: float, stop, keys: dict | None = None) -> dict:
     """Statistics, quality metrics and the report files; the metrics dict (Stopped before writing
     when a stop was requested meanwhile: every run is in the cache, a rerun only reports)."""
     from xraymunit.evaluation import report
@@ -165,11 +175,12 @@ def record(plan: StudyPlan, cfg: EvaluateConfig, dev, runs: list[dict], resumed:
     from xraymunit.evaluation.study_quality import study_quality
 
     t_phase = time.time()
-    results = study_statistics(runs, plan.levels, plan.arms, plan.sets["test"], cfg)
+    results = study_statistics(runs, plan, cfg)
     timings["statistics_s"] = round(time.time() - t_phase, 1)
     t_phase = time.time()
     quality, grid = study_quality(plan, cfg, dev, show, out, training_run)
     metrics = study_record(plan, cfg, dev, runs, results, quality, resumed, training_run)
+    metrics["provenance"] = provenance.with_arms(keys or {}, runs)
     timings["quality_s"] = round(time.time() - t_phase, 1)
     t_phase = time.time()
     metrics["timings"] = timings

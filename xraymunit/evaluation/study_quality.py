@@ -61,16 +61,18 @@ def study_quality(plan: StudyPlan, cfg: EvaluateConfig, dev, show: bool, out: Pa
     quality["reference_splits"] = list(cfg.quality.reference_splits)
     quality["synthetic_set"] = {"folder": str(syn.root),
                                 "level": plan.with_synthetic[-1].name if plan.per_level else None}
+    if len(plan.syn_of[plan.with_synthetic[-1].name]) > 1:
+        quality["synthetic_set"]["generator"] = 1  # quality is measured on one generator's images
     return quality, grid
 
 
 def _runs(training_run) -> list:
-    """The training run folder(s) given to evaluate: None, one folder, or {level: folder}."""
+    """The training run folders given to evaluate: None, one folder, a list, or {level: folder or [folders]}."""
     if training_run is None:
         return []
-    if isinstance(training_run, Mapping):
-        return [run for run in training_run.values() if run is not None]
-    return [training_run]
+    values = training_run.values() if isinstance(training_run, Mapping) else [training_run]
+    flat = [run for v in values for run in (v if isinstance(v, (list, tuple)) else [v])]
+    return [run for run in flat if run is not None]
 
 
 def quality_rows(manifest: pd.DataFrame, co: Cohort, cfg: EvaluateConfig) -> pd.DataFrame:

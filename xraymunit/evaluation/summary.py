@@ -4,6 +4,7 @@ would raise. Pure text from the metrics dict (report.write writes it)."""
 
 from __future__ import annotations
 
+from xraymunit.evaluation import answer_table
 from xraymunit.evaluation.answer import FAMILIES
 
 ARM_LABEL = {"real": "(1) real only", "classical": "(2) real + classical aug.",
@@ -76,10 +77,11 @@ def summary(metrics: dict) -> str:
     if head:
         L.append(overall(metrics))
         L.append("")
+        L += answer_table.section(metrics)
         L += head
         L.append("")
-        L.append(f"Δ = arm − other arm on the *same* test resamples and seeds (paired patient bootstrap, "
-                 f"{cfg['stats']['bootstrap']} resamples, {ci}% CI); p_holm is Holm-adjusted within each line's "
+        L.append(f"Δ = arm − other arm on the *same* resamples (paired; {cfg['stats']['bootstrap']} replicates, "
+                 f"{ci}% CI, drawn as stated above); p_holm is Holm-adjusted within each line's "
                  "family (the synthetic arm vs its reference and its controls). **helps** only when every one is "
                  "beaten at p_holm < " + f"{1 - cfg['stats']['ci']:.2g}; the controls replace the synthetic images "
                  "by their source normals histogram-matched to the real abnormals (intensity control) or by the "
@@ -152,7 +154,11 @@ def _generator(gen: dict) -> str:
     shas = ", ".join(f"`{h[:12]}`" for h in gen.get("checkpoint_sha256") or []) or "unknown checkpoint"
     steps = gen.get("checkpoint_step") or []
     step = f" (step {', '.join(map(str, steps))})" if steps else ""
-    return f"generator {shas}{step}, folder `{gen['synthetic']}`"
+    folders = gen["synthetic"] if isinstance(gen["synthetic"], list) else [gen["synthetic"]]
+    if len(folders) > 1:
+        return (f"{len(folders)} generators, checkpoints {shas}{step}, folders "
+                + ", ".join(f"`{f}`" for f in folders))
+    return f"generator {shas}{step}, folder `{folders[0]}`"
 
 
 def _fd(d: dict) -> str:
@@ -239,6 +245,18 @@ def _quality_section(metrics: dict) -> list[str]:
     return L
 
 
+def provenance_line(metrics: dict) -> str:
+    """Whether each generator's real abnormal keys were checked equal to its level's arms' (metrics['provenance'])."""
+    gens = [(name, g) for name, lv in (metrics.get("provenance") or {}).items() for g in lv.get("generators", [])]
+    unchecked = sorted({name for name, g in gens if g.get("matches") is None})
+    if gens and not unchecked:
+        return ("Checked: every generator's training run trained on exactly the K real abnormal image keys its "
+                "level's classifier arms use (SHA-256 of the sorted keys in metrics.json → provenance).")
+    return (f"Not checked at level(s) {', '.join(unchecked) or 'any'} (no training run given): that a level's generator "
+            "saw only the level's K real abnormal images is how the pipeline's `generators: per_level` trains it "
+            "(`data.domain_b_keys`); pass the runs as training_run / --training-run to have evaluate check it.")
+
+
 def caveats(metrics: dict) -> list[str]:
     cfg = metrics["config"]
     out = []
@@ -256,12 +274,9 @@ def caveats(metrics: dict) -> list[str]:
                 ex = "; ".join(f"{k}: {v}" for k, v in s["excluded_by_reason"].items()) or "none"
                 out.append(f"Level {name} synthetic images: {s['used_for_training']} of {s['total']} used for "
                            f"training; excluded — {ex}.")
-        out.append("One generator per low-data level: arms 3/4 of level K train only on the synthetic images of "
-                   "that level's folder (its generator is named under each level). That a level's generator saw "
-                   "only the level's K real abnormal images is how it was trained, not something this report "
-                   "can check: the pipeline's `generators: per_level` trains it on exactly those image keys "
-                   "(`data.domain_b_keys`) and its checkpoint records their hash (extra.images_b_keys_sha, "
-                   "the same hash as real_abnormal_keys_sha of the runs in metrics.json).")
+        out.append("One generator per low-data level (or several): arms 3/4 and their controls at level K train "
+                   "only on the synthetic images of that level's folders (its generators are named under each "
+                   "level). " + provenance_line(metrics))
     elif gens.get("mode") == "single" and low:
         out.append("**Warning:** low-data levels keep K real abnormal training images, but the MUNIT generator "
                    "itself was trained on *all* train-split abnormal images (and reference styles may come from "
@@ -277,8 +292,13 @@ def caveats(metrics: dict) -> list[str]:
     if min(t["n_normal"], t["n_abnormal"]) < 50:
         out.append(f"The test split is small ({t['n_normal']} normal, {t['n_abnormal']} abnormal): CIs are wide "
                    "and a null result is weak evidence of no effect.")
-    out.append(f"CIs resample test {cfg['stats']['bootstrap_unit']}s (training variation enters only through the "
-               f"{len(metrics['seeds'])} seed(s); per-seed values and their SD are in metrics.json). "
+    several = [lv["name"] for lv in metrics["levels"] if metrics["results"][lv["name"]].get("n_generators", 1) > 1]
+    out.append((f"At level(s) {', '.join(several)} the CIs resample generators, classifier seeds and test "
+                f"{cfg['stats']['bootstrap_unit']}s (hierarchical bootstrap; per-generator and per-seed values are "
+                "in metrics.json); elsewhere they " if several else "CIs ") +
+               f"resample test {cfg['stats']['bootstrap_unit']}s (training variation enters only through the "
+               f"{len(metrics['seeds'])} seed(s) and no generator variance is included; per-seed values and their "
+               "SD are in metrics.json). "
                "p-values in the tables are per comparison; Holm-adjusted ones (AUROC) are in metrics.json as "
                "p_holm: within each level under comparisons, within each synthetic arm's family (its reference "
                "and its controls, the answer above) under synthetic_vs_controls.")
