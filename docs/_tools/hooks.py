@@ -4,7 +4,9 @@
   by reference.py's tables (read from the code at build time, never copied by hand);
 - results/ (each study's summary, README and plots), CHANGELOG.md, CONTRIBUTING.md and
   xraymunit/FORMATS.md join the site under their own paths, so docs pages link to them relatively
-  and the files stay where the code and the tests expect them.
+  and the files stay where the code and the tests expect them;
+- the notebooks become pages `notebooks/NAME.md` (notebooks.py; executed first when
+  XRAYMUNIT_DOCS_RUN names a run folder).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import notebooks  # noqa: E402
 import reference  # noqa: E402
 
 REPO = reference.REPO
@@ -41,6 +44,8 @@ def on_files(files, config):
 
     for uri, path in outside_files().items():
         files.append(File.generated(config, uri, abs_src_path=str(path)))
+    for uri, markdown in notebooks.pages().items():
+        files.append(File.generated(config, uri, content=markdown))
     return files
 
 

@@ -5,7 +5,7 @@ Nothing here is copied by hand, so the pages cannot drift from the package:
   and their explanations from the comments of the shipped configs/*.yaml (the one place a key is
   explained), else from the field's declared `option(help=...)`;
 - CLI flags come from the argparse parsers `xraymunit` itself builds.
-The mkdocs hook (hooks.py) puts them into docs/reference/*.md; tests/docs/test_docs.py checks
+The mkdocs hook (hooks.py) puts them into docs/reference/*.md; tests/docs/test_docs_site.py checks
 that no key or flag is left without its explanation.
 """
 

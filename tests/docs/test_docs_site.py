@@ -38,6 +38,7 @@ def test_site_builds_with_warnings_as_errors(tmp_path):
             pytest.fail("mkdocs/mkdocstrings missing: CI installs the docs extra (pipelines/setup_env.sh, .[dev])")
         pytest.skip("the docs extra is not installed (pip install -e '.[docs]')")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env.pop("XRAYMUNIT_DOCS_RUN", None)  # the stored notebooks: executing them is test_notebooks' job
     r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -113,7 +114,7 @@ def test_the_site_links_only_pages_it_has():
     spec = importlib.util.spec_from_file_location("docs_hooks", REPO / "docs" / "_tools" / "hooks.py")
     hooks = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hooks)
-    outside = hooks.outside_files()
+    outside = {**hooks.outside_files(), **dict.fromkeys(hooks.notebooks.pages())}
     docs = REPO / "docs"
     site = {p.relative_to(docs).as_posix() for p in docs.rglob("*.md") if "_tools" not in p.parts} | set(outside)
     for page in docs.rglob("*.md"):
@@ -136,3 +137,40 @@ def test_citation_cff_is_cff_1_2_and_cites_munit():
 def test_changelog_names_the_package_version():
     from xraymunit import __version__
     assert re.search(rf"^## {re.escape(__version__)}\b", (REPO / "CHANGELOG.md").read_text(), flags=re.M)
+
+
+def test_notebook_pages_show_code_text_figures_and_errors():
+    """A notebook page carries every cell and every kind of output a run leaves (built here)."""
+    import nbformat.v4 as v4
+
+    sys.path.insert(0, str(REPO / "docs" / "_tools"))
+    import notebooks
+
+    nb = v4.new_notebook(cells=[
+        v4.new_markdown_cell("# Title\n\nIntro."),
+        v4.new_code_cell("print('hi')\n```x```", outputs=[
+            v4.new_output("stream", name="stdout", text="hi\n"),
+            v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=\n", "text/plain": "<Figure>"}),
+            v4.new_output("execute_result", data={"text/plain": "   a  b\n0  1  2"}, execution_count=1),
+            v4.new_output("error", ename="ValueError", evalue="bad", traceback=[])]),
+        v4.new_markdown_cell("Closing words.")])
+    page = notebooks.render(nb, "notebooks/x.ipynb")
+    assert page.startswith("# Title\n\nIntro.\n\n*Notebook `notebooks/x.ipynb`*\n")
+    assert "````python\nprint('hi')\n```x```\n````" in page  # a fence inside code gets a longer fence
+    assert "```text\nhi\n```" in page and "```text\n   a  b\n0  1  2\n```" in page
+    assert '<img alt="figure" src="data:image/png;base64,iVBORw0KGgo=">' in page and "<Figure>" not in page
+    assert "```text\nValueError: bad\n```" in page and page.rstrip().endswith("Closing words.")
+    assert "without outputs" not in page  # an executed notebook is not labelled as stored
+    stored = v4.new_notebook(cells=[v4.new_markdown_cell("# T"), v4.new_code_cell("1")])
+    assert "without outputs" in notebooks.render(stored, "notebooks/t.ipynb")
+
+
+def test_every_notebook_has_a_page(monkeypatch):
+    sys.path.insert(0, str(REPO / "docs" / "_tools"))
+    import notebooks
+
+    monkeypatch.delenv("XRAYMUNIT_DOCS_RUN", raising=False)
+    pages = notebooks.pages()  # the stored notebooks, not executed
+    assert set(pages) == {f"notebooks/{p.stem}.md" for p in (REPO / "notebooks").glob("*.ipynb")}
+    nav = (REPO / "mkdocs.yml").read_text()
+    assert all(uri in nav for uri in pages)
