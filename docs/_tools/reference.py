@@ -113,14 +113,22 @@ def _value(value: Any) -> str:
     return f"`{value}`"
 
 
+def _type(annotation: str) -> str:
+    """A field's annotation as a YAML writer reads it: `Optional[list[str]]` -> `list[str] or null`."""
+    text = annotation.replace("typing.", "")
+    optional = re.fullmatch(r"Optional\[(.*)\]", text)
+    if optional:
+        text = optional.group(1) + " | None"
+    return text.replace(" | ", " or ").replace("None", "null")
+
+
 def config_table(keys: list[Key]) -> str:
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for key in keys:
         if key.section:
             rows.append(f"| **`{key.dotted}`** | section | | {_cell(key.text)} |")
         else:
-            kind = key.type.replace("|", " or ").replace("Optional[", "null or ").replace("typing.", "")
-            rows.append(f"| `{key.dotted}` | {_cell(kind)} | {_cell(_value(key.default))} | {_cell(key.text)} |")
+            rows.append(f"| `{key.dotted}` | {_cell(_type(key.type))} | {_cell(_value(key.default))} | {_cell(key.text)} |")
     return "\n".join(rows)
 
 

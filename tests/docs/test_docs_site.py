@@ -59,6 +59,7 @@ def test_every_config_key_has_its_explanation():
     page = reference.config_reference()
     assert "| `train.steps` | int | `1000000` |" in page  # the dataclass default, not a config's value
     assert "| `loss.d_augment` |" in page and "| **`quality.judge`** | section |" in page
+    assert "| `ingest.labels` | str or null | `sample` |" in page  # Optional[...] read as YAML would
 
 
 def test_yaml_comments_follow_nesting_and_continuation_lines(tmp_path):
