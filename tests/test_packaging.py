@@ -9,6 +9,7 @@ come from here while xraymunit itself comes only from the wheel.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -42,13 +43,45 @@ def _source_copy(dest: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
+def wheel_build(tmp_path_factory) -> tuple[Path, str]:
+    """The wheel and everything the build printed (-v: setuptools' own output, warnings included)."""
     src = _source_copy(tmp_path_factory.mktemp("src"))
     out = tmp_path_factory.mktemp("wheel")
-    r = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", out, "."], src)
+    r = _run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation", "-w", out, "."], src)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (built,) = out.glob("xraymunit-*.whl")
-    return built
+    return built, r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def wheel(wheel_build) -> Path:
+    return wheel_build[0]
+
+
+# setuptools' warnings are classes (SetuptoolsDeprecationWarning, BuildBackendWarning, ...) printed by
+# name; distutils' manifest warnings are "warning: no files found matching ...".
+SETUPTOOLS_WARNING = re.compile(r"\w*Warning\b|warning: no (previously-included )?files")
+
+
+def test_wheel_builds_without_setuptools_warnings(wheel_build):
+    """The licence is an SPDX expression (no deprecated classifier) and the sample's data folders are
+    package data, not packages setuptools would warn about one by one."""
+    warnings = [line.strip() for line in wheel_build[1].splitlines() if SETUPTOOLS_WARNING.search(line)]
+    assert warnings == []
+
+
+def test_wheel_carries_notebooks_sample_and_spdx_licence(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = {n.split("/")[-1] for n in names if n.startswith("xraymunit/notebooks/")}
+    assert shipped == {p.name for p in (REPO / "notebooks").glob("*.ipynb")} and "augment_your_classifier.ipynb" in shipped
+    sample = {n.removeprefix("xraymunit/sample_data/nih_cxr_dicom/") for n in names
+              if n.startswith("xraymunit/sample_data/nih_cxr_dicom/")}
+    in_git = {p.relative_to(REPO / "xraymunit/sample_data/nih_cxr_dicom").as_posix()
+              for p in (REPO / "xraymunit/sample_data/nih_cxr_dicom").rglob("*") if p.is_file()}
+    assert sample == in_git and "labels.csv" in sample and sum(n.startswith("studies/") for n in sample) == 60
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert "License-Expression: Apache-2.0" in metadata and "Classifier: License ::" not in metadata
+    assert "Provides-Extra: docs" in metadata
 
 
 @pytest.fixture(scope="module")

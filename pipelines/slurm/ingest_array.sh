@@ -28,7 +28,7 @@
 #
 # RERUNS RESUME. A task that is requeued (preemption, node failure: --requeue below) or simply
 # resubmitted reruns the same command into the same shard folder and decodes only what its
-# journal does not hold yet; a crashed run leaves no half entry (README, "Resume, scale,
+# journal does not hold yet; a crashed run leaves no half entry (docs/guide/ingest.md, "Resume, scale,
 # shards"). The merge checks that every shard finished with the same settings; rerun it after
 # fixing a failed task with `sbatch --dependency=afterok:<job> ingest_array.sh merge`, or
 # `bash ingest_array.sh merge` on a login node. The shards are numbered 1..N, as --shard I/N

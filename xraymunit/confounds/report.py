@@ -93,7 +93,7 @@ def verdict(result: dict) -> str | None:
 
 
 def remedy(factor: str) -> str:
-    """What to do about a confound, by factor (README: 'Confounds and the shortcut test')."""
+    """What to do about a confound, by factor (docs/guide/train.md: 'Confounds and the shortcut test')."""
     return REMEDY.get(factor, _MATCH.format(f=factor))
 
 
