@@ -8,7 +8,7 @@ import torch
 
 from xraymunit.io.cohort import Cohort
 from xraymunit.checkpoint import load_generators
-from xraymunit.synthesis.renderer import Renderer, render_threads
+from xraymunit.synthesis.renderer import Renderer, compiled, render_threads
 from xraymunit.synthesis.styles import random_styles
 
 
@@ -81,3 +81,30 @@ def test_reference_styles_are_the_style_encoders_codes(parts):
         expected = gens.gen_b.encode_style(torch.from_numpy(image)[None, None] * 2 - 1)[0].numpy()
     assert codes.shape == (2, cfg.model.style_dim) and np.allclose(codes[0], expected, atol=1e-5)
     assert not np.allclose(codes[0], codes[1])
+
+
+def test_compiled_kernels_cached_for_one_vector_isa_are_not_served_to_another(monkeypatch, tmp_path):
+    """Issue 23: with ATEN_CPU_CAPABILITY=avx2 (or a cache folder shared with an AVX-512 machine),
+    inductor's FX graph cache served kernels written for 16-float AVX-512 steps, rebuilt them for
+    8-float AVX2 vectors, and --compile rendered NaN images. Two compiles into one fresh cache
+    folder, the second as a new process would see it (in-memory caches cleared), under AVX2."""
+    from torch._inductor.cpu_vec_isa import valid_vec_isa_list
+    from torch._inductor.utils import clear_caches
+
+    widths = {isa.bit_width() for isa in valid_vec_isa_list()}
+    if 256 not in widths or max(widths) <= 256:
+        pytest.skip("needs a CPU with a vector ISA wider than AVX2 (and AVX2)")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    x = torch.linspace(-1, 1, 16 * 37).view(37, 16)
+
+    def layer(x):
+        return torch.tanh(x * 3.0) + x.sum(dim=1, keepdim=True)
+
+    assert torch.allclose(compiled(layer)(x), layer(x), atol=1e-5)
+    torch._dynamo.reset()
+    clear_caches()
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    assert torch.allclose(compiled(layer)(x), layer(x), atol=1e-5)  # old code: 1e35 or NaN here
+    torch._dynamo.reset()
+    clear_caches()
