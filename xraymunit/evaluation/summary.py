@@ -62,7 +62,9 @@ def overall(metrics: dict) -> str:
     word = ("**Yes**" if len(helps) == len(found) else "**No**" if not helps
             else f"**Yes at {', '.join(helps)} only**")
     per_level = "; ".join(f"{_level(lv)}: {fam['answer']['text']}" for lv, fam in found)
-    return (f"{word} — {ARM_LABEL[main]} against {FAMILIES[main][0]} and every control (paired patient bootstrap, "
+    several = any((metrics["results"][lv["name"]].get("bootstrap") or {}).get("hierarchical") for lv, _ in found)
+    how = "paired bootstrap over generators, seeds and patients" if several else "paired patient bootstrap"
+    return (f"{word} — {ARM_LABEL[main]} against {FAMILIES[main][0]} and every control ({how}, "
             f"Holm-adjusted p < {alpha:.2g}): {per_level}.")
 
 
