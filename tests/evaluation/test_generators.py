@@ -150,6 +150,7 @@ def test_metrics_keep_every_generator_and_seed_and_say_how_the_interval_was_draw
     summary = (two.out / "summary.md").read_text()
     answer = summary.split("## Does synthetic help?\n\n")[1].split("## Arms")[0]
     assert f"| {K} | synthetic | 2 × 2 |" in answer and resampling.HIERARCHICAL in answer
+    assert "(paired bootstrap over generators, seeds and patients, Holm-adjusted" in answer.splitlines()[0]
     assert "Checked: every generator's training run" in summary
 
 

@@ -62,8 +62,27 @@ def overall(metrics: dict) -> str:
     word = ("**Yes**" if len(helps) == len(found) else "**No**" if not helps
             else f"**Yes at {', '.join(helps)} only**")
     per_level = "; ".join(f"{_level(lv)}: {fam['answer']['text']}" for lv, fam in found)
-    return (f"{word} — {ARM_LABEL[main]} against {FAMILIES[main][0]} and every control (paired patient bootstrap, "
+    several = any((metrics["results"][lv["name"]].get("bootstrap") or {}).get("hierarchical") for lv, _ in found)
+    how = "paired bootstrap over generators, seeds and patients" if several else "paired patient bootstrap"
+    return (f"{word} — {ARM_LABEL[main]} against {FAMILIES[main][0]} and every control ({how}, "
             f"Holm-adjusted p < {alpha:.2g}): {per_level}.")
+
+
+def answer_lines(metrics: dict) -> list[str]:
+    """The section summary.md opens with: the one-line answer, its table, a line per level, how to read Δ."""
+    cfg = metrics["config"]
+    L = ["## Does synthetic help?", ""]
+    head = headline(metrics)
+    if not head:
+        return L + ["Not measured: no synthetic arm was run (" + "; ".join(metrics["notes"]) + ")."]
+    L += [overall(metrics), "", *answer_table.section(metrics), *head, ""]
+    L.append(f"Δ = arm − other arm on the *same* resamples (paired; {cfg['stats']['bootstrap']} replicates, "
+             f"{int(round(cfg['stats']['ci'] * 100))}% CI, drawn as stated above); p_holm is Holm-adjusted within "
+             "each line's family (the synthetic arm vs its reference and its controls). **helps** only when every "
+             "one is beaten at p_holm < " + f"{1 - cfg['stats']['ci']:.2g}; the controls replace the synthetic "
+             "images by their source normals histogram-matched to the real abnormals (intensity control) or by "
+             "the real abnormals repeated to the same count (duplicated real).")
+    return L
 
 
 def summary(metrics: dict) -> str:
@@ -71,23 +90,7 @@ def summary(metrics: dict) -> str:
     ci = int(round(cfg["stats"]["ci"] * 100))
     spec = cfg["stats"]["specificity"]
     L = ["# Evaluation summary", ""]
-    L.append("## Does synthetic help?")
-    L.append("")
-    head = headline(metrics)
-    if head:
-        L.append(overall(metrics))
-        L.append("")
-        L += answer_table.section(metrics)
-        L += head
-        L.append("")
-        L.append(f"Δ = arm − other arm on the *same* resamples (paired; {cfg['stats']['bootstrap']} replicates, "
-                 f"{ci}% CI, drawn as stated above); p_holm is Holm-adjusted within each line's "
-                 "family (the synthetic arm vs its reference and its controls). **helps** only when every one is "
-                 "beaten at p_holm < " + f"{1 - cfg['stats']['ci']:.2g}; the controls replace the synthetic images "
-                 "by their source normals histogram-matched to the real abnormals (intensity control) or by the "
-                 "real abnormals repeated to the same count (duplicated real).")
-    else:
-        L.append("Not measured: no synthetic arm was run (" + "; ".join(metrics["notes"]) + ").")
+    L += answer_lines(metrics)
     L.append("")
     d = metrics["data"]
     L.append(f"Test split (the only images scored, all real): {d['test']['n_normal']} normal + "
@@ -269,11 +272,15 @@ def caveats(metrics: dict) -> list[str]:
     low = any(lv["name"] != "all" for lv in metrics["levels"])
     if gens.get("mode") == "per_level":
         for name, g in gens["levels"].items():
-            s = (g or {}).get("selection")
-            if s:
+            each = [(None, (g or {}).get("selection"))] if (g or {}).get("selection") else \
+                [(e["generator"], e.get("selection")) for e in (g or {}).get("generators") or []]
+            for number, s in each:
+                if not s:
+                    continue
                 ex = "; ".join(f"{k}: {v}" for k, v in s["excluded_by_reason"].items()) or "none"
-                out.append(f"Level {name} synthetic images: {s['used_for_training']} of {s['total']} used for "
-                           f"training; excluded — {ex}.")
+                which = "" if number is None else f" (generator {number})"
+                out.append(f"Level {name} synthetic images{which}: {s['used_for_training']} of {s['total']} used "
+                           f"for training; excluded — {ex}.")
         out.append("One generator per low-data level (or several): arms 3/4 and their controls at level K train "
                    "only on the synthetic images of that level's folders (its generators are named under each "
                    "level). " + provenance_line(metrics))
