@@ -124,3 +124,27 @@ def test_apply_threads_sets_torch_and_a_scope_holds_for_automatic_requests(monke
         assert runtime.apply_threads(None) == 2
     finally:
         torch.set_num_threads(saved)
+
+
+def test_every_compile_names_the_vector_width_inductor_writes_for(monkeypatch):
+    """Issue 23: inductor's FX graph cache keeps no vector ISA in its key; `cpp.simdlen` puts it there
+    (the kernels' width follows ATEN_CPU_CAPABILITY, so AVX2 and AVX-512 compiles get different keys),
+    and training's --compile passes it like synthesis's (tests/synthesis/test_renderer.py)."""
+    import types
+
+    from torch._inductor.cpu_vec_isa import pick_vec_isa, valid_vec_isa_list
+
+    from xraymunit.runtime import inductor_options
+    from xraymunit.training import plan
+
+    if 256 in {isa.bit_width() for isa in valid_vec_isa_list()}:
+        monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+        assert inductor_options() == {"cpp.simdlen": 256}
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    assert inductor_options() == {"cpp.simdlen": pick_vec_isa().bit_width()}
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: seen.append(kw) or module)
+    cfg = types.SimpleNamespace(train=types.SimpleNamespace(compile=True))
+    plan._wrapped(torch.nn.Linear(1, 1), torch.nn.Linear(1, 1), cfg, types.SimpleNamespace(enabled=False),
+                  torch.device("cpu"))
+    assert seen == [{"options": inductor_options()}] * 2

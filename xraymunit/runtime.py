@@ -274,3 +274,22 @@ def threads_scope(requested: int | None) -> Iterator[int]:
     finally:
         if requested is not None:
             _scoped.pop()
+
+
+def inductor_options() -> dict:
+    """Inductor options that keep its on-disk cache right when the CPU's vector ISA changes.
+
+    Inductor writes its C++ kernels for one vector width: the widest the CPU has, or the one
+    ATEN_CPU_CAPABILITY names. Its FX graph cache (torch 2.13) leaves that width out of its key,
+    so kernels written for AVX-512 (16 floats a step) are served to a process on AVX2 (a shared
+    cache folder, or ATEN_CPU_CAPABILITY=avx2) and rebuilt with AVX2 flags (8 floats a step):
+    NaN images or losses, or a crash (double free). Naming the width inductor picks
+    (`cpp.simdlen`) puts it in the key; the kernels stay the ones inductor would write anyway.
+    Every torch.compile of xraymunit (rendering, training) passes these options.
+    """
+    try:
+        from torch._inductor.cpu_vec_isa import pick_vec_isa
+
+        return {"cpp.simdlen": int(pick_vec_isa().bit_width())}
+    except Exception:  # no inductor ISA probe here (another torch build): its own choice, unkeyed
+        return {}

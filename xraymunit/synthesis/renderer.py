@@ -16,7 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from xraymunit.models.blocks import cast_for_rendering
-from xraymunit.runtime import amp_dtype
+from xraymunit.runtime import amp_dtype, inductor_options
 from xraymunit.synthesis.options import SynthesisError
 
 
@@ -64,24 +64,6 @@ def render_threads(requested: int | None, device: torch.device, compiled: bool) 
         n = min(cores, 8)
     n = max(1, n)
     return n, max(1, cores // n) if n > 1 else cores
-
-
-def inductor_options() -> dict:
-    """Inductor options that keep its on-disk cache right when the CPU's vector ISA changes.
-
-    Inductor writes its C++ kernels for one vector width: the widest the CPU has, or the one
-    ATEN_CPU_CAPABILITY names. Its FX graph cache (torch 2.13) leaves that width out of its key,
-    so kernels written for AVX-512 (16 floats a step) are served to a process on AVX2 (a shared
-    cache folder, or ATEN_CPU_CAPABILITY=avx2) and rebuilt with AVX2 flags (8 floats a step):
-    NaN images, or a crash (double free). Naming the width inductor picks (`cpp.simdlen`) puts
-    it in the key; the kernels stay the ones inductor would write anyway.
-    """
-    try:
-        from torch._inductor.cpu_vec_isa import pick_vec_isa
-
-        return {"cpp.simdlen": int(pick_vec_isa().bit_width())}
-    except Exception:  # no inductor ISA probe here (another torch build): its own choice, unkeyed
-        return {}
 
 
 def compiled(render: Callable) -> Callable:

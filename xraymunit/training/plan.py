@@ -17,7 +17,7 @@ from xraymunit.io import atomic
 from xraymunit.io.cohort import Cohort
 from xraymunit.losses import PerceptualLoss
 from xraymunit.models import MunitDiscriminators, MunitGenerators, build_vgg16
-from xraymunit.runtime import amp_dtype, use_channels_last
+from xraymunit.runtime import amp_dtype, inductor_options, use_channels_last
 from xraymunit.training.data import domain_indices, domain_keys_sha
 from xraymunit import distributed
 from xraymunit.distributed import Group
@@ -143,7 +143,8 @@ def build_parts(p: Plan) -> Parts:
 def _wrapped(gens: nn.Module, dis: nn.Module, cfg: TrainConfig, dist: Group,
              device: torch.device) -> tuple[nn.Module, nn.Module]:
     if cfg.train.compile:
-        gens, dis = torch.compile(gens), torch.compile(dis)
+        options = inductor_options()  # the vector width in inductor's cache key (runtime.py)
+        gens, dis = torch.compile(gens, options=options), torch.compile(dis, options=options)
     if dist.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
