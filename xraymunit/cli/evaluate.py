@@ -101,13 +101,27 @@ def build_config(args: argparse.Namespace):
     return cfg
 
 
+def check_paths(cohort, synthetic, training_run) -> None:
+    """The folders named on the command line, checked before torch and MONAI are imported."""
+    from xraymunit.cli import precheck
+
+    precheck.cohort_folder(cohort)
+    for folder in (synthetic.values() if isinstance(synthetic, dict) else [synthetic] if synthetic else []):
+        precheck.synthetic_folder(folder)
+    for folder in (training_run.values() if isinstance(training_run, dict) else [training_run] if training_run else []):
+        precheck.existing_folder(folder, "--training-run")
+
+
 def run(args: argparse.Namespace) -> int:
+    cfg = build_config(args)
+    synthetic = parse_synthetic(args.synthetic)
+    training_run = parse_synthetic(args.training_run, "--training-run")
+    check_paths(args.cohort, synthetic, training_run)
+
     from xraymunit.evaluation.report import headline
     from xraymunit.evaluation.stage import evaluate
 
-    cfg = build_config(args)
-    metrics = evaluate(args.cohort, parse_synthetic(args.synthetic), args.out, cfg, resume=not args.fresh,
-                       training_run=parse_synthetic(args.training_run, "--training-run"))
+    metrics = evaluate(args.cohort, synthetic, args.out, cfg, resume=not args.fresh, training_run=training_run)
     if metrics.get("report", True) is None:  # a torchrun rank other than 0: rank 0 prints the report
         return 0
     out = Path(args.out)
