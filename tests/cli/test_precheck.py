@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from xraymunit.cli import precheck
-from xraymunit.io.cohort import Cohort, CohortError
+from xraymunit.io.cohort import Cohort, CohortError, SyntheticSet
 
 WRAPPER = """
 import json, sys
@@ -32,7 +32,8 @@ def run_cli(*argv):
     (["train", "--cohort", "{tmp}", "--out", "{tmp}/run", "--set", "train.steps"], "key=value"),
     (["evaluate", "--cohort", "{missing}", "--out", "{tmp}/r"], "is not a cohort folder"),
     (["evaluate", "--cohort", "{tmp}", "--out", "{tmp}/r", "--set", "classifier.stepz=5"], "unknown config key"),
-    (["evaluate", "--cohort", "{cohort}", "--out", "{tmp}/r", "--synthetic", "{missing}"], "folder not found"),
+    (["evaluate", "--cohort", "{cohort}", "--out", "{tmp}/r", "--synthetic", "{missing}"], "not a synthetic folder"),
+    (["evaluate", "--cohort", "{cohort}", "--out", "{tmp}/r", "--test-cohort", "{missing}"], "is not a cohort folder"),
     (["synthesize", "--checkpoint", "{missing}/last.pt", "--cohort", "{cohort}", "--out", "{tmp}/s"],
      "checkpoint not found"),
     (["synthesize", "--checkpoint", "{ckpt}", "--cohort", "{missing}", "--out", "{tmp}/s"], "is not a cohort folder"),
@@ -47,12 +48,13 @@ def test_errors_come_before_the_heavy_imports(tmp_path, argv, message):
     assert len(stderr) == 1 and message in stderr[0]
 
 
-def test_the_cohort_message_is_the_stages_own(tmp_path):
-    with pytest.raises(CohortError) as stage:
-        Cohort.open(tmp_path)
-    with pytest.raises(precheck.PathError) as early:
-        precheck.cohort_folder(tmp_path)
-    assert str(early.value) == str(stage.value)
+def test_the_messages_are_the_stages_own(tmp_path):
+    for opened, checked in ((Cohort.open, precheck.cohort_folder), (SyntheticSet.open, precheck.synthetic_folder)):
+        with pytest.raises(CohortError) as stage:
+            opened(tmp_path)
+        with pytest.raises(precheck.PathError) as early:
+            checked(tmp_path)
+        assert str(early.value) == str(stage.value)
 
 
 def test_checkpoint_check_accepts_what_the_stage_resolves(tmp_path):

@@ -112,3 +112,30 @@ def test_the_cli_options(tmp_path):
     assert args.test_cohort == ["b", "c"] and build_config(args).external_split == "all"
     with pytest.raises(config.ConfigError, match="external_split"):
         small("external_split=holdout").validate()
+
+
+def test_worker_processes_rebuild_the_plan_with_the_test_cohorts(monkeypatch, tmp_path):
+    """--workers: each worker rebuilds the plan; without the test cohorts its run fingerprints would
+    not be the main process's and every run would be missing from the cache."""
+    from xraymunit.evaluation import parallel, plan
+
+    seen = {}
+
+    class Built(Exception):
+        pass
+
+    def fake_plan_study(cohort, synthetic, cfg, test_cohorts=()):
+        seen["test_cohorts"] = test_cohorts
+        raise Built
+
+    monkeypatch.setattr(plan, "plan_study", fake_plan_study)
+    import torch
+
+    task = parallel.WorkerTask("a", None, str(tmp_path), True, False, ("b", "c"))
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(Built):
+            parallel._worker(0, 1, task, small("device=cpu"))
+    finally:
+        torch.set_num_threads(threads)  # the worker sets its share of the CPUs
+    assert seen["test_cohorts"] == ("b", "c")

@@ -2,7 +2,7 @@
 
 Importing the stages costs seconds (10-27 s on two busy cores); a typo in a folder name should
 be answered at once. These checks look only at the file system and say what the stage itself
-would say (a test keeps the cohort message equal to `Cohort.open`'s); the stage still checks
+would say (a test keeps the messages equal to `Cohort.open`'s and `SyntheticSet.open`'s); the stage still checks
 everything again, so nothing here is the only line of defence. Standard library only.
 """
 
@@ -27,14 +27,11 @@ def cohort_folder(path: str | Path) -> None:
                         f"`xraymunit ingest DICOM_DIR --out {root}`")
 
 
-def synthetic_folder(path: str | Path, option: str = "--synthetic") -> None:
-    """A synthesize output: a folder holding manifest.parquet."""
+def synthetic_folder(path: str | Path) -> None:
+    """A synthesize output: a folder holding manifest.parquet (the words of `SyntheticSet.open`)."""
     root = Path(path)
-    if not root.is_dir():
-        raise PathError(f"{option} {root}: folder not found")
     if not (root / MANIFEST).is_file():
-        raise PathError(f"{option} {root} is not a synthetic folder (no {MANIFEST}); make one with "
-                        f"`xraymunit synthesize`")
+        raise PathError(f"{root} is not a synthetic folder (no {MANIFEST}); make one with `xraymunit synthesize`")
 
 
 def existing_folder(path: str | Path, option: str) -> None:

@@ -130,8 +130,7 @@ def summary(metrics: dict) -> str:
                 cells = [(_ci(per[n]["auroc"]) if per[n]["auroc"] else "undefined (one class)") for n in names]
                 L.append(f"| {ARM_LABEL[arm]} | " + " | ".join(cells) + " |")
     L.append("")
-    L += external_lines(metrics)
-    L += _quality_section(metrics)
+    L += external_lines(metrics) + _quality_section(metrics)
     L += _training_quality_section(metrics)
     if metrics.get("shortcut_test"):
         from xraymunit.confounds import summary_lines
