@@ -201,7 +201,7 @@ def writable(folder: Path) -> bool:
 
 def train(cohort: Cohort, cfg: JudgeConfig, folder: Path, device: torch.device, progress: bool = False) -> Judge:
     """Train on real train images, select on val AUROC, score val and test, save into `folder`."""
-    from tqdm.auto import tqdm
+    from xraymunit.progress import progress as progress_display
 
     t0 = time.time()
     sets = {s: _split(cohort, s, cfg) for s in ("train", "val", "test")}
@@ -214,7 +214,7 @@ def train(cohort: Cohort, cfg: JudgeConfig, folder: Path, device: torch.device, 
     pool = TrainPool(normal=train_set.images[torch.as_tensor(train_set.where(0))],
                      abnormal=train_set.images[torch.as_tensor(train_set.where(1))],
                      balanced=cfg.classifier.balanced_batches)
-    with tqdm(total=cfg.classifier.steps, desc="judge", unit="step", disable=not progress) as bar:
+    with progress_display(cfg.classifier.steps, "judge", "step", bar=progress) as bar:
         res = train_classifier(pool, val, cfg.classifier, cfg.seed, device, progress=bar)
     v_scores = predict(res.model, val.images, device)
     threshold = M.youden_threshold(val.labels, v_scores)

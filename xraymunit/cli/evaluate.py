@@ -41,6 +41,7 @@ examples:
       --training-run 25=train_25_g1/ --training-run 25=train_25_g2/   # 2 generators: their variance in the CIs
   xraymunit evaluate ... --set classifier.steps=500 --set stats.bootstrap=2000
   xraymunit evaluate ... --workers 4       # 4 classifier runs at a time (one GPU each when several)
+  xraymunit evaluate ... --test-cohort site_b_cohort/   # external validation: also scored on site B's test split
   torchrun --nproc_per_node 4 -m xraymunit evaluate ...   # the runs spread over 4 ranks; rank 0 reports
 Finished runs are kept in OUT/runs/: on SIGTERM the current run is abandoned, the finished ones
 are kept, and the command exits 143; rerun it to resume. The report is the same however many
@@ -105,13 +106,29 @@ def build_config(args: argparse.Namespace):
     return cfg
 
 
+def check_paths(cohort, synthetic, training_run, test_cohorts=None) -> None:
+    """The folders named on the command line, checked before torch and MONAI are imported."""
+    from xraymunit.cli import precheck
+
+    for folder in [cohort, *(test_cohorts or [])]:
+        precheck.cohort_folder(folder)
+    for folder in (synthetic.values() if isinstance(synthetic, dict) else [synthetic] if synthetic else []):
+        precheck.synthetic_folder(folder)
+    for folder in (training_run.values() if isinstance(training_run, dict) else [training_run] if training_run else []):
+        precheck.existing_folder(folder, "--training-run")
+
+
 def run(args: argparse.Namespace) -> int:
+    cfg = build_config(args)
+    synthetic = parse_synthetic(args.synthetic)
+    training_run = parse_synthetic(args.training_run, "--training-run")
+    check_paths(args.cohort, synthetic, training_run, args.test_cohort)
+
     from xraymunit.evaluation.report import headline
     from xraymunit.evaluation.stage import evaluate
 
-    cfg = build_config(args)
-    metrics = evaluate(args.cohort, parse_synthetic(args.synthetic), args.out, cfg, resume=not args.fresh,
-                       training_run=parse_synthetic(args.training_run, "--training-run"))
+    metrics = evaluate(args.cohort, synthetic, args.out, cfg, resume=not args.fresh, training_run=training_run,
+                       test_cohorts=args.test_cohort)
     if metrics.get("report", True) is None:  # a torchrun rank other than 0: rank 0 prints the report
         return 0
     out = Path(args.out)

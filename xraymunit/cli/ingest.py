@@ -19,8 +19,9 @@ OUT/cache/images.npy (uint16, memory-mappable), OUT/ingest_report.json, and OUT/
 EPILOG = """\
 labels CSV: a 'label' column plus one key column: SOPInstanceUID, path (relative to
 DICOM_DIR), StudyInstanceUID or PatientID; optional sex, age, view, source_dataset,
-patient_id. 0/1 mean normal/abnormal. Without --labels, first-level folders named
-normal/ and abnormal/ label their files.
+patient_id, split (train/val/test: fixes that patient's split; empty = seeded). 0/1 mean
+normal/abnormal. Without --labels, first-level folders named normal/ and abnormal/ label
+their files.
 
 examples:
   xraymunit ingest studies/ --labels labels.csv --out cohort/ --workers 8

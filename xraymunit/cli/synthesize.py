@@ -36,11 +36,18 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from xraymunit.cli import precheck
     from xraymunit.options import from_args
-    from xraymunit.synthesis import stage
     from xraymunit.synthesis.options import SynthesizeOptions
 
-    result = stage.run(from_args(SynthesizeOptions, args))
+    opts = from_args(SynthesizeOptions, args)
+    opts.check()  # arguments, checkpoint and cohort answered before torch is imported
+    precheck.checkpoint(opts.checkpoint)
+    precheck.cohort_folder(opts.cohort)
+
+    from xraymunit.synthesis import stage
+
+    result = stage.run(opts)
     if int(os.environ.get("RANK", "0") or 0) == 0:  # (under torchrun: one summary, rank 0's, with the whole manifest)
             print(f"{len(result.manifest)} synthetic images in {result.out} ({result.generated} new, {result.skipped} "
               f"already there) in {result.seconds:.1f}s; manifest: {result.out / 'manifest.parquet'}")

@@ -35,9 +35,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from xraymunit import config
+    from xraymunit.cli import precheck
     from xraymunit.config.train import TrainConfig
     from xraymunit.options import from_args
-    from xraymunit.training import train
     from xraymunit.training.options import TrainRunOptions
 
     opts = from_args(TrainRunOptions, args)
@@ -46,6 +46,11 @@ def run(args: argparse.Namespace) -> int:
         saved = Path(opts.out) / "config.yaml"
         config_file = saved if saved.is_file() else None
     cfg = config.load(TrainConfig, config_file, opts.config_overrides())
+    if opts.cohort is not None:
+        precheck.cohort_folder(opts.cohort)  # config and paths answered before torch is imported
+
+    from xraymunit.training import train
+
     result = train(opts.cohort, opts.out, cfg, resume=opts.resume, show_progress=opts.progress, threads=opts.threads)
     print(f"trained to step {result.steps}; checkpoint: {result.checkpoint}")
     print(f"tensorboard --logdir {result.run_dir / 'tensorboard'}")

@@ -226,6 +226,8 @@ class EvaluateConfig:
                           "--workers (default: 0); 1 when other work competes for the cores", parse=int, metavar="N")
     progress: Optional[bool] = option(None, "no progress bars (default: bars only when stderr is a terminal)",
                                       flag="--no-progress")
+    external_split: str = option("test", "which images of each --test-cohort are scored: its test split (default), "
+                                 "train, val, or all of it", metavar="SPLIT")
     workers: int = option(1, "classifier runs trained at the same time by local worker processes (one GPU "
                           "each when several GPUs, else CPU threads shared out); under torchrun the runs are "
                           "spread over the ranks instead", parse=int, metavar="N")
@@ -251,6 +253,7 @@ class EvaluateConfig:
                 "device", "must be auto, cpu, cuda, cuda:N or mps")
         require(self.threads >= 0, "threads", "must be >= 0 (0 = automatic)")
         require(self.workers >= 1, "workers", "must be >= 1")
+        require(self.external_split in (*SPLITS, "all"), "external_split", "must be test, train, val or all")
 
 
 @dataclass
@@ -284,6 +287,10 @@ class EvaluateInputs:
         "synthetic folder in the same order): its quality tracking (quality.csv, quality.png) goes into the report, "
         "and with one generator per level evaluate refuses a generator trained on other real abnormals than the "
         "level's arms use (data.domain_b_keys)", metavar="[LEVEL=]RUN_DIR", append=True)
+    test_cohort: Optional[list[str]] = option(
+        None, "external validation: another ingested cohort (other patients or another site, ingested with the same "
+        "image settings) on which every classifier arm is also scored, with its own patient bootstrap; repeatable. "
+        "Its test split, or what --external-split names", metavar="DIR", append=True)
     fresh: bool = option(False, "retrain every run; by default finished runs kept in OUT/runs/ are reused when "
                          "their fingerprint (config, seed, image keys) matches, so an interrupted study resumes")
 

@@ -53,6 +53,7 @@ class WorkerTask:
     out: str
     resume: bool
     show: bool
+    test_cohorts: tuple[str, ...] = ()  # --test-cohort folders (external validation)
 
 
 class WorkerFailed(XraymunitError):
@@ -121,7 +122,7 @@ def _worker(index: int, workers: int, task: WorkerTask, cfg: EvaluateConfig) -> 
             torch.set_num_threads(cpu_threads(cfg, workers))
         elif cfg.threads:
             torch.set_num_threads(cfg.threads)
-        plan = plan_study(task.cohort, task.synthetic, cfg)
+        plan = plan_study(task.cohort, task.synthetic, cfg, test_cohorts=task.test_cohorts)
         executor = RunExecutor(plan, cfg, device, RunCache(Path(task.out) / "runs", enabled=task.resume))
         try:
             run_share(executor, share(plan.jobs(), index, workers), show=task.show, stop=stop,

@@ -70,6 +70,7 @@ class StudyPlan:
     per_level: bool
     notes: list[str] = field(default_factory=list)
     loaded: dict[str, LevelSynthetic] = field(default_factory=dict)  # every given folder, usable or not
+    external: dict = field(default_factory=dict)  # test cohort name → external.ExternalSet (--test-cohort)
 
     @property
     def train(self) -> ImageSet:
@@ -126,8 +127,8 @@ def plan_levels(requested, n_available: int) -> tuple[list[Level], list[str]]:
     return sorted(levels, key=lambda lv: lv.n_abnormal), notes
 
 
-def plan_study(cohort, synthetic, cfg: EvaluateConfig) -> StudyPlan:
-    """Open the inputs, load the real splits and synthetic images, and decide every run."""
+def plan_study(cohort, synthetic, cfg: EvaluateConfig, test_cohorts=()) -> StudyPlan:
+    """Open the inputs, load the real splits, synthetic images and test cohorts, and decide every run."""
     co = cohort if isinstance(cohort, Cohort) else Cohort.open(cohort)
     size, notes = cfg.classifier.image_size, []
     sets = {s: real_split(co, s, size, cfg.normal_label, cfg.abnormal_label) for s in ("train", "val", "test")}
@@ -143,6 +144,10 @@ def plan_study(cohort, synthetic, cfg: EvaluateConfig) -> StudyPlan:
     plan = StudyPlan(co, sets, levels, [cfg.seed_base + i for i in range(cfg.seeds)], list(cfg.arms), {}, syn_of,
                      {}, per_level, notes)
     _plan_synthetic(plan, cfg)
+    if test_cohorts:
+        from xraymunit.evaluation.external import open_test_cohorts
+
+        plan.external = open_test_cohorts(co, test_cohorts, cfg, plan.notes)
     if not plan.arms:
         raise EvaluateError("no arm left to run (all configured arms need synthetic images or mirror them)")
     if cfg.real_abnormal_subset == "shared":

@@ -49,6 +49,8 @@ class RunCache:
                 if meta.get("fingerprint") != fp:
                     return None
                 meta["_val_scores"], meta["_test_scores"] = z["val"].copy(), z["test"].copy()
+                meta["_external_scores"] = {name: z[f"external_{i}"].copy()
+                                            for i, name in enumerate(meta.pop("external_names", []))}
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return None  # a damaged file is simply recomputed
         return meta
@@ -56,9 +58,11 @@ class RunCache:
     def save(self, run: dict, fp: str, generator: int | None = None) -> None:
         meta = {k: v for k, v in run.items() if not k.startswith("_")}
         meta["fingerprint"] = fp
+        external = run.get("_external_scores") or {}  # test cohorts' scores (--test-cohort)
+        meta["external_names"] = list(external)
         buf = io.BytesIO()
-        np.savez(buf, val=run["_val_scores"], test=run["_test_scores"],
-                 meta=np.array(json.dumps(meta, default=_plain)))
+        np.savez(buf, val=run["_val_scores"], test=run["_test_scores"], meta=np.array(json.dumps(meta, default=_plain)),
+                 **{f"external_{i}": scores for i, scores in enumerate(external.values())})
         atomic.write_bytes(self._path(run["level"], run["arm"], run["seed"], ".npz", generator), buf.getvalue())
 
 

@@ -16,7 +16,7 @@ import torch
 
 from xraymunit import config as config_mod
 from xraymunit.config.evaluate import EvaluateConfig, arm_parts, needs_synthetic
-from xraymunit.evaluation import controls
+from xraymunit.evaluation import controls, external
 from xraymunit.evaluation.classifier import TrainPool, predict, train_classifier
 from xraymunit.evaluation.datasets import ClassicalAugment, low_data_keys
 from xraymunit.evaluation.plan import Level, StudyPlan, file_stamp
@@ -103,10 +103,11 @@ class RunExecutor:
         made = self.plan.synthetic[level.name]
         classical, added = arm_parts(arm)
         synth = made[generator or 0].fingerprint if made and added is not None else None
-        return fingerprint({**self.base_fp, "arm": arm, "seed": seed,
-                            "real_abnormal": digest(self.plan.train.keys[keep]),
-                            "augment": config_mod.to_dict(self.cfg.augment) if classical else None,
-                            "synthetic": synth})
+        parts = {**self.base_fp, "arm": arm, "seed": seed, "real_abnormal": digest(self.plan.train.keys[keep]),
+                 "augment": config_mod.to_dict(self.cfg.augment) if classical else None, "synthetic": synth}
+        if self.plan.external:  # only then: runs cached without test cohorts keep their fingerprint
+            parts["external"] = external.fingerprint(self.plan.external)
+        return fingerprint(parts)
 
     def _identify(self, run: dict, level: Level, seed: int, arm: str, generator: int | None) -> dict:
         """The parts of a run's record that are not cached (so runs cached before they existed still match)."""
@@ -144,7 +145,8 @@ class RunExecutor:
         run = {"level": level.name, "arm": arm, "seed": seed, "train_counts": pool.counts(),
                "best_step": res.best_step, "val_auroc": res.best_val_auroc, "threshold": threshold(val.labels, v, cfg),
                "history": res.history, "real_abnormal_keys_sha": digest(train.keys[keep]),
-               "_val_scores": v, "_test_scores": t}
+               "_val_scores": v, "_test_scores": t, "_external_scores": external.score(res.model, plan.external,
+                                                                                       self.device)}
         self.cache.save(run, self.fingerprint(level, seed, arm, generator), self.generator_tag(level, generator))
         return self._identify(run, level, seed, arm, generator)
 
@@ -168,13 +170,12 @@ def sha256_of(keys) -> str:
 def run_share(executor: RunExecutor, jobs: list, *, show: bool, stop=None, desc: str = "evaluate: training",
               position: int | None = None) -> tuple[list[dict], int]:
     """Run `jobs` in order; (finished runs, how many were reused). Raises RunAbandoned on a stop request."""
-    from tqdm.auto import tqdm
-
     from xraymunit.evaluation.classifier import RunAbandoned
+    from xraymunit.progress import progress
 
     steps = executor.cfg.classifier.steps
     runs, reused = [], 0
-    with tqdm(total=len(jobs) * steps, desc=desc, unit="step", disable=not show, position=position) as bar:
+    with progress(len(jobs) * steps, desc, "step", bar=show, position=position) as bar:
         for level, seed, arm, generator in jobs:
             if stop is not None and stop.requested:
                 raise RunAbandoned("stop requested between runs")

@@ -66,6 +66,7 @@ def evaluate(
     progress: bool | None = None,
     resume: bool = True,
     training_run: str | Path | Sequence | Mapping[str, str | Path | Sequence] | None = None,
+    test_cohorts: list[str | Path] | None = None,
 ) -> EvaluationResult:
     """Run the classifier study and the quality metrics; write the report into `out`.
 
@@ -90,6 +91,10 @@ def evaluate(
             real abnormal keys each generator trained on (data.domain_b_keys) are hashed into
             metrics.json["provenance"] — with one generator per level, evaluate refuses (EvaluateError)
             a generator whose keys differ from the K its level's arms use.
+        test_cohorts: other cohort folders (external validation): every arm's models are also scored on
+            each one's `config.external_split` images, with a patient bootstrap over that cohort
+            (metrics.json `external`, summary.md "External validation"). A cohort ingested with other
+            image settings is refused; patient keys shared with this cohort are warned about.
 
     Returns:
         The metrics dict also written to out/metrics.json (an EvaluationResult: a dict with a one-line
@@ -105,11 +110,12 @@ def evaluate(
     apply_threads(cfg.threads or None)  # automatic: shared among torchrun's local ranks
     t0, out = time.time(), Path(out)
     show = progress_enabled(cfg.progress) and group.main
-    plan = plan_study(cohort, synthetic, cfg)
+    tests = tuple(str(p) for p in test_cohorts or ())
+    plan = plan_study(cohort, synthetic, cfg, test_cohorts=tests)
     keys = provenance.check(plan, cfg, training_run)  # before any classifier trains: refuses a mismatch
     timings = {"load_s": round(time.time() - t0, 1)}
 
-    task = parallel.WorkerTask(str(plan.cohort.root), parallel.paths_of(synthetic), str(out), resume, show)
+    task = parallel.WorkerTask(str(plan.cohort.root), parallel.paths_of(synthetic), str(out), resume, show, tests)
     with stop_requests() as stop:
         t_phase = time.time()
         runs, resumed = execute(plan, cfg, dev, task, group, stop)
@@ -181,6 +187,10 @@ def record(plan: StudyPlan, cfg: EvaluateConfig, dev, runs: list[dict], resumed:
     quality, grid = study_quality(plan, cfg, dev, show, out, training_run)
     metrics = study_record(plan, cfg, dev, runs, results, quality, resumed, training_run)
     metrics["provenance"] = provenance.with_arms(keys or {}, runs)
+    if plan.external:
+        from xraymunit.evaluation.external import statistics as external_statistics
+
+        metrics["external"] = external_statistics(runs, plan, cfg)
     timings["quality_s"] = round(time.time() - t_phase, 1)
     t_phase = time.time()
     metrics["timings"] = timings

@@ -22,8 +22,7 @@ def study_quality(plan: StudyPlan, cfg: EvaluateConfig, dev, show: bool, out: Pa
 
     The judge is the cohort's; when the cohort is read-only it is kept in OUT/judge/ (or reused from
     the training run's own judge/ folder, where training kept it for the same reason)."""
-    from tqdm.auto import tqdm
-
+    from xraymunit.progress import progress
     from xraymunit.evaluation.quality_study import assess
     from xraymunit.judge import JUDGE_DIR, load_or_train as load_judge
 
@@ -43,7 +42,7 @@ def study_quality(plan: StudyPlan, cfg: EvaluateConfig, dev, show: bool, out: Pa
     ref_all = _concat([real_split(co, s, jsize, cfg.normal_label, cfg.abnormal_label)
                        for s in cfg.quality.reference_splits])
     train_j = real_split(co, "train", jsize, cfg.normal_label, cfg.abnormal_label)
-    with tqdm(total=5, desc="evaluate: quality metrics", unit="phase", disable=not show) as qbar:
+    with progress(5, "evaluate: quality metrics", "phase", bar=show) as qbar:
         quality, grid = assess(judge.model, co, syn, rows, ref_all.subset(ref_all.where(0)),
                                ref_all.subset(ref_all.where(1)), train_j, cfg.quality, jsize, dev,
                                seed=cfg.seed_base, bar=qbar)

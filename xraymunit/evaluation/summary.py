@@ -135,7 +135,7 @@ def summary(metrics: dict) -> str:
                 cells = [(_ci(per[n]["auroc"]) if per[n]["auroc"] else "undefined (one class)") for n in names]
                 L.append(f"| {ARM_LABEL[arm]} | " + " | ".join(cells) + " |")
     L.append("")
-    L += _quality_section(metrics)
+    L += external_lines(metrics) + _quality_section(metrics)
     L += _training_quality_section(metrics)
     if metrics.get("shortcut_test"):
         from xraymunit.confounds import summary_lines
@@ -150,6 +150,12 @@ def summary(metrics: dict) -> str:
              + ", evaluate_config.yaml.")
     L.append("")
     return "\n".join(L)
+
+
+def external_lines(metrics: dict) -> list[str]:
+    from xraymunit.evaluation.external import summary_lines  # --test-cohort: internal vs external side by side
+
+    return summary_lines(metrics)
 
 
 def _generator(gen: dict) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections import Counter
 from pathlib import Path
@@ -16,12 +17,14 @@ from xraymunit.io import atomic, manifest
 from xraymunit.io.dicom_header import REASONS
 from xraymunit.ingestion.keys import Pseudonymiser, display_path, load_or_create_salt
 from xraymunit.ingestion.labels import KEY_PRIORITY, LabelTable, folder_label
-from xraymunit.ingestion.splits import SPLITS, assign_splits, patient_table
+from xraymunit.ingestion.splits import SPLITS, assign_splits, fixed_patient_splits, patient_table
 from xraymunit.io.cohort import CACHE_IMAGES, CACHE_META, INGEST_REPORT, MANIFEST
 from xraymunit.ingestion.journal import FileState, status_of
 from xraymunit.ingestion.entries import EntryCheck, entry_bytes, read_entry, remove_unreferenced
 from xraymunit.ingestion.per_file import progress_bar
 from xraymunit.ingestion.settings import ENTRIES, IngestError, IngestSettings, PIPELINE_VERSION, PRIVATE
+
+log = logging.getLogger(__name__)
 
 
 def finalize(out: Path, records: list[tuple[str, FileState]], settings: IngestSettings,
@@ -32,11 +35,13 @@ def finalize(out: Path, records: list[tuple[str, FileState]], settings: IngestSe
     salt, salt_source = load_or_create_salt(private, salt_file)
     pseudo = Pseudonymiser(salt)
     warnings: list[str] = []
-    rows, keymap = [], []
+    rows, keymap, fixed = [], [], {}
     patient_fallback = Counter()
     for rel, st in records:
-        row, ids = _manifest_row(rel, st, table, pseudo, patient_fallback)
+        row, ids, hit = _manifest_row(rel, st, table, pseudo, patient_fallback)
         rows.append(row)
+        if hit is not None and hit.split is not None:
+            fixed[row["image_key"]] = (hit.split, hit.row)
         keymap.append({"image_key": row["image_key"], "rel_path": display_path(rel),
                        "patient_key": row["patient_key"],
                        "patient_id": ids.get("patient_id"), "study_key": row["study_key"], "study_uid": ids.get("study_uid"),
@@ -57,14 +62,9 @@ def finalize(out: Path, records: list[tuple[str, FileState]], settings: IngestSe
                         f"each counts as its own patient, so splits cannot prevent patient leakage for them")
     _dedupe_image_keys(rows)
 
-    # Splits are over patients of successfully ingested images only.
-    if ok_rows:
-        import pandas as pd
-
-        patients = patient_table(pd.DataFrame(ok_rows, columns=["patient_key", "label", "source_dataset"]))
-        split_of = assign_splits(patients, pseudo, fractions)
-        for r in ok_rows:
-            r["split"] = split_of[r["patient_key"]]
+    split_of, fixed_counts = _split_patients(ok_rows, fixed, pseudo, fractions)
+    for r in ok_rows:
+        r["split"] = split_of[r["patient_key"]]
 
     # Pack the cache in manifest order; an entry that cannot be read turns its row into a failure.
     manifest_path = out / MANIFEST
@@ -73,6 +73,8 @@ def finalize(out: Path, records: list[tuple[str, FileState]], settings: IngestSe
 
     df = manifest.to_frame(rows)
     report = _report(df, settings, fractions, table, salt_source, run, warnings)
+    if fixed_counts is not None:
+        report["splits_fixed_by_csv"] = fixed_counts
     atomic.write_json(out / CACHE_META, {
         "size": settings.size, "count": n_packed, "dtype": "uint16", "fit": settings.fit,
         "window": settings.window, "percentiles": list(settings.percentiles), "contrast": settings.contrast,
@@ -91,8 +93,35 @@ def finalize(out: Path, records: list[tuple[str, FileState]], settings: IngestSe
     return report
 
 
+def _split_patients(ok_rows: list[dict], fixed: dict[str, tuple[str, int]], pseudo: Pseudonymiser,
+                    fractions: Sequence[float]) -> tuple[dict[str, str], dict | None]:
+    """Patient → split over the successfully ingested images: the labels CSV's split column first
+    (a patient with one named image is fixed whole), the seeded stratified split for the others;
+    and, when the column fixed anything, how many patients and images each way."""
+    if not ok_rows:
+        return {}, None
+    import pandas as pd
+
+    split_of = fixed_patient_splits([(r["patient_key"], *fixed[r["image_key"]]) for r in ok_rows
+                                     if r["image_key"] in fixed])
+    rest = patient_table(pd.DataFrame([r for r in ok_rows if r["patient_key"] not in split_of],
+                                      columns=["patient_key", "label", "source_dataset"]))
+    seeded = assign_splits(rest, pseudo, fractions) if len(rest) else {}
+    if not split_of:
+        return seeded, None
+    fixed_images = sum(r["patient_key"] in split_of for r in ok_rows)
+    counts = {"csv_rows": len({row for split, row in fixed.values()}),
+              "patients": len(split_of), "images": fixed_images, "seeded_patients": len(seeded),
+              "seeded_images": len(ok_rows) - fixed_images,
+              "by_split": {s: sum(v == s for v in split_of.values()) for s in SPLITS}}
+    log.info("labels CSV split column fixed the split of %d patient(s) (%d image(s)); %d patient(s) (%d image(s)) "
+             "got the seeded split", counts["patients"], counts["images"], counts["seeded_patients"],
+             counts["seeded_images"])
+    return {**seeded, **split_of}, counts
+
+
 def _manifest_row(rel: str, st: FileState, table: LabelTable | None,
-                  pseudo: Pseudonymiser, patient_fallback: Counter) -> tuple[dict, dict]:
+                  pseudo: Pseudonymiser, patient_fallback: Counter) -> tuple[dict, dict, object]:
     scan = st.header["scan"]
     meta = dict(scan.get("meta") or {})
     ids = dict(scan.get("ids") or {})
@@ -132,7 +161,7 @@ def _manifest_row(rel: str, st: FileState, table: LabelTable | None,
         study_key=pseudo.key("study", ids.get("study_uid")), series_key=pseudo.key("series", ids.get("series_uid")),
         sop_key=pseudo.key("sop", ids.get("sop_uid")),
     )
-    return row, ids
+    return row, ids, hit
 
 
 def _mark_duplicates(rows: list[dict]) -> None:

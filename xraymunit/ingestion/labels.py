@@ -33,7 +33,9 @@ EXTRA_COLUMNS = {
     "age": ("age", "patientage"),
     "view": ("view", "viewposition"),
     "source_dataset": ("sourcedataset", "dataset"),
+    "split": ("split",),
 }
+SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 
 def _norm_col(name: str) -> str:
@@ -72,6 +74,17 @@ def normalise_age(value: Any) -> float | None:
     return min(age, AGE_CAP)
 
 
+def normalise_split(value: Any, row: int, column: str, name: str) -> str | None:
+    """A split column value: train / val (valid, validation) / test, any case; empty → None (seeded split)."""
+    s = str(value if value is not None else "").strip().lower()
+    if s in ("", "nan", "none", "null", "na", "n/a"):
+        return None
+    if s not in SPLIT_VALUES:
+        raise LabelsError(f"{name}: row {row}, column '{column}' must be train, val or test (or empty for the "
+                          f"seeded split)")  # the value itself is not shown: it may be an identifier put in the wrong column
+    return SPLIT_VALUES[s]
+
+
 def normalise_path(value: str) -> str:
     p = str(value).strip().replace("\\", "/")
     while p.startswith("./"):
@@ -88,6 +101,7 @@ class LabelRow:
     view: str | None = None
     source_dataset: str | None = None
     patient_id: str | None = None
+    split: str | None = None  # train/val/test fixed by the CSV's split column; None: the seeded split decides
 
 
 @dataclass
@@ -127,7 +141,8 @@ def load_labels(path: str | os.PathLike) -> LabelTable:
 
     Accepted key columns (case and punctuation ignored): SOPInstanceUID, path/file
     (relative to the input folder), StudyInstanceUID, PatientID. Required: label.
-    Optional: sex, age, view, source_dataset, patient_id (PNG datasets).
+    Optional: sex, age, view, source_dataset, patient_id (PNG datasets), split (train/val/test:
+    fixes the patient's split; empty cells leave it to the seeded split).
     """
     path = Path(path)
     if not path.is_file():
@@ -163,30 +178,44 @@ def load_labels(path: str | os.PathLike) -> LabelTable:
             view=(str(rec.get(columns["view"])).strip().upper() or None) if "view" in columns else None,
             source_dataset=(str(rec.get(columns["source_dataset"])).strip() or None) if "source_dataset" in columns else None,
             patient_id=(str(rec.get(columns["patient"])).strip() or None) if "patient" in columns else None,
+            split=normalise_split(rec.get(columns["split"]), i, columns["split"], path.name) if "split" in columns else None,
         )
         for role in keys:
             raw = str(rec[columns[role]]).strip()
             if raw:
                 values[role][normalise_path(raw) if role == "path" else raw].append(row)
+    _refuse_split_conflicts(values.get("patient", {}), columns, path.name)
     for role in keys:
         index: dict[str, LabelRow] = {}
         ambiguous: set = set()
         for value, rows in values[role].items():
             labels = {r.label for r in rows}
-            if len(labels) > 1:
+            if len(labels) > 1 or len({r.split for r in rows} - {None}) > 1:
                 if role == table.primary:
                     shown = ", ".join(str(r.row) for r in rows[:5])
+                    what = "labels" if len(labels) > 1 else "splits"
                     raise LabelsError(
-                        f"{path.name}: rows {shown} give different labels for the same {columns[role]}; "
+                        f"{path.name}: rows {shown} give different {what} for the same {columns[role]}; "
                         f"fix them or remove the duplicates")
                 ambiguous.add(value)  # e.g. one patient with normal and abnormal images
                 continue
-            index[value] = rows[0]
+            index[value] = next((r for r in rows if r.split is not None), rows[0])  # an empty split cell fixes nothing
         table.index[role] = index
         table.ambiguous[role] = ambiguous
     if not any(table.index.values()):
         raise LabelsError(f"{path.name}: no usable rows (every key is empty)")
     return table
+
+
+def _refuse_split_conflicts(by_patient: Mapping[str, list[LabelRow]], columns: dict[str, str], name: str) -> None:
+    """Rows of one PatientID that name different splits: refused before any image is decoded
+    (the message names the rows, not the patient)."""
+    for rows in by_patient.values():
+        named = {r.split for r in rows} - {None}
+        if len(named) > 1:
+            shown = ", ".join(str(r.row) for r in [r for r in rows if r.split is not None][:6])
+            raise LabelsError(f"{name}: rows {shown} put one {columns['patient']} in different splits "
+                              f"({', '.join(sorted(named))}); a patient's images must share one split")
 
 
 TEXT_ROLES = ("label", "source_dataset", "view")  # copied as text into the manifest and the CSVs made from it

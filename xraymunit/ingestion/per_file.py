@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from xraymunit.errors import root_cause
 from xraymunit.io import dicom, raster
@@ -245,5 +244,8 @@ def tune_allocator() -> bool:
 
 
 def progress_bar(total: int, desc: str, progress: bool):
-    return tqdm(total=total, desc=desc, unit="file", disable=not progress or total == 0, dynamic_ncols=True,
-                leave=False)
+    """A bar on a terminal, else a log line every 30 s (xraymunit.progress)."""
+    from xraymunit.progress import progress as progress_display
+
+    return progress_display(total, f"ingest: {desc}", "file", bar=progress and total > 0, dynamic_ncols=True,
+                            leave=False)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from xraymunit.errors import XraymunitError
 from xraymunit.ingestion.keys import Pseudonymiser
+from xraymunit.ingestion.labels import LabelsError
 from xraymunit.ingestion.settings import DEFAULT_FRACTIONS
 
 SPLITS = ("train", "val", "test")
@@ -45,6 +46,23 @@ def patient_table(rows: pd.DataFrame) -> pd.DataFrame:
         "label": [patient_label(g["label"]) for _, g in grouped],
         "source": [main_source(g["source_dataset"]) for _, g in grouped],
     })
+
+
+def fixed_patient_splits(fixed: Sequence[tuple[str, str, int]]) -> dict[str, str]:
+    """Patient → the split a labels CSV's split column names for it, from (patient_key, split, csv_row)
+    per image. A patient whose rows name different splits is one error naming those CSV rows (never
+    the patient's identifier): patient-level splits are what keep the test set honest."""
+    named: dict[str, dict[str, set[int]]] = {}
+    for patient, split, row in fixed:
+        named.setdefault(patient, {}).setdefault(split, set()).add(row)
+    conflicts = [rows for rows in named.values() if len(rows) > 1]
+    if conflicts:
+        first = conflicts[0]
+        shown = "; ".join(f"{split}: rows {', '.join(map(str, sorted(rows)[:5]))}" for split, rows in sorted(first.items()))
+        more = f" ({len(conflicts) - 1} more patient(s) like it)" if len(conflicts) > 1 else ""
+        raise LabelsError(f"labels CSV: one patient's images are put in different splits ({shown}){more}; "
+                             f"a patient's images must share one split")
+    return {patient: next(iter(rows)) for patient, rows in named.items()}
 
 
 def assign_splits(patients: pd.DataFrame, pseudo: Pseudonymiser,

@@ -34,6 +34,7 @@ from xraymunit import __version__
 from xraymunit import checkpoint as checkpoints
 from xraymunit.io import atomic, diskspace, outdir
 from xraymunit.io.cohort import MANIFEST, Cohort
+from xraymunit.progress import progress
 from xraymunit.runtime import amp_dtype, apply_threads, progress_enabled
 from xraymunit.stopping import Stopped, stop_requests
 from xraymunit import distributed
@@ -204,7 +205,7 @@ def execute(prep: Prepared, group: Group, writer: Writer, stop, show_progress: b
     finish and nothing more is rendered; the rows of every image on disk are still recorded."""
     renderer, tally = prep.renderer, Tally()
     rows = share(prep.rows, group.rank, group.world)
-    bar = _progress_bar(len(rows)) if show_progress else None
+    bar = progress(len(rows), "synthesize", "image", bar=show_progress, lines=group.main, dynamic_ncols=True)
     in_flight, pending = collections.deque(), collections.deque()
     renderer.prepare()
     try:
@@ -288,12 +289,6 @@ def finish(prep: Prepared, group: Group, tally: Tally, stopped: bool, seconds: f
     log.info("synthesized %d images (%d already present) from step %d in %.1fs", generated, skipped,
              prep.record["checkpoint_step"], seconds)
     return SynthesisResult(prep.out, manifest, generated, skipped, seconds)
-
-
-def _progress_bar(total: int):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="synthesize", unit="image", dynamic_ncols=True)
 
 
 def _claim_folder(out: Path, run: dict) -> None:

@@ -20,6 +20,7 @@ import torch
 from xraymunit.config.train import TrainConfig
 from xraymunit.data.datasets import stable_seed
 from xraymunit.io import outdir
+from xraymunit.progress import progress
 from xraymunit.runtime import apply_threads, progress_enabled
 from xraymunit.stopping import stop_requests
 from xraymunit.training.data import display_batch, make_loader
@@ -77,11 +78,9 @@ def train(cohort: str | Path, out: str | Path, cfg: TrainConfig | None = None, *
         records.run_log.close()
         return TrainResult(p.out, p.last_path, parts.start_step, 0.0, {})
     loader = make_loader(p.cohort, p.idx_a, p.idx_b, cfg, parts.start_step, p.dist, p.device)
-    if progress_enabled(show_progress) and p.dist.main:
-        from tqdm.auto import tqdm
-
-        records.bar = tqdm(total=cfg.train.steps, initial=parts.start_step, desc="train", unit="it",
-                           dynamic_ncols=True)
+    if p.dist.main:  # a bar on a terminal, else a log line every 30 s
+        records.bar = progress(cfg.train.steps, "train", "it", bar=progress_enabled(show_progress),
+                               initial=parts.start_step, dynamic_ncols=True)
     parts.gens.train()
     parts.dis.train()
     try:
