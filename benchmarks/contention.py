@@ -45,7 +45,7 @@ def child(cohort: str, out: str, steps: int, threads: str) -> None:
 
     cfg = config.load(TrainConfig, CONFIG, [*QUIET, f"train.steps={steps}"])
     t0 = time.perf_counter()
-    result = train(cohort, out, cfg, show_progress=False, threads=None if threads == "auto" else int(threads))
+    result = train(cohort, out, cfg, progress=False, threads=None if threads == "auto" else int(threads))
     seconds = time.perf_counter() - t0
     print(json.dumps({"seconds": round(seconds, 1), "steps": result.steps,
                       "images_per_second": round(result.images_per_second, 2),

@@ -161,10 +161,10 @@ def main() -> None:
                                                         "dis_a": dis.dis_a, "dis_b": dis.dis_b},
                                optimizers={}, schedulers={}, step=0, config=to_dict(cfg))
         cohort = _cohort(tmp / "cohort", inputs, args.size)
-        synthesize(ckpt, cohort, tmp / "warm", n_styles=2, limit=1, device=args.device, show_progress=False)
+        synthesize(ckpt, cohort, tmp / "warm", n_styles=2, limit=1, device=args.device, progress=False)
         t = time.perf_counter()
         res = synthesize(ckpt, cohort, tmp / "synth", n_styles=args.styles,
-                         device=args.device, show_progress=False)
+                         device=args.device, progress=False)
         results["stage_with_png"] = len(res.manifest) / (time.perf_counter() - t)
 
     payload = {"benchmark": "synthesize", "machine": machine(), "git": git_revision(), "size": args.size,

@@ -43,4 +43,4 @@ def tiny(tmp_path_factory):
     cohort = write_cohort(root / "cohort", n_patients=14, size=32)
     cfg = tiny_train_config("data.load_size=32", "data.crop_size=32", "train.steps=2",
                             "train.quality_every=0", "train.shortcut_test=false")
-    return cohort, train(cohort, root / "run", cfg, show_progress=False).checkpoint
+    return cohort, train(cohort, root / "run", cfg, progress=False).checkpoint

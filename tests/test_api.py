@@ -83,3 +83,34 @@ def test_dir_lists_the_stages_and_the_translator_without_importing_them():
             "print(sorted(n for n in names if not n.startswith('_')), 'torch' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "['Translator', 'evaluate', 'ingest', 'merge', 'synthesize', 'train'] False"
+
+
+def test_stages_share_one_shape_progress_and_config_by_name():
+    """One name for the progress switch; train and evaluate take a config object, a shipped name or a path,
+    plus --set style overrides; synthesize's generated signature is annotated."""
+    import inspect
+
+    import xraymunit
+    from xraymunit import config
+    from xraymunit.config.evaluate import EvaluateConfig
+    from xraymunit.config.train import TrainConfig
+
+    for name in ("train", "synthesize", "evaluate"):
+        params = inspect.signature(getattr(xraymunit, name)).parameters
+        assert "progress" in params and "show_progress" not in params, name
+    assert all(p.annotation is not inspect.Parameter.empty
+               for p in inspect.signature(xraymunit.synthesize).parameters.values())
+    for name in ("train", "evaluate"):
+        params = inspect.signature(getattr(xraymunit, name)).parameters
+        assert "config" in params and "overrides" in params, name
+
+    by_name = config.resolve(TrainConfig, "munit_cxr_128_cpu", ["train.steps=7"])
+    assert by_name.model.dim == 16 and by_name.train.steps == 7
+    assert config.resolve(TrainConfig, config.find("munit_cxr_128_cpu")).train.steps == 100000
+    given = EvaluateConfig()
+    assert config.resolve(EvaluateConfig, given) is given
+    assert config.resolve(EvaluateConfig, given, ["seeds=5"]).seeds == 5 and given.seeds != 5
+    with pytest.raises(config.ConfigError, match="expected a TrainConfig"):
+        config.resolve(TrainConfig, EvaluateConfig())
+    with pytest.raises(config.ConfigError):
+        config.resolve(TrainConfig, "no_such_config")

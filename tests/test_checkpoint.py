@@ -245,7 +245,7 @@ def test_training_resumes_from_the_version_1_fixture(tmp_path):
     (run / "checkpoints").mkdir(parents=True)
     shutil.copy(FIXTURE_V1, run / "checkpoints" / "last.pt")
     cohort = write_cohort(tmp_path / "cohort", n_patients=8, size=32)
-    result = train(cohort, run, cfg, resume=True, show_progress=False)
+    result = train(cohort, run, cfg, resume=True, progress=False)
     assert result.steps == 3
     resumed = checkpoint.load(run / "checkpoints" / "last.pt")
     assert resumed["step"] == 3 and resumed["model"]["dim"] == 4 and resumed["image_size"] == 32

@@ -232,13 +232,13 @@ def test_train_writes_the_shortcut_test_and_logs_the_warning(tmp_path, caplog):
     co = cohort_with(tmp_path / "cohort", view_is_label=True)
     cfg = tiny_train_config("train.steps=1", "loss.perceptual=0", "train.quality_every=0")
     with caplog.at_level(logging.WARNING, logger="xraymunit.training.plan"):
-        train(co.root, tmp_path / "run", cfg, show_progress=False)
+        train(co.root, tmp_path / "run", cfg, progress=False)
     result = json.loads((tmp_path / "run" / "shortcut_test.json").read_text())
     assert result["tests"]["metadata"]["factor"] == "view_position" and result["warn"]
     assert any("SHORTCUT WARNING" in r.message and "view_position" in r.message for r in caplog.records)
     off = tiny_train_config("train.steps=1", "loss.perceptual=0", "train.quality_every=0",
                             "train.shortcut_test=false")
-    train(co.root, tmp_path / "run_off", off, show_progress=False)
+    train(co.root, tmp_path / "run_off", off, progress=False)
     assert not (tmp_path / "run_off" / "shortcut_test.json").exists()
 
 

@@ -28,7 +28,7 @@ def cohort(tmp_path_factory):
 def run(cohort, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "run"
     cfg = tiny_train_config("train.steps=6", "train.quality_every=3", *QUICK)
-    train(cohort, out, cfg, show_progress=False)
+    train(cohort, out, cfg, progress=False)
     return out, cfg
 
 
@@ -70,20 +70,20 @@ def test_synthesize_takes_run_best_when_asked_and_logs_the_step(run, cohort, tmp
 
     out, _ = run
     caplog.set_level("INFO", logger="xraymunit.synthesis.stage")
-    res = synthesize(out / "best", cohort, tmp_path / "s", n_styles=1, limit=1, show_progress=False)
+    res = synthesize(out / "best", cohort, tmp_path / "s", n_styles=1, limit=1, progress=False)
     assert res.manifest["checkpoint_sha256"].iloc[0] == checkpoint.file_sha256(out / "checkpoints" / "best.pt")
     step = checkpoint.load(out / "checkpoints" / "best.pt")["step"]
     assert f"synthesizing from {out / 'checkpoints' / 'best.pt'} (step {step})" in caplog.text
-    res = synthesize(out, cohort, tmp_path / "s_last", n_styles=1, limit=1, show_progress=False)
+    res = synthesize(out, cohort, tmp_path / "s_last", n_styles=1, limit=1, progress=False)
     assert res.manifest["checkpoint_step"].iloc[0] == 6  # the run folder: last.pt
 
 
 def test_resume_keeps_earlier_rows_and_continues(cohort, tmp_path):
     out = tmp_path / "run"
     train(cohort, out, tiny_train_config("train.steps=4", "train.quality_every=2", "train.checkpoint_every=2",
-                                         *QUICK), show_progress=False)
+                                         *QUICK), progress=False)
     train(cohort, out, tiny_train_config("train.steps=6", "train.quality_every=2", "train.checkpoint_every=2",
-                                         *QUICK), resume=True, show_progress=False)
+                                         *QUICK), resume=True, progress=False)
     rows = _rows(out / "quality.csv")
     assert [int(r["step"]) for r in rows] == [2, 4, 6]
     assert float(rows[2]["seconds"]) > float(rows[1]["seconds"])  # wall-clock continues across the resume
@@ -91,7 +91,7 @@ def test_resume_keeps_earlier_rows_and_continues(cohort, tmp_path):
 
 def test_off_when_quality_every_is_0(cohort, tmp_path):
     out = tmp_path / "run"
-    train(cohort, out, tiny_train_config("train.steps=2", "train.quality_every=0"), show_progress=False)
+    train(cohort, out, tiny_train_config("train.steps=2", "train.quality_every=0"), progress=False)
     assert not (out / "quality.csv").exists() and not (out / "checkpoints" / "best.pt").exists()
 
 
@@ -121,7 +121,7 @@ def test_translations_measured_in_fp32_and_deterministic(cohort):
 def test_time_limit_stops_with_a_checkpoint_and_a_final_measurement(cohort, tmp_path):
     out = tmp_path / "run"
     res = train(cohort, out, tiny_train_config("train.steps=1000", "train.log_every=2", "train.quality_every=500",
-                                               "train.time_limit_minutes=0.0001", *QUICK), show_progress=False)
+                                               "train.time_limit_minutes=0.0001", *QUICK), progress=False)
     assert res.steps == 2  # the first log step after the (tiny) budget
     assert checkpoint.load(out / "checkpoints" / "last.pt")["step"] == 2
     assert [int(r["step"]) for r in _rows(out / "quality.csv")] == [2]
@@ -153,7 +153,7 @@ def test_a_read_only_cohort_keeps_the_judge_in_the_run_folder(cohort, tmp_path, 
     out = tmp_path / "run"
     cfg = tiny_train_config("train.steps=3", "train.quality_every=3", *QUICK)
     with caplog.at_level("WARNING", logger="xraymunit.judge"):
-        train(ro, out, cfg, show_progress=False)
+        train(ro, out, cfg, progress=False)
     assert len(list((out / "judge").glob("*/judge.pt"))) == 1
     assert (ro / "judge").read_text() == "not a folder"
     assert len(_rows(out / "quality.csv")) == 1 and (out / "checkpoints" / "best.pt").is_file()

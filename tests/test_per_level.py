@@ -106,7 +106,7 @@ def test_training_records_the_domain_b_keys(cohort, tmp_path):
     keys = low_data_keys(co, 4, 0)
     cfg = tiny_train_config("train.steps=2", *QUIET_TRAIN)
     cfg.data.domain_b_keys = keys
-    train(cohort, tmp_path / "run", cfg, show_progress=False)
+    train(cohort, tmp_path / "run", cfg, progress=False)
     extra = checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")["extra"]
     assert extra["images_b"] == 4 and extra["images_b_keys_sha"] == digest(keys)
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["data"]["domain_b_keys"] == keys

@@ -108,9 +108,9 @@ def test_train_and_synthesize_log_progress(tiny, tmp_path, every_update):
     cohort, ckpt = tiny
     cfg = tiny_train_config("data.load_size=32", "data.crop_size=32", "train.steps=2",
                             "train.quality_every=0", "train.shortcut_test=false")
-    train(cohort, tmp_path / "run", cfg, show_progress=False)
+    train(cohort, tmp_path / "run", cfg, progress=False)
     assert [line.split(",")[0] for line in every_update("train: ")][:2] == ["train: 1/2 it (50%)", "train: 2/2 it (100%)"]
-    synthesize(ckpt, cohort, tmp_path / "s", n_styles=1, limit=2, show_progress=False)
+    synthesize(ckpt, cohort, tmp_path / "s", n_styles=1, limit=2, progress=False)
     assert len(every_update("synthesize: ")) >= 2
 
 

@@ -19,7 +19,7 @@ from xraymunit.training import train
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
     cohort = write_cohort(root / "cohort", n_patients=14, size=64)
-    result = train(cohort, root / "run", tiny_train_config("train.steps=15"), show_progress=False)
+    result = train(cohort, root / "run", tiny_train_config("train.steps=15"), progress=False)
     return cohort, result.checkpoint
 
 
@@ -30,7 +30,7 @@ def _png(path):
 
 def test_outputs_count_shape_range_and_provenance(trained, tmp_path):
     cohort, ckpt = trained
-    res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=4, show_progress=False)
+    res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=4, progress=False)
     sources = Cohort.open(cohort).select("train", "normal")
     m = res.manifest
     assert len(m) == 4 * len(sources) and res.generated == len(m)
@@ -49,7 +49,7 @@ def test_outputs_count_shape_range_and_provenance(trained, tmp_path):
 
 def test_styles_give_distinct_images_and_recorded_styles_regenerate(trained, tmp_path):
     cohort, ckpt = trained
-    res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=4, limit=1, precision="fp32", show_progress=False)
+    res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=4, limit=1, precision="fp32", progress=False)
     imgs = [_png(tmp_path / "s" / p).astype(np.float32) / 65535 for p in res.manifest["png_path"]]
     for i in range(4):
         for j in range(i + 1, 4):
@@ -68,9 +68,9 @@ def test_styles_give_distinct_images_and_recorded_styles_regenerate(trained, tmp
 
 def test_same_seed_same_bytes_other_seed_other_images(trained, tmp_path):
     cohort, ckpt = trained
-    a = synthesize(ckpt, cohort, tmp_path / "a", n_styles=2, limit=2, seed=5, show_progress=False)
-    b = synthesize(ckpt, cohort, tmp_path / "b", n_styles=2, limit=2, seed=5, show_progress=False)
-    c = synthesize(ckpt, cohort, tmp_path / "c", n_styles=2, limit=2, seed=6, show_progress=False)
+    a = synthesize(ckpt, cohort, tmp_path / "a", n_styles=2, limit=2, seed=5, progress=False)
+    b = synthesize(ckpt, cohort, tmp_path / "b", n_styles=2, limit=2, seed=5, progress=False)
+    c = synthesize(ckpt, cohort, tmp_path / "c", n_styles=2, limit=2, seed=6, progress=False)
     for pa, pb in zip(a.manifest["png_path"], b.manifest["png_path"]):
         assert (tmp_path / "a" / pa).read_bytes() == (tmp_path / "b" / pb).read_bytes()
     assert not np.array_equal(_png(tmp_path / "a" / a.manifest["png_path"][0]),
@@ -79,8 +79,8 @@ def test_same_seed_same_bytes_other_seed_other_images(trained, tmp_path):
 
 def test_bf16_outputs_stay_close_to_fp32(trained, tmp_path):
     cohort, ckpt = trained
-    a = synthesize(ckpt, cohort, tmp_path / "a", n_styles=3, limit=2, precision="fp32", show_progress=False)
-    b = synthesize(ckpt, cohort, tmp_path / "b", n_styles=3, limit=2, precision="bf16", show_progress=False)
+    a = synthesize(ckpt, cohort, tmp_path / "a", n_styles=3, limit=2, precision="fp32", progress=False)
+    b = synthesize(ckpt, cohort, tmp_path / "b", n_styles=3, limit=2, precision="bf16", progress=False)
     assert list(a.manifest["synth_key"]) == list(b.manifest["synth_key"])
     for pa, pb in zip(a.manifest["png_path"], b.manifest["png_path"]):
         diff = np.abs(_png(tmp_path / "a" / pa).astype(np.float32) - _png(tmp_path / "b" / pb)) / 65535
@@ -95,7 +95,7 @@ def test_bf16_pngs_keep_fp32_resolution(trained, tmp_path, monkeypatch, tap_sum)
 
     monkeypatch.setattr(OutputConvBlock, "tap_sum", tap_sum)
     cohort, ckpt = trained
-    res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=2, limit=1, precision="bf16", show_progress=False)
+    res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=2, limit=1, precision="bf16", progress=False)
     for path in res.manifest["png_path"]:
         img = _png(tmp_path / "s" / path)
         y = torch.from_numpy(img.astype(np.float64) / 65535 * 2 - 1).float()  # the network's output, ±1e-5
@@ -108,18 +108,18 @@ def test_bf16_pngs_keep_fp32_resolution(trained, tmp_path, monkeypatch, tap_sum)
 def test_batch_size_changes_speed_not_images(trained, tmp_path):
     cohort, ckpt = trained
     one = synthesize(ckpt, cohort, tmp_path / "one", n_styles=5, limit=2, batch_size=1, precision="fp32",
-                     show_progress=False)
-    auto = synthesize(ckpt, cohort, tmp_path / "auto", n_styles=5, limit=2, precision="fp32", show_progress=False)
+                     progress=False)
+    auto = synthesize(ckpt, cohort, tmp_path / "auto", n_styles=5, limit=2, precision="fp32", progress=False)
     for pa, pb in zip(one.manifest["png_path"], auto.manifest["png_path"]):
         diff = np.abs(_png(tmp_path / "one" / pa).astype(np.float32) - _png(tmp_path / "auto" / pb)) / 65535
         assert diff.max() < 1e-4  # fp32 rounding only
     with pytest.raises(SynthesisError, match="batch-size"):
-        synthesize(ckpt, cohort, tmp_path / "bad", n_styles=2, batch_size=0, show_progress=False)
+        synthesize(ckpt, cohort, tmp_path / "bad", n_styles=2, batch_size=0, progress=False)
 
 
 def test_render_threads_change_speed_not_bytes_or_order(trained, tmp_path, monkeypatch):
     cohort, ckpt = trained
-    one = synthesize(ckpt, cohort, tmp_path / "one", n_styles=3, limit=5, render_threads=1, show_progress=False)
+    one = synthesize(ckpt, cohort, tmp_path / "one", n_styles=3, limit=5, render_threads=1, progress=False)
     threads = torch.get_num_threads()  # the stage's own (runtime.apply_threads), whatever was set before
     seen = set()
     from xraymunit.synthesis import renderer as module
@@ -133,14 +133,14 @@ def test_render_threads_change_speed_not_bytes_or_order(trained, tmp_path, monke
         return original(*args)
 
     monkeypatch.setattr(module, "to_model_input", spy)
-    three = synthesize(ckpt, cohort, tmp_path / "three", n_styles=3, limit=5, render_threads=3, show_progress=False)
+    three = synthesize(ckpt, cohort, tmp_path / "three", n_styles=3, limit=5, render_threads=3, progress=False)
     assert len({ident for ident, _ in seen}) > 1 and {n for _, n in seen} == {max(1, threads // 3)}
     assert torch.get_num_threads() == threads  # restored
     pd.testing.assert_frame_equal(one.manifest, three.manifest)  # same rows, same order
     for pa, pb in zip(one.manifest["png_path"], three.manifest["png_path"]):
         assert (tmp_path / "one" / pa).read_bytes() == (tmp_path / "three" / pb).read_bytes()
     with pytest.raises(SynthesisError, match="render-threads"):
-        synthesize(ckpt, cohort, tmp_path / "bad", n_styles=2, render_threads=0, show_progress=False)
+        synthesize(ckpt, cohort, tmp_path / "bad", n_styles=2, render_threads=0, progress=False)
 
 
 def test_render_thread_choice():
@@ -155,9 +155,9 @@ def test_render_thread_choice():
 
 def test_compiled_rendering_gives_the_same_images(trained, tmp_path):
     cohort, ckpt = trained
-    eager = synthesize(ckpt, cohort, tmp_path / "eager", n_styles=3, limit=1, precision="fp32", show_progress=False)
+    eager = synthesize(ckpt, cohort, tmp_path / "eager", n_styles=3, limit=1, precision="fp32", progress=False)
     comp = synthesize(ckpt, cohort, tmp_path / "comp", n_styles=3, limit=1, precision="fp32", compile=True,
-                      show_progress=False)
+                      progress=False)
     for pa, pb in zip(eager.manifest["png_path"], comp.manifest["png_path"]):
         diff = np.abs(_png(tmp_path / "eager" / pa).astype(np.float32) - _png(tmp_path / "comp" / pb)) / 65535
         assert diff.max() < 1e-3
@@ -173,8 +173,8 @@ def test_a_failing_compiler_is_a_clear_error_and_the_rerun_resumes(trained, tmp_
 
     monkeypatch.setattr(torch, "compile", broken_compile)
     with pytest.raises(SynthesisError, match=r"--compile failed \(RuntimeError: C\+\+ compiler not found\); rerun"):
-        synthesize(ckpt, cohort, tmp_path / "s", n_styles=2, limit=1, compile=True, show_progress=False)
-    res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=2, limit=1, show_progress=False)
+        synthesize(ckpt, cohort, tmp_path / "s", n_styles=2, limit=1, compile=True, progress=False)
+    res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=2, limit=1, progress=False)
     assert res.generated == 2
 
 
@@ -199,7 +199,7 @@ def test_reference_styles_follow_the_reference(trained, tmp_path):
         path = tmp_path / f"ref{i}.png"
         Image.fromarray((c.image(row.cache_index) * 255).astype(np.uint8)).save(path)
         refs.append(path)
-    res = synthesize(ckpt, cohort, tmp_path / "s", references=refs, limit=1, precision="fp32", show_progress=False)
+    res = synthesize(ckpt, cohort, tmp_path / "s", references=refs, limit=1, precision="fp32", progress=False)
     m = res.manifest
     assert list(m["style_mode"]) == ["reference", "reference"] and m["reference_key"].notna().all()
     assert not np.allclose(m["style"][0], m["style"][1])
@@ -212,12 +212,12 @@ def test_reference_styles_follow_the_reference(trained, tmp_path):
         code = gens.gen_b.encode_style(ref)[0].numpy()
     assert np.allclose(code, m["style"][0], atol=1e-3)
     with pytest.raises(SynthesisError, match="not found"):
-        synthesize(ckpt, cohort, tmp_path / "t", references=[tmp_path / "missing.dcm"], show_progress=False)
+        synthesize(ckpt, cohort, tmp_path / "t", references=[tmp_path / "missing.dcm"], progress=False)
 
 
 def test_interpolation_path(trained, tmp_path):
     cohort, ckpt = trained
-    res = synthesize(ckpt, cohort, tmp_path / "s", interpolate=5, limit=1, show_progress=False)
+    res = synthesize(ckpt, cohort, tmp_path / "s", interpolate=5, limit=1, progress=False)
     m = res.manifest
     assert list(m["interp_t"]) == [0.0, 0.25, 0.5, 0.75, 1.0]
     ends = random_styles(0, f"interp:{m['source_image_key'][0]}", 2, 8)
@@ -237,21 +237,21 @@ def test_slerp_keeps_a_typical_norm():
 def test_resume_skips_written_outputs_and_leaves_no_partial_files(trained, tmp_path):
     cohort, ckpt = trained
     out = tmp_path / "s"
-    first = synthesize(ckpt, cohort, out, n_styles=3, limit=3, show_progress=False)
+    first = synthesize(ckpt, cohort, out, n_styles=3, limit=3, progress=False)
     victim = out / first.manifest["png_path"][4]
     victim.unlink()
-    second = synthesize(ckpt, cohort, out, n_styles=3, limit=3, show_progress=False)
+    second = synthesize(ckpt, cohort, out, n_styles=3, limit=3, progress=False)
     assert (second.generated, second.skipped) == (1, 8)
     assert victim.is_file()
     assert second.manifest.equals(first.manifest)
     assert not [p for p in out.rglob("*") if ".tmp" in p.name]
     with pytest.raises(SynthesisError, match="different synthesis.*seed"):
-        synthesize(ckpt, cohort, out, n_styles=3, limit=3, seed=9, show_progress=False)
+        synthesize(ckpt, cohort, out, n_styles=3, limit=3, seed=9, progress=False)
 
 
 def test_b2a_and_other_splits(trained, tmp_path):
     cohort, ckpt = trained
-    res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=1, direction="b2a", split="test", show_progress=False)
+    res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=1, direction="b2a", split="test", progress=False)
     expected = Cohort.open(cohort).select("test", "abnormal")
     assert set(res.manifest["source_image_key"]) == set(expected["image_key"])
     assert (res.manifest["intended_label"] == "normal").all()
@@ -263,17 +263,17 @@ def test_bad_checkpoints_fail_clearly(trained, tmp_path):
     broken = tmp_path / "broken.pt"
     broken.write_bytes(ckpt.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match="not a readable"):
-        synthesize(broken, cohort, tmp_path / "s", show_progress=False)
+        synthesize(broken, cohort, tmp_path / "s", progress=False)
     state = torch.load(ckpt, weights_only=True)
     state["model"]["dim"] = 12  # weights no longer fit the recorded architecture (the inference arguments)
     torch.save(state, tmp_path / "mismatch.pt")
     with pytest.raises(CheckpointError, match="do not fit"):
-        synthesize(tmp_path / "mismatch.pt", cohort, tmp_path / "s2", show_progress=False)
+        synthesize(tmp_path / "mismatch.pt", cohort, tmp_path / "s2", progress=False)
     state = torch.load(ckpt, weights_only=True)
     state["config"]["model"]["dimension"] = 3  # a training-only key this version does not know...
     state["config"]["train"]["renamed_option"] = state["config"]["train"].pop("steps")
     torch.save(state, tmp_path / "future.pt")
-    res = synthesize(tmp_path / "future.pt", cohort, tmp_path / "s3", n_styles=1, limit=1, show_progress=False)
+    res = synthesize(tmp_path / "future.pt", cohort, tmp_path / "s3", n_styles=1, limit=1, progress=False)
     assert len(res.manifest) == 1  # ...never stops inference: it reads only the checkpoint's model arguments
 
 
@@ -304,7 +304,7 @@ def test_dicom_outputs_carry_no_source_phi(default_run, tmp_path):
                     phi.add(value)
     assert len(phi) > 100
     res = synthesize(default_run / "train" / "checkpoints" / "last.pt", default_run / "cohort", tmp_path / "s",
-                     n_styles=2, formats=("dicom",), show_progress=False)
+                     n_styles=2, formats=("dicom",), progress=False)
     assert len(res.manifest) > 0
     for rel in res.manifest["dicom_path"]:
         ds = pydicom.dcmread(tmp_path / "s" / rel)
@@ -332,7 +332,7 @@ def test_more_styles_or_a_resume_leave_the_images_byte_identical(trained, tmp_pa
         for n in (3, 7):
             name = f"n{n}_b{batch}"
             res = synthesize(ckpt, cohort, tmp_path / name, n_styles=n, limit=2, batch_size=batch,
-                             precision=precision, show_progress=False)
+                             precision=precision, progress=False)
             runs[name] = _bytes_by_key(tmp_path / name, res.manifest)
         three, seven = runs[f"n3_b{batch}"], runs[f"n7_b{batch}"]
         assert len(three) == 6 and len(seven) == 14 and set(three) < set(seven)
@@ -340,11 +340,11 @@ def test_more_styles_or_a_resume_leave_the_images_byte_identical(trained, tmp_pa
     # a resume renders the calls holding a missing image (here style 1 of one source, style 5 of
     # the other): the same bytes again, and only the missing files are written
     out = tmp_path / "n7_b2"
-    res = synthesize(ckpt, cohort, out, n_styles=7, limit=2, batch_size=2, precision=precision, show_progress=False)
+    res = synthesize(ckpt, cohort, out, n_styles=7, limit=2, batch_size=2, precision=precision, progress=False)
     victims = [out / res.manifest["png_path"][1], out / res.manifest["png_path"][7 + 5]]
     for path in victims:
         path.unlink()
-    res = synthesize(ckpt, cohort, out, n_styles=7, limit=2, batch_size=2, precision=precision, show_progress=False)
+    res = synthesize(ckpt, cohort, out, n_styles=7, limit=2, batch_size=2, precision=precision, progress=False)
     assert (res.generated, res.skipped) == (2, 12)
     assert _bytes_by_key(out, res.manifest) == runs["n7_b2"]
 
@@ -356,7 +356,7 @@ def test_every_decoder_call_renders_exactly_batch_size_styles(trained, tmp_path,
     shapes, render = [], AdaINGenerator.render_parts  # what the renderer calls (image, mask, change)
     monkeypatch.setattr(AdaINGenerator, "render_parts", lambda self, c, styles, sh=None, src=None:
                         shapes.append(len(styles)) or render(self, c, styles, sh, src))
-    res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=5, limit=2, batch_size=3, show_progress=False)
+    res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=5, limit=2, batch_size=3, progress=False)
     assert shapes == [3, 3, 3, 3]  # 2 sources × (styles 0-2, then 3-4 + 1 zero code whose image is dropped)
     assert len(res.manifest) == 10 and len(list((tmp_path / "s").rglob("*.png"))) == 10
 
@@ -378,7 +378,7 @@ def test_images_are_written_batch_by_batch_while_a_source_renders(trained, tmp_p
         return render(self, content, styles, shared, source)
 
     monkeypatch.setattr(AdaINGenerator, "render_parts", spy)
-    res = synthesize(ckpt, cohort, out, n_styles=6, limit=1, batch_size=2, render_threads=1, show_progress=False)
+    res = synthesize(ckpt, cohort, out, n_styles=6, limit=1, batch_size=2, render_threads=1, progress=False)
     assert res.generated == 6 and len(seen) == 3
     assert seen[2] >= 4  # before the change: 0 until the whole source was rendered
 
@@ -396,7 +396,7 @@ def test_out_of_range_counts_are_clear_errors_before_any_work(trained, tmp_path,
     cohort, ckpt = trained
     assert MAX_STYLES == 1000
     with pytest.raises(SynthesisError) as info:
-        synthesize(ckpt, cohort, tmp_path / "s", show_progress=False, **kwargs)
+        synthesize(ckpt, cohort, tmp_path / "s", progress=False, **kwargs)
     assert message in str(info.value)
     assert not (tmp_path / "s").exists()  # refused on its arguments: nothing written
 
@@ -406,7 +406,7 @@ def test_an_unreadable_reference_names_the_cause(trained, tmp_path):
     bad = tmp_path / "ref.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
     with pytest.raises(SynthesisError) as info:
-        synthesize(ckpt, cohort, tmp_path / "s", references=[bad], limit=1, show_progress=False)
+        synthesize(ckpt, cohort, tmp_path / "s", references=[bad], limit=1, progress=False)
     text = str(info.value)
     assert text.startswith(f"cannot read reference image {bad}: ") and "object at 0x" not in text
     assert "applying transform" not in text and "\n" not in text
@@ -416,13 +416,13 @@ def test_an_unreadable_reference_names_the_cause(trained, tmp_path):
 def test_a_resume_removes_the_temporary_files_of_a_killed_run(trained, tmp_path):
     cohort, ckpt = trained
     out = tmp_path / "s"
-    first = synthesize(ckpt, cohort, out, n_styles=2, limit=1, show_progress=False)
+    first = synthesize(ckpt, cohort, out, n_styles=2, limit=1, progress=False)
     key_dir = (out / first.manifest["png_path"][0]).parent
     stale = [key_dir / f".{first.manifest['synth_key'][0]}.png.k1ll3d_0.tmp.png",
              out / ".manifest.parquet.abcdefgh.tmp.parquet", out / ".synthesis.json.x_y_z_12.tmp.json"]
     kept = [key_dir / "notes.tmp.png", out / ".tmp.png", key_dir / ".a.png.ABCDEFGH.tmp.png"]  # not our names
     for path in stale + kept:
         path.write_bytes(b"half")
-    again = synthesize(ckpt, cohort, out, n_styles=2, limit=1, show_progress=False)
+    again = synthesize(ckpt, cohort, out, n_styles=2, limit=1, progress=False)
     assert again.skipped == 2
     assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)

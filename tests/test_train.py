@@ -111,7 +111,7 @@ def test_overfit_tiny_autoencoder_reconstructs_four_images():
 def test_training_run_writes_all_outputs_and_learns(cohort, tmp_path):
     cfg = tiny_train_config("train.steps=20", "train.image_every=10", "train.checkpoint_every=10",
                             "train.keep_every=10", "train.log_every=5")
-    result = train(cohort, tmp_path / "run", cfg, show_progress=False)
+    result = train(cohort, tmp_path / "run", cfg, progress=False)
     run = tmp_path / "run"
     assert result.steps == 20 and result.checkpoint == run / "checkpoints" / "last.pt"
     for path in ("config.yaml", "metrics.csv", "checkpoints/last.pt", "checkpoints/step_0000010.pt",
@@ -130,15 +130,15 @@ def test_training_run_writes_all_outputs_and_learns(cohort, tmp_path):
 
 def test_resume_continues_exactly(cohort, tmp_path):
     cfg6 = tiny_train_config("train.steps=6", "train.checkpoint_every=3")
-    train(cohort, tmp_path / "straight", cfg6, show_progress=False)
+    train(cohort, tmp_path / "straight", cfg6, progress=False)
     cfg3 = tiny_train_config("train.steps=3", "train.checkpoint_every=3")
-    train(cohort, tmp_path / "resumed", cfg3, show_progress=False)
+    train(cohort, tmp_path / "resumed", cfg3, progress=False)
     run = tmp_path / "resumed"
     stale = [run / "checkpoints" / ".last.pt.k1ll3d_0.tmp.pt", run / ".metrics.csv.abcdefgh.tmp.csv"]  # a kill -9's
     kept = run / "checkpoints" / "notes.tmp.pt"  # not a name atomic writes make
     for path in stale + [kept]:
         path.write_bytes(b"half")
-    train(cohort, run, cfg6, resume=True, show_progress=False)
+    train(cohort, run, cfg6, resume=True, progress=False)
     assert not any(p.exists() for p in stale) and kept.exists()  # issue 13: 12
     a, b = _metrics(tmp_path / "straight"), _metrics(tmp_path / "resumed")
     assert [r["step"] for r in b] == [str(i) for i in range(1, 7)]  # no step logged twice
@@ -155,14 +155,14 @@ def test_resume_continues_exactly(cohort, tmp_path):
 
 def test_refuses_to_overwrite_and_checks_resume_config(cohort, tmp_path):
     cfg = tiny_train_config("train.steps=1")
-    train(cohort, tmp_path / "run", cfg, show_progress=False)
+    train(cohort, tmp_path / "run", cfg, progress=False)
     with pytest.raises(TrainingError, match="--resume"):
-        train(cohort, tmp_path / "run", cfg, show_progress=False)
+        train(cohort, tmp_path / "run", cfg, progress=False)
     with pytest.raises(TrainingError, match="model.dim"):
         train(cohort, tmp_path / "run", tiny_train_config("train.steps=2", "model.dim=4"), resume=True,
-              show_progress=False)
+              progress=False)
     with pytest.raises(TrainingError, match="no checkpoint"):
-        train(cohort, tmp_path / "other", cfg, resume=True, show_progress=False)
+        train(cohort, tmp_path / "other", cfg, resume=True, progress=False)
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(cohort, tmp_path, monkeypatch):
@@ -179,7 +179,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(cohort, tmp_pa
     monkeypatch.setattr(step_module, "generator_terms", diverging_terms)
     cfg = tiny_train_config("train.steps=10", "train.checkpoint_every=2")
     with pytest.raises(TrainingError, match=r"non-finite loss.*step 5.*image_recon_a.*step 4"):
-        train(cohort, tmp_path / "run", cfg, show_progress=False)
+        train(cohort, tmp_path / "run", cfg, progress=False)
     state = checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")
     assert state["step"] == 4
     assert all(torch.isfinite(v).all() for v in state["models"]["gen_a"].values())
@@ -187,7 +187,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(cohort, tmp_pa
 
 def test_missing_domain_is_a_clear_error(cohort, tmp_path):
     with pytest.raises(TrainingError, match="no 'pneumothorax' images"):
-        train(cohort, tmp_path / "run", tiny_train_config("data.domain_b=pneumothorax"), show_progress=False)
+        train(cohort, tmp_path / "run", tiny_train_config("data.domain_b=pneumothorax"), progress=False)
 
 
 def test_perceptual_on_without_weights_fails_before_training(cohort, tmp_path, monkeypatch):
@@ -197,5 +197,5 @@ def test_perceptual_on_without_weights_fails_before_training(cohort, tmp_path, m
 
     with pytest.raises(VGGWeightsError, match="perceptual.backbone=random"):
         train(cohort, tmp_path / "run", tiny_train_config("perceptual.backbone=imagenet", "loss.perceptual=1"),
-              show_progress=False)
+              progress=False)
     assert not (tmp_path / "run" / "checkpoints").exists()

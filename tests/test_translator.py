@@ -41,7 +41,7 @@ def test_translate_equals_synthesize_pngs(sources, translator, tmp_path, directi
         rows = data.select("train", "abnormal").sort_values("image_key").head(2)
         keys, images = list(rows["image_key"]), np.stack([data.image(i) for i in rows["cache_index"]])[:, None]
     res = synthesize(ckpt, cohort, tmp_path, n_styles=3, seed=7, limit=2, direction=direction, device="cpu",
-                     show_progress=False)
+                     progress=False)
     out = translator.translate(images, n_styles=3, seed=7, direction=direction, keys=keys)
     assert out.shape == (2, 3, 1, 32, 32) and out.dtype == np.float32
     for i, key in enumerate(keys):
@@ -51,7 +51,7 @@ def test_translate_equals_synthesize_pngs(sources, translator, tmp_path, directi
 
 def test_interpolate_and_reference_equal_synthesize(sources, translator, tmp_path):
     cohort, ckpt, keys, images = sources
-    res = synthesize(ckpt, cohort, tmp_path / "i", interpolate=3, seed=1, limit=2, device="cpu", show_progress=False)
+    res = synthesize(ckpt, cohort, tmp_path / "i", interpolate=3, seed=1, limit=2, device="cpu", progress=False)
     out = translator.interpolate(images, steps=3, seed=1, keys=keys)
     np.testing.assert_allclose(out[1, :, 0], _pngs(tmp_path / "i", res.manifest, keys[1]), rtol=0, atol=HALF_STEP)
     data = Cohort.open(cohort)
@@ -60,7 +60,7 @@ def test_interpolate_and_reference_equal_synthesize(sources, translator, tmp_pat
     for n, idx in enumerate(ref_rows["cache_index"]):
         Image.fromarray((data.image(idx) * 65535).round().astype(np.uint16)).save(tmp_path / f"ref{n}.png")
         refs.append(tmp_path / f"ref{n}.png")
-    res = synthesize(ckpt, cohort, tmp_path / "r", references=refs, limit=2, device="cpu", show_progress=False)
+    res = synthesize(ckpt, cohort, tmp_path / "r", references=refs, limit=2, device="cpu", progress=False)
     as_read = np.stack([load_reference(r, 32) for r in refs])[:, None]  # arrays: already as the cohort holds them
     for given in (refs, as_read):
         out = translator.reference(images, given)
@@ -123,7 +123,7 @@ def test_exported_lazily_and_listed(translator):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_cuda_equals_synthesize_on_cuda_and_returns_on_the_inputs_device(sources, tmp_path):
     cohort, ckpt, keys, images = sources
-    res = synthesize(ckpt, cohort, tmp_path, n_styles=2, seed=5, limit=2, device="cuda", show_progress=False)
+    res = synthesize(ckpt, cohort, tmp_path, n_styles=2, seed=5, limit=2, device="cuda", progress=False)
     gpu = Translator.from_checkpoint(ckpt, device="cuda")
     out = gpu.translate(torch.from_numpy(images).cuda(), n_styles=2, seed=5, keys=keys)
     assert out.device.type == "cuda"

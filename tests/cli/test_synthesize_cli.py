@@ -10,7 +10,7 @@ from xraymunit.training import train
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth-cli")
     cohort = write_cohort(root / "cohort", n_patients=10, size=64)
-    return cohort, train(cohort, root / "run", tiny_train_config("train.steps=3"), show_progress=False).checkpoint
+    return cohort, train(cohort, root / "run", tiny_train_config("train.steps=3"), progress=False).checkpoint
 
 
 def test_synthesize_in_process(trained, tmp_path, capsys):
@@ -173,5 +173,5 @@ def test_cli_and_api_build_the_same_options(tmp_path):
                                        "--reference", "r1.png", "r2.png", "--no-progress", "--n-styles", "5"])
     opts = from_args(SynthesizeOptions, args)
     assert opts == SynthesizeOptions("c.pt", "co", "o", n_styles=5, formats=("png", "dicom"),
-                                     references=["r1.png", "r2.png"], show_progress=False)
-    assert SynthesizeOptions("c", "co", "o").show_progress is None  # automatic: a bar only on a terminal
+                                     references=["r1.png", "r2.png"], progress=False)
+    assert SynthesizeOptions("c", "co", "o").progress is None  # automatic: a bar only on a terminal

@@ -64,7 +64,7 @@ def train_worker(rank: int, world: int, port: int, cohort: str, out: str, overri
     from xraymunit.training import train
 
     _env(rank, world, port)
-    train(cohort, out, tiny_train_config(*overrides), show_progress=False)
+    train(cohort, out, tiny_train_config(*overrides), progress=False)
     dist.destroy_process_group()
 
 
@@ -83,7 +83,7 @@ def stop_worker(rank: int, world: int, port: int, cohort: str, out: str, overrid
     flag.requested = rank == 1
     stage.stop_requests = lambda: contextlib.nullcontext(flag)
     try:
-        stage.train(cohort, out, tiny_train_config(*overrides), show_progress=False)
+        stage.train(cohort, out, tiny_train_config(*overrides), progress=False)
     except Stopped as exc:
         (Path(out) / f"stopped_{rank}.txt").write_text(str(exc))
     dist.destroy_process_group()

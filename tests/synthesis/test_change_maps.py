@@ -28,7 +28,7 @@ def residual_run(tmp_path_factory):
     cohort = write_cohort(root / "cohort", n_patients=14, size=32)
     cfg = tiny_train_config("data.load_size=32", "data.crop_size=32", "train.steps=3", "train.quality_every=0",
                             "train.shortcut_test=false", *RESIDUAL)
-    return cohort, train(cohort, root / "run", cfg, show_progress=False).checkpoint
+    return cohort, train(cohort, root / "run", cfg, progress=False).checkpoint
 
 
 def _png(path) -> np.ndarray:
@@ -44,7 +44,7 @@ def test_the_checkpoint_records_the_output_mode(residual_run, tiny):
 def test_change_maps_of_a_residual_model_are_its_masked_change(residual_run, tmp_path):
     cohort, ckpt = residual_run
     res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=3, limit=2, precision="fp32", change_maps=True,
-                     show_progress=False)
+                     progress=False)
     m = res.manifest
     assert m["change_map_path"].notna().all() and len(m) == 6
     row = m.iloc[1]
@@ -64,7 +64,7 @@ def test_change_maps_of_a_residual_model_are_its_masked_change(residual_run, tmp
 def test_change_maps_of_an_image_model_are_the_difference_to_the_input(tiny, tmp_path):
     cohort, ckpt = tiny
     res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=2, limit=1, precision="fp32", change_maps=True,
-                     show_progress=False)
+                     progress=False)
     row = res.manifest.iloc[0]
     src = Cohort.open(cohort).ok().set_index("image_key").loc[row["source_image_key"]]
     source = Cohort.open(cohort).image(src["cache_index"])
@@ -76,7 +76,7 @@ def test_change_maps_of_an_image_model_are_the_difference_to_the_input(tiny, tmp
 
 def test_without_the_flag_no_change_maps_are_written(tiny, tmp_path):
     cohort, ckpt = tiny
-    res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=2, limit=1, show_progress=False)
+    res = synthesize(ckpt, cohort, tmp_path / "s", n_styles=2, limit=1, progress=False)
     assert res.manifest["change_map_path"].isna().all()
     assert not list((tmp_path / "s").rglob("*_change.png"))
 
@@ -107,8 +107,8 @@ def test_reference_and_interpolated_synthesis_work_in_residual_mode(residual_run
         path = tmp_path / f"ref{i}.png"
         Image.fromarray((co.image(idx) * 255).astype(np.uint8)).save(path)
         refs.append(path)
-    by_ref = synthesize(ckpt, cohort, tmp_path / "r", references=refs, limit=1, change_maps=True, show_progress=False)
-    path = synthesize(ckpt, cohort, tmp_path / "i", interpolate=3, limit=1, change_maps=True, show_progress=False)
+    by_ref = synthesize(ckpt, cohort, tmp_path / "r", references=refs, limit=1, change_maps=True, progress=False)
+    path = synthesize(ckpt, cohort, tmp_path / "i", interpolate=3, limit=1, change_maps=True, progress=False)
     for res, mode, n in ((by_ref, "reference", 2), (path, "interpolate", 3)):
         m = res.manifest
         assert len(m) == n and (m["style_mode"] == mode).all() and m["change_map_path"].notna().all()

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     from xraymunit.training import train
 
-    result = train(opts.cohort, opts.out, cfg, resume=opts.resume, show_progress=opts.progress, threads=opts.threads)
+    result = train(opts.cohort, opts.out, cfg, resume=opts.resume, progress=opts.progress, threads=opts.threads)
     print(f"trained to step {result.steps}; checkpoint: {result.checkpoint}")
     print(f"tensorboard --logdir {result.run_dir / 'tensorboard'}")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
 from pathlib import Path
@@ -234,3 +235,15 @@ def require(condition: bool, key: str, message: str) -> None:
     """Raise ConfigError naming `key` unless `condition` holds (for validate() methods)."""
     if not condition:
         raise ConfigError(f"'{key}' {message}")
+
+
+def resolve(cls: type[T], given: Any = None, overrides: typing.Iterable[str] = ()) -> T:
+    """The config a stage function runs with: an object of `cls`, a shipped config's name or a YAML path
+    (None: the defaults), with "key=value" overrides applied as `--set` applies them."""
+    overrides = list(overrides)
+    if given is None or isinstance(given, (str, os.PathLike)):
+        return load(cls, given, overrides)
+    if not isinstance(given, cls):
+        raise ConfigError(f"expected a {cls.__name__}, a shipped config's name or a YAML path, "
+                          f"got {type(given).__name__}")
+    return from_dict(cls, apply_overrides(to_dict(given), overrides)) if overrides else given

@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from xraymunit import config as config_mod
 from xraymunit import distributed
 from xraymunit.config.evaluate import EvaluateConfig
 from xraymunit.evaluation import parallel, provenance
@@ -60,13 +61,14 @@ def evaluate(
     cohort: str | Path | Cohort,
     synthetic: str | Path | SyntheticSet | Sequence | Mapping[str, str | Path | SyntheticSet | Sequence | None] | None,
     out: str | Path,
-    config: EvaluateConfig | None = None,
+    config: EvaluateConfig | str | Path | None = None,
     *,
     device: str | None = None,
     progress: bool | None = None,
     resume: bool = True,
     training_run: str | Path | Sequence | Mapping[str, str | Path | Sequence] | None = None,
     test_cohorts: list[str | Path] | None = None,
+    overrides: Sequence[str] = (),
 ) -> EvaluationResult:
     """Run the classifier study and the quality metrics; write the report into `out`.
 
@@ -81,7 +83,8 @@ def evaluate(
             depend on the generator train once per generator and seed, and the intervals resample
             generators, seeds and test patients (evaluation/resampling.py).
         out: the report folder (metrics.json, predictions.csv, plots, summary.md, config).
-        config: the study and how to run it (device, progress, workers; defaults to EvaluateConfig()).
+        config: the study and how to run it (device, progress, workers): an EvaluateConfig, a shipped
+            config's name (e.g. "evaluate_cpu") or a YAML path (default: EvaluateConfig()).
         device, progress: shorthands for config.device / config.progress (the pipeline passes them).
         resume: reuse finished runs found in out/runs/ whose fingerprint (config, seed,
             image keys) matches; False retrains everything.
@@ -95,6 +98,7 @@ def evaluate(
             each one's `config.external_split` images, with a patient bootstrap over that cohort
             (metrics.json `external`, summary.md "External validation"). A cohort ingested with other
             image settings is refused; patient keys shared with this cohort are warned about.
+        overrides: "key=value" settings applied on top of `config`, as `--set` does (e.g. "seeds=3").
 
     Returns:
         The metrics dict also written to out/metrics.json (an EvaluationResult: a dict with a one-line
@@ -103,8 +107,8 @@ def evaluate(
     Raises:
         Stopped: on SIGTERM, after keeping the finished runs in out/runs/ (rerun to resume).
     """
-    cfg = dataclasses.replace(config or EvaluateConfig(), **{k: v for k, v in
-                                                             (("device", device), ("progress", progress)) if v is not None})
+    given = {k: v for k, v in (("device", device), ("progress", progress)) if v is not None}
+    cfg = dataclasses.replace(config_mod.resolve(EvaluateConfig, config, overrides), **given)
     cfg.validate()
     group, dev = distributed.join(cfg.device)
     apply_threads(cfg.threads or None)  # automatic: shared among torchrun's local ranks

@@ -61,7 +61,7 @@ def train_stage(key: str, run_dir: Path, train_cfg: TrainConfig, what: str, coho
         return f"{what} ({train_cfg.train.steps} steps{resuming}) → {run_dir}"
 
     def work() -> str:
-        result = xraymunit.train(cohort, run_dir, train_cfg, resume=ckpt.is_file(), show_progress=progress)
+        result = xraymunit.train(cohort, run_dir, train_cfg, resume=ckpt.is_file(), progress=progress)
         return f"{result.images_per_second:.2f} img/s; samples in {run_dir / 'samples'}"
 
     return Stage(key, 2, fp, ckpt, run_dir, announce, work, core=core)
@@ -102,7 +102,7 @@ def synthesize_stage(key: str, synth: Path, s: SynthesizeStage, run_dir: Path, c
                                       direction=s.direction, seed=s.seed, formats=formats,
                                       batch_size=None if s.batch_size == "auto" else s.batch_size,
                                       change_maps=s.change_maps,
-                                      device=device, show_progress=progress)
+                                      device=device, progress=progress)
         steps = sorted(set(result.manifest["checkpoint_step"])) if len(result.manifest) else []
         return f"{len(result.manifest)} images from {ckpt.name} (step {', '.join(map(str, steps)) or '-'})"
 

@@ -81,8 +81,8 @@ class SynthesizeOptions:
         parse=int, metavar="T")
     threads: int | None = option(None, THREADS_HELP + "; --render-threads shares them out", parse=int,
                                  metavar="N")
-    show_progress: bool | None = option(None, "no progress bar (default: a bar when stderr is a terminal)",
-                                        flag="--no-progress")
+    progress: bool | None = option(None, "no progress bar (default: a bar when stderr is a terminal)",
+                                   flag="--no-progress")
 
     def __post_init__(self) -> None:
         self.formats = tuple(dict.fromkeys(self.formats))

@@ -35,7 +35,7 @@ from xraymunit import checkpoint as checkpoints
 from xraymunit.io import atomic, diskspace, outdir
 from xraymunit.io.cohort import MANIFEST, Cohort
 from xraymunit.progress import progress
-from xraymunit.runtime import amp_dtype, apply_threads, progress_enabled
+from xraymunit.runtime import apply_threads, progress_enabled
 from xraymunit.stopping import Stopped, stop_requests
 from xraymunit import distributed
 from xraymunit.distributed import Group
@@ -99,7 +99,7 @@ def synthesize(checkpoint, cohort, out, **options) -> SynthesisResult:
     the cohort folder of the sources. out: the output folder (rerunning resumes). The keyword
     options and their defaults are the fields of `SynthesizeOptions` (n_styles=20, split,
     direction, seed, references, interpolate, formats, batch_size, device, precision, compile,
-    limit, render_threads, threads, show_progress). Under torchrun every process renders its share.
+    limit, render_threads, threads, progress). Under torchrun every process renders its share.
     """
     return run(SynthesizeOptions(checkpoint=checkpoint, cohort=cohort, out=out, **options))
 
@@ -112,7 +112,7 @@ def _signature() -> inspect.Signature:
         default = f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
         params.append(inspect.Parameter(
             f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD if positional else inspect.Parameter.KEYWORD_ONLY,
-            default=inspect.Parameter.empty if positional else default))
+            default=inspect.Parameter.empty if positional else default, annotation=f.type))
     return inspect.Signature(params, return_annotation=SynthesisResult)
 
 
@@ -130,7 +130,7 @@ def run(opts: SynthesizeOptions) -> SynthesisResult:
         prep = prepare(opts, checkpoint_path, device)
         with _hold(prep, group) as leader:
             with Writer(prep.out, prep.run, check_links=not leader) as writer, stop_requests() as stop:
-                tally = execute(prep, group, writer, stop, progress_enabled(opts.show_progress) and leader)
+                tally = execute(prep, group, writer, stop, progress_enabled(opts.progress) and leader)
             return finish(prep, group, tally, stop.requested, time.perf_counter() - t0)
     finally:
         distributed.leave(group)

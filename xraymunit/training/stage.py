@@ -14,13 +14,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
+from xraymunit import config as config_mod
 from xraymunit.config.train import TrainConfig
 from xraymunit.data.datasets import stable_seed
 from xraymunit.io import outdir
-from xraymunit.progress import progress
+from xraymunit.progress import progress as progress_meter
 from xraymunit.runtime import apply_threads, progress_enabled
 from xraymunit.stopping import stop_requests
 from xraymunit.training.data import display_batch, make_loader
@@ -49,23 +51,27 @@ class TrainResult:
 @outdir.owns("train", "out", when=is_main_process,
              guard=("checkpoints", "checkpoints/last.pt", "checkpoints/best.pt", "tensorboard", "samples",
                     "config.yaml", "metrics.csv", "quality.csv", "quality.png", "shortcut_test.json"))
-def train(cohort: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, resume: bool = False,
-          show_progress: bool | None = None, threads: int | None = None) -> TrainResult:
+def train(cohort: str | Path, out: str | Path, config: TrainConfig | str | Path | None = None, *,
+          resume: bool = False, progress: bool | None = None, threads: int | None = None,
+          overrides: Sequence[str] = ()) -> TrainResult:
     """Train MUNIT on `cohort` (domains from the manifest labels) and write the run to `out`.
 
     Args:
         cohort: an ingested cohort folder.
         out: the run folder (created). If it already holds a run, `resume=True` continues
             it exactly from `checkpoints/last.pt`; without it the call refuses to overwrite.
-        cfg: the resolved TrainConfig (defaults: the paper's settings at 256²).
+        config: a TrainConfig, a shipped config's name (e.g. "munit_cxr_128_cpu") or a YAML path
+            (default: the paper's settings at 256²).
         resume: continue an interrupted (or SIGTERM-stopped) run.
-        show_progress: a tqdm bar with it/s and ETA on rank 0 (None: only when stderr is a terminal).
+        progress: a tqdm bar with it/s and ETA on rank 0 (None: only when stderr is a terminal; without
+            a bar, a progress line in the log every 30 s).
         threads: CPU threads of torch (None: `xraymunit.runtime.resolve_threads`'s automatic rule).
+        overrides: "key=value" settings applied on top of `config`, as `--set` does (e.g. "train.steps=500").
 
     Raises:
         xraymunit.stopping.Stopped: on SIGTERM, after saving last.pt at the step just finished.
     """
-    cfg = cfg or TrainConfig()
+    cfg = config_mod.resolve(TrainConfig, config, overrides)
     apply_threads(threads)
     p = plan(cohort, Path(out), cfg, resume)
     parts = build_parts(p)
@@ -79,7 +85,7 @@ def train(cohort: str | Path, out: str | Path, cfg: TrainConfig | None = None, *
         return TrainResult(p.out, p.last_path, parts.start_step, 0.0, {})
     loader = make_loader(p.cohort, p.idx_a, p.idx_b, cfg, parts.start_step, p.dist, p.device)
     if p.dist.main:  # a bar on a terminal, else a log line every 30 s
-        records.bar = progress(cfg.train.steps, "train", "it", bar=progress_enabled(show_progress),
+        records.bar = progress_meter(cfg.train.steps, "train", "it", bar=progress_enabled(progress),
                                initial=parts.start_step, dynamic_ncols=True)
     parts.gens.train()
     parts.dis.train()
