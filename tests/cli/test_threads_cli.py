@@ -34,6 +34,8 @@ def probe(monkeypatch):
 
 def _args(stage, tmp_path):
     (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "manifest.parquet").touch()  # passes the CLI's path check before the stage: the probe stops it
+    (tmp_path / "c.pt").touch()
     return {
         "ingest": ["ingest", str(tmp_path / "in"), "--out", str(tmp_path / "cohort")],
         "train": ["train", "--cohort", str(tmp_path / "in"), "--out", str(tmp_path / "run")],
@@ -86,6 +88,7 @@ def test_a_stage_inside_the_pipeline_keeps_its_threads(probe, tmp_path, capsys):
 
 @pytest.mark.parametrize("value", ["0", "-2"])
 def test_a_thread_count_below_one_is_one_line(value, tmp_path, capsys):
+    (tmp_path / "manifest.parquet").touch()  # a cohort as far as the CLI's path check can tell
     rc = main(["train", "--cohort", str(tmp_path), "--out", str(tmp_path / "run"), "--threads", value])
     err = capsys.readouterr().err
     assert rc == 2 and "--threads must be a positive integer" in err and "Traceback" not in err
