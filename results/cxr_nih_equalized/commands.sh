@@ -12,8 +12,16 @@ PARALLEL=1 bash pipelines/cxr_equalized/pilots.sh 600
 # 3. the study: 2 generators per level (K = 10, 25), 6,000 steps each, 6 classifier arms, 3 seeds. Started from a
 #    git worktree of commit cd09381 (so edits to the working tree cannot change a running job), 1 CPU thread
 #    beside other work; rerun the same command to resume after a stop:
+#    Sitting 1 (cd09381): train_10_g1 finished (6000 steps) and synthesized; train_10_g2 stopped by SIGTERM at
+#    step 356. Resume from a worktree of a commit whose evaluate takes several generators per level (c4cb04f or
+#    later); on a shared machine give the job's session priority: echo -10 > /proc/<pid>/autogroup (BENCHMARKS.md)
 PYTHONPATH=/path/to/worktree $PY pipelines/normal_to_abnormal.py --config pipelines/cxr_equalized/study.yaml \
     --threads 1 --no-progress
 # 4. is the remaining intensity signal the view? (the study cohort: same salt, same split as step 1)
 $PY pipelines/cxr_study/view_check.py --cohort runs/cxr_equalized/study/cohort \
     --out results/cxr_nih_equalized/shortcut/nih_by_view.json
+# 5. after each generator: does it change more than intensity? (one JSON + grid per generator)
+$PY pipelines/cxr_study/intensity_control.py --synth runs/cxr_equalized/study/synth_10_g1 \
+    --train-run runs/cxr_equalized/study/train_10_g1 --out results/cxr_nih_equalized/intensity_control/K10_g1.json
+# 6. gather metrics.json + summary.md (+ small PNGs)
+$PY pipelines/cxr_equalized/publish.py
