@@ -24,6 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "pipelines" / "cxr_study"))
 from quotes import fill, reflow  # noqa: E402
+from results_files import copy_run_pictures, write_results  # noqa: E402
 
 from xraymunit.runtime import cpu_description  # noqa: E402
 
@@ -262,18 +263,12 @@ def main(argv=None) -> int:
     study = work / "study"
     (results / "study").mkdir(exist_ok=True)
     for name in m["generators"]:  # each generator's last sample grid and quality curves
-        run = study / f"train_{name}"
-        grids = sorted((run / "samples").glob("a2b_*.png"))
-        if grids:
-            shutil.copy2(grids[-1], results / "study" / f"a2b_{name}.png")
-        if (run / "quality.png").is_file():
-            shutil.copy2(run / "quality.png", results / "study" / f"quality_{name}.png")
+        copy_run_pictures(study / f"train_{name}", results / "study" / f"a2b_{name}.png",
+                          results / "study" / f"quality_{name}.png")
     for plot in ("styles_grid.png", "roc.png", "summary.md"):
         if (study / "report" / plot).is_file():
             shutil.copy2(study / "report" / plot, results / "study" / plot.replace("summary", "evaluate_summary"))
-    (results / "metrics.json").write_text(json.dumps(m, indent=1) + "\n")
-    (results / "summary.md").write_text(render(m))
-    print(results / "summary.md")
+    write_results(results, m, render)
     return 0
 
 

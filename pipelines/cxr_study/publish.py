@@ -25,6 +25,7 @@ import subprocess
 from pathlib import Path
 
 from quotes import fill, holm, reflow
+from results_files import copy_run_pictures, write_results
 from xraymunit.runtime import cpu_description
 
 REPO = Path(__file__).resolve().parents[2]
@@ -366,27 +367,18 @@ def main(argv=None) -> int:
         m = json.loads((results / "metrics.json").read_text())
         m["interpretation"] = (results / "interpretation.md").read_text().strip()
         derive(m)
-        (results / "metrics.json").write_text(json.dumps(m, indent=1) + "\n")
-        (results / "summary.md").write_text(render(m))
-        print(results / "summary.md")
+        write_results(results, m, render)
         return 0
     m = gather(work, results)
     for name in m["pilots"]:  # curves and translations of each pilot, small PNGs
         run = work / "pilots" / name
-        if (run / "quality.png").is_file():
-            shutil.copy2(run / "quality.png", results / "pilots" / name / "quality.png")
-        grids = sorted((run / "samples").glob("a2b_*.png"))
-        if grids:
-            shutil.copy2(grids[-1], results / "pilots" / name / "a2b.png")
+        copy_run_pictures(run, results / "pilots" / name / "a2b.png", results / "pilots" / name / "quality.png")
     study = work / "nih_per_level"
     if m["study"]:  # per level: the generator's last sample grid and quality curves; the report's plots
         (results / "study").mkdir(exist_ok=True)
         for name in m["study"]["levels"]:
-            grids = sorted((study / f"train_{name}" / "samples").glob("a2b_*.png"))
-            if grids:
-                shutil.copy2(grids[-1], results / "study" / f"a2b_K{name}.png")
-            if (study / f"train_{name}" / "quality.png").is_file():
-                shutil.copy2(study / f"train_{name}" / "quality.png", results / "study" / f"quality_K{name}.png")
+            copy_run_pictures(study / f"train_{name}", results / "study" / f"a2b_K{name}.png",
+                              results / "study" / f"quality_K{name}.png")
         for plot in ("styles_grid.png", "roc.png", "metric_vs_real_abnormal.png"):
             if (study / "report" / plot).is_file():
                 shutil.copy2(study / "report" / plot, results / "study" / plot)
@@ -394,14 +386,9 @@ def main(argv=None) -> int:
     ablation = work / "ablation_perceptual_25"
     if m["ablation_perceptual"]:
         (results / "ablation_perceptual").mkdir(exist_ok=True)
-        grids = sorted((ablation / "train" / "samples").glob("a2b_*.png"))
-        if grids:
-            shutil.copy2(grids[-1], results / "ablation_perceptual" / "a2b_K25.png")
-        if (ablation / "train" / "quality.png").is_file():
-            shutil.copy2(ablation / "train" / "quality.png", results / "ablation_perceptual" / "quality_K25.png")
-    (results / "metrics.json").write_text(json.dumps(m, indent=1) + "\n")
-    (results / "summary.md").write_text(render(m))
-    print(results / "summary.md")
+        copy_run_pictures(ablation / "train", results / "ablation_perceptual" / "a2b_K25.png",
+                          results / "ablation_perceptual" / "quality_K25.png")
+    write_results(results, m, render)
     return 0
 
 
