@@ -153,7 +153,7 @@ def derive(m: dict) -> dict:
     for name, g in (m.get("generators") or {}).items():
         last = g["last"]
         if last.get("a2b_diversity_lpips") is not None and last.get("real_b_pairs_lpips"):
-            bar[f"{name}_diversity"] = bool(
+            bar[f"K{name}_diversity"] = bool(
                 last["a2b_diversity_lpips"] >= BAR_DIVERSITY * last["real_b_pairs_lpips"]
                 and last["a2b_diversity_ms_ssim"] >= BAR_DIVERSITY * last["real_b_pairs_ms_ssim"])
     m["bar"] = bar
