@@ -8,7 +8,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from xraymunit.evaluation.report import _plot_grid
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cxr_study"))
+from results_files import compact_png  # noqa: E402
+from xraymunit.evaluation.report import plot_styles_grid
 from xraymunit.io.cohort import Cohort, SyntheticSet
 
 
@@ -22,7 +24,8 @@ def main(synth_dir: str, cohort_dir: str, out_png: str) -> None:
         grid["styles"].append([synth.image(r) for _, r in rows.iterrows()])
         grid["change_maps"].append([synth.change_map(r, source) for _, r in rows.iterrows()])
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    _plot_grid(Path(out_png), grid)
+    plot_styles_grid(Path(out_png), grid)
+    compact_png(Path(out_png), Path(out_png))  # results folders stay small
 
 
 if __name__ == "__main__":

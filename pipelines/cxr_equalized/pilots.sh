@@ -41,7 +41,8 @@ run_pilot() {
       --out "$OUT/$name/synth_val" --split val --limit 4 --n-styles 4 --change-maps --no-progress >> "$OUT/$name.log" 2>&1
   mkdir -p "$RES/$name"
   "$PY" pipelines/cxr_equalized/pilot_grid.py "$OUT/$name/synth_val" "$COHORT" "$RES/$name/grid.png"
-  cp "$OUT/$name/quality.csv" "$OUT/$name/quality.png" "$OUT/$name/config.yaml" "$RES/$name/"
+  cp "$OUT/$name/quality.csv" "$OUT/$name/config.yaml" "$RES/$name/"
+  "$PY" pipelines/cxr_study/results_files.py "$OUT/$name/quality.png" "$RES/$name/quality.png"  # compacted
   echo "${PILOT[$name]}" > "$RES/$name/overrides.txt"
   echo "[pilot] $name done; $(date -u +%H:%M) load $(cut -d' ' -f1-3 /proc/loadavg)"
 }

@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "pipelines" / "cxr_study"))
 from quotes import fill, reflow  # noqa: E402
-from results_files import copy_run_pictures, write_results  # noqa: E402
+from results_files import compact_png, copy_run_pictures, write_results  # noqa: E402
 
 from xraymunit.runtime import cpu_description  # noqa: E402
 
@@ -265,9 +265,11 @@ def main(argv=None) -> int:
     for name in m["generators"]:  # each generator's last sample grid and quality curves
         copy_run_pictures(study / f"train_{name}", results / "study" / f"a2b_{name}.png",
                           results / "study" / f"quality_{name}.png")
-    for plot in ("styles_grid.png", "roc.png", "summary.md"):
+    for plot in ("styles_grid.png", "roc.png"):
         if (study / "report" / plot).is_file():
-            shutil.copy2(study / "report" / plot, results / "study" / plot.replace("summary", "evaluate_summary"))
+            compact_png(study / "report" / plot, results / "study" / plot)
+    if (study / "report" / "summary.md").is_file():
+        shutil.copy2(study / "report" / "summary.md", results / "study" / "evaluate_summary.md")
     write_results(results, m, render)
     return 0
 

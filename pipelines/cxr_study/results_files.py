@@ -3,17 +3,36 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def compact_png(src: Path, dst: Path) -> None:
+    """Copy a picture into results at a fraction of its size (a results folder must stay under ~5 MB):
+    gray pictures as 8-bit gray (lossless for them), colour figures as a 256-colour palette (what a
+    matplotlib figure of a few line colours loses is invisible); an opaque alpha channel is dropped."""
+    im = Image.open(src)
+    im.load()
+    if im.mode in ("RGBA", "LA") and np.asarray(im.getchannel("A")).min() == 255:
+        im = im.convert("RGB" if im.mode == "RGBA" else "L")
+    if im.mode == "RGB":
+        rgb = np.asarray(im)
+        gray = (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
+        im = im.convert("L") if gray else im.quantize(256, method=Image.Quantize.MEDIANCUT)
+    tmp = dst.with_name(dst.name + ".tmp")
+    im.save(tmp, format="PNG", optimize=True)
+    tmp.replace(dst)
 
 
 def copy_run_pictures(run: Path, grid_to: Path, quality_to: Path | None = None) -> None:
     """A training run's last a2b sample grid (and its quality.png) into results, when they exist."""
     grids = sorted((Path(run) / "samples").glob("a2b_*.png"))
     if grids:
-        shutil.copy2(grids[-1], grid_to)
+        compact_png(grids[-1], grid_to)
     if quality_to is not None and (Path(run) / "quality.png").is_file():
-        shutil.copy2(Path(run) / "quality.png", quality_to)
+        compact_png(Path(run) / "quality.png", quality_to)
 
 
 def write_results(results: Path, metrics: dict, render) -> Path:
@@ -22,3 +41,9 @@ def write_results(results: Path, metrics: dict, render) -> Path:
     (results / "summary.md").write_text(render(metrics))
     print(results / "summary.md")
     return results / "summary.md"
+
+
+if __name__ == "__main__":  # python pipelines/cxr_study/results_files.py SRC.png DST.png (for shell scripts)
+    import sys
+
+    compact_png(Path(sys.argv[1]), Path(sys.argv[2]))

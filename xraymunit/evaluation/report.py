@@ -28,7 +28,7 @@ def write(out: Path, metrics: dict, runs: list[dict], test, val, grid: dict | No
     _plot_levels(out / plots["levels"], metrics)
     if grid and grid.get("inputs"):
         plots["grid"] = "styles_grid.png"
-        _plot_grid(out / plots["grid"], grid)
+        plot_styles_grid(out / plots["grid"], grid)
     for level, tq in (metrics.get("training_quality") or {}).items():
         if tq.get("plot"):
             name = "training_quality.png" if level == "all" else f"training_quality_{level}.png"
@@ -135,7 +135,7 @@ def _plot_levels(path: Path, metrics: dict) -> None:
     _save(fig, path)
 
 
-def _plot_grid(path: Path, grid: dict) -> None:
+def plot_styles_grid(path: Path, grid: dict) -> None:
     """Per input two rows: the input and its styles, then each style's change map (same colour
     scale for every map: 0 to the largest change shown, so maps compare across styles)."""
     maps = grid.get("change_maps")
