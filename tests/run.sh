@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash pipelines/setup_env.sh
-exec "${XRAYMUNIT_VENV:-.venv}/bin/python" -m pytest "$@"
+# One pytest-xdist worker per core (XRAYMUNIT_TEST_WORKERS=0: one process, no workers); the default
+# run's tests stay on one worker (--dist loadgroup, tests/conftest.py).
+exec "${XRAYMUNIT_VENV:-.venv}/bin/python" -m pytest -n "${XRAYMUNIT_TEST_WORKERS:-auto}" --dist loadgroup "$@"
