@@ -11,9 +11,13 @@ from pathlib import Path
 
 import pytest
 
-# tests/run.sh runs the suite in pytest-xdist workers, one per core: each worker's torch then gets one
-# thread (two 2-thread workers on 2 cores would oversubscribe them); a plain `pytest` gets 2
-os.environ.setdefault("OMP_NUM_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
+# tests/run.sh runs the suite in pytest-xdist workers, one per core: each worker's torch gets one thread
+# (XRAYMUNIT_TEST_THREADS to change it; two 2-thread workers on 2 cores oversubscribe them, ~1.5× slower).
+# Workers inherit the controller's environment, so theirs is set, not defaulted. A plain `pytest`: 2.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = os.environ.get("XRAYMUNIT_TEST_THREADS", "1")
+else:
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 REPO = Path(__file__).resolve().parents[1]
