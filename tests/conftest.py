@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 # tests/run.sh runs the suite in pytest-xdist workers, one per core: each worker's torch gets one thread
-# (XRAYMUNIT_TEST_THREADS to change it; two 2-thread workers on 2 cores oversubscribe them, ~1.5× slower).
+# (XRAYMUNIT_TEST_THREADS to change it): two 2-thread workers would oversubscribe 2 cores.
 # Workers inherit the controller's environment, so theirs is set, not defaulted. A plain `pytest`: 2.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = os.environ.get("XRAYMUNIT_TEST_THREADS", "1")
