@@ -310,7 +310,7 @@ def check_quality_training(plan: Plan, rep: Reporter, work: Path) -> None:
     for s in sets:
         train += ["--set", s]
     _, status = run_process(train, min(rep.left(), plan.budgets[name]), rep.log_path(name, work))
-    from xraymunit.quality_log import summarise_run
+    from xraymunit.quality.quality_csv import summarise_run
 
     summary = summarise_run(run)
     if summary is None:

@@ -30,10 +30,10 @@ from common import machine, write_results  # noqa: E402
 from helpers.evaluate_data import write_cohort  # noqa: E402
 
 from xraymunit import config  # noqa: E402
-from xraymunit import judge as judge_mod  # noqa: E402
+from xraymunit.quality import judge as judge_mod  # noqa: E402
 from xraymunit.config.train import TrainConfig  # noqa: E402
 from xraymunit.io.cohort import Cohort  # noqa: E402
-from xraymunit.monitor import QualityMonitor  # noqa: E402
+from xraymunit.quality.training_monitor import QualityMonitor  # noqa: E402
 from xraymunit.checkpoint import build_networks  # noqa: E402
 from xraymunit.runtime import amp_dtype  # noqa: E402
 from xraymunit.training.plan import build_perceptual  # noqa: E402

@@ -230,7 +230,7 @@ def test_a_read_only_cohort_keeps_the_judge_in_the_report_folder(study, tmp_path
     ro = shutil.copytree(study["cohort"], tmp_path / "cohort", ignore=shutil.ignore_patterns("judge"))
     (ro / "judge").write_text("not a folder")
     out = shutil.copytree(study["out"], tmp_path / "report")
-    with caplog.at_level("WARNING", logger="xraymunit.judge"):
+    with caplog.at_level("WARNING", logger="xraymunit.quality.judge"):
         again = evaluate(ro, study["synth"], out, tiny())
     assert "cannot write the cohort's judge folder" in caplog.text
     kept = list((out / "judge").glob("*/judge.pt"))

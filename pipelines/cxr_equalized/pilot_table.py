@@ -13,7 +13,7 @@ import math
 import sys
 from pathlib import Path
 
-from xraymunit.quality_log import read_quality_csv
+from xraymunit.quality.quality_csv import read_quality_csv
 
 ORDER = ("base", "aug", "resid", "both", "resid_div", "resid_noid")
 COLUMNS = [  # (quality.csv column, header, format)

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import torch
 
-from xraymunit import config, judge
+from xraymunit import config
 from xraymunit.checkpoint import load_generators
 from xraymunit.config.train import TrainConfig
 from xraymunit.io.cohort import Cohort
-from xraymunit.monitor import QualityMonitor
+from xraymunit.quality import judge
+from xraymunit.quality.training_monitor import QualityMonitor
 
 
 def main(run_dir: str, cohort_dir: str, out_json: str) -> None:

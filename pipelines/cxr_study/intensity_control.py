@@ -32,10 +32,10 @@ from PIL import Image
 from skimage.exposure import match_histograms
 
 from xraymunit import config as C
-from xraymunit import judge as J
 from xraymunit.config.train import TrainConfig
-from xraymunit.evaluation import quality as Q
 from xraymunit.io.cohort import Cohort
+from xraymunit.quality import image_metrics as Q
+from xraymunit.quality import judge as J
 
 SIZE = 128  # the generators' side
 

@@ -86,7 +86,7 @@ def main(argv=None) -> int:
         result = confounds.shortcut_test(co)
         if args.judge:
             from xraymunit import config as C
-            from xraymunit import judge as J
+            from xraymunit.quality import judge as J
             from xraymunit.config.train import TrainConfig
 
             j = J.load_or_train(co, C.load(TrainConfig, REPO / "configs" / "munit_cxr_128_cpu.yaml").quality.judge)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from xraymunit.checkpoint import load_generators
 from xraymunit.io.cohort import Cohort, SyntheticSet
-from xraymunit.monitor import change_measures
+from xraymunit.quality.training_monitor import change_measures
 from xraymunit.synthesis.renderer import to_model_input
 from xraymunit.synthesis.stage import synthesize
 from xraymunit.training import train

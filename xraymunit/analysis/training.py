@@ -1,4 +1,4 @@
-"""A run's training-time quality (quality.csv, written by xraymunit/monitor.py) and the cohort's
+"""A run's training-time quality (quality.csv, written by xraymunit/quality/training_monitor.py) and the cohort's
 judges (COHORT/judge/*/judge.json), as tables and figures for the notebooks."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pandas as pd
 
 from xraymunit.io.cohort import Cohort
 from xraymunit.pipeline.layout import RunLayout
-from xraymunit.quality_log import quality_figure, read_quality_csv
+from xraymunit.quality.quality_csv import quality_figure, read_quality_csv
 
 
 def training_runs(root: str | Path) -> dict[str, Path]:
@@ -35,7 +35,7 @@ def training_quality_figure(run_dir: str | Path):
 def judges(cohort: Cohort) -> pd.DataFrame:
     """The judges trained on this cohort, with their val/test AUROC (95% CI) and training data; `weak` by
     today's rule (val CI lower bound), also for judges saved under the old point-estimate rule."""
-    from xraymunit.judge import is_weak
+    from xraymunit.quality.judge import is_weak
 
     rows = []
     for path in sorted((cohort.root / "judge").glob("*/judge.json")):

@@ -134,7 +134,7 @@ class StatsConfig:
 
 @dataclass
 class JudgeConfig:
-    """The judge (xraymunit/judge.py): one normal-vs-abnormal classifier per cohort, trained on its
+    """The judge (xraymunit/quality/judge.py): one normal-vs-abnormal classifier per cohort, trained on its
     real train split, selected on val; the measuring instrument of quality, never a training input."""
 
     classifier: ClassifierConfig = field(default_factory=lambda: ClassifierConfig(steps=600, eval_every=50))

@@ -187,7 +187,7 @@ class LoopConfig:
 
 @dataclass
 class MonitorConfig:
-    """Quality tracked during training (xraymunit/monitor.py), every train.quality_every steps."""
+    """Quality tracked during training (xraymunit/quality/training_monitor.py), every train.quality_every steps."""
 
     n_inputs: int = 64
     n_styles: int = 4

@@ -95,7 +95,7 @@ def _generator(s, selection) -> dict:
 def training_quality(training_run) -> dict | None:
     """The generator runs' quality tracking (quality.csv), by level when there is one run per level
     ('LEVEL_gI' for generator I of a level with several)."""
-    from xraymunit.quality_log import summarise_run
+    from xraymunit.quality.quality_csv import summarise_run
 
     if training_run is None:
         return None

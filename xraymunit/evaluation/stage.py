@@ -10,7 +10,7 @@ synthetic images' quality, and write metrics.json, plots and summary.md.
 
 Three parts: plan (plan.py: data, levels, arms), execute (runs.py, parallel.py: the
 classifier runs, in this process, in worker processes or over torchrun ranks), record
-(statistics.py, study_quality.py, record.py, report.py).
+(statistics.py, quality/study_section.py, record.py, report.py).
 """
 
 from __future__ import annotations
@@ -182,13 +182,13 @@ def record(plan: StudyPlan, cfg: EvaluateConfig, dev, runs: list[dict], resumed:
     from xraymunit.evaluation import report
     from xraymunit.evaluation.record import study_record
     from xraymunit.evaluation.statistics import study_statistics
-    from xraymunit.evaluation.study_quality import study_quality
+    from xraymunit.quality.study_section import quality_section
 
     t_phase = time.time()
     results = study_statistics(runs, plan, cfg)
     timings["statistics_s"] = round(time.time() - t_phase, 1)
     t_phase = time.time()
-    quality, grid = study_quality(plan, cfg, dev, show, out, training_run)
+    quality, grid = quality_section(plan, cfg, dev, show, out, training_run)
     metrics = study_record(plan, cfg, dev, runs, results, quality, resumed, training_run)
     metrics["provenance"] = provenance.with_arms(keys or {}, runs)
     if plan.external:

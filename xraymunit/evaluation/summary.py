@@ -190,7 +190,7 @@ def _training_quality_section(metrics: dict) -> list[str]:
         return []
     L = ["## Quality during training", "",
          "Measured by the cohort's judge on fixed val images while the generator trained "
-         "(`quality.csv` in the run folder; best.pt criterion: xraymunit/quality_log.py).", "",
+         "(`quality.csv` in the run folder; best.pt criterion: xraymunit/quality/quality_csv.py).", "",
          "| run | measurement | step | minutes | judged abnormal a2b (real abn. / real normal) | FD to real B "
          "(inputs) | diversity LPIPS-style (real B pairs) | content SSIM (two patients) | score |",
          "|---|---|---|---|---|---|---|---|---|"]

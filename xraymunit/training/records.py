@@ -118,8 +118,8 @@ def quality_monitor(cohort: Cohort, cfg: TrainConfig, device: torch.device, out:
     or impossible here (then a warning says why; training goes on without it)."""
     if not cfg.train.quality_every:
         return None
-    from xraymunit import judge as judge_mod
-    from xraymunit.monitor import QualityMonitor
+    from xraymunit.quality import judge as judge_mod
+    from xraymunit.quality.training_monitor import QualityMonitor
 
     try:
         judge = judge_mod.load_or_train(cohort, cfg.quality.judge, fallback=out / judge_mod.JUDGE_DIR, device=device)

@@ -43,6 +43,8 @@ WEAK_JUDGE_AUROC = 0.7
 judge is not shown to tell the domains apart (the rule of the shortcut test: a point estimate of 0.88
 on a handful of val patients, CI [0.58, 1.00], proves nothing)."""
 
+# The file format's name (in judge.pt and judge.json), not this module's path: it stayed
+# "xraymunit.judge" when the module moved into xraymunit.quality, so judges already on disk still load.
 FORMAT = "xraymunit.judge"
 FORMAT_VERSION = 1
 JUDGE_DIR = "judge"

@@ -9,9 +9,9 @@ import torch
 from helpers.evaluate_data import write_cohort
 
 from xraymunit import config
-from xraymunit import judge as J
 from xraymunit.config.evaluate import ClassifierConfig, JudgeConfig
 from xraymunit.io.cohort import Cohort
+from xraymunit.quality import judge as J
 
 
 def _cfg(**kw) -> JudgeConfig:
@@ -224,7 +224,7 @@ def test_an_unwritable_cohort_keeps_the_judge_in_the_fallback_and_reuses_it(coho
     ro = _read_only_copy(cohort, tmp_path)
     (ro / "judge").write_text("not a folder")
     assert not J.writable(J.judge_folder(Cohort.open(ro), _cfg()))
-    with caplog.at_level("WARNING", logger="xraymunit.judge"):
+    with caplog.at_level("WARNING", logger="xraymunit.quality.judge"):
         J.load_or_train(ro, _cfg(), fallback=tmp_path / "run" / "judge")
     assert "cannot write the cohort's judge folder" in caplog.text
     saved = list((tmp_path / "run" / "judge").glob("*/judge.pt"))

@@ -6,7 +6,7 @@ domain A is translated with fixed styles; the judge and a few image measures com
 translations with real val images. Every number sits next to a yardstick from real images,
 so a user sees in `quality.csv` / `quality.png` / TensorBoard when more training stops paying.
 
-The columns and the `score` criterion of `checkpoints/best.pt`: xraymunit/quality_log.py.
+The columns and the `score` criterion of `checkpoints/best.pt`: xraymunit/quality/quality_csv.py.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ import torch
 
 from xraymunit.config.train import TrainConfig
 from xraymunit.data.datasets import stable_seed
-from xraymunit.evaluation import quality as Q
 from xraymunit.io import atomic, csvfile
 from xraymunit.io.cohort import Cohort
-from xraymunit.judge import Judge
-from xraymunit.quality_log import (CHANGE_THRESHOLD, COLUMNS, format_cell, quality_score, read_quality_csv,
-                                   save_figure)
+from xraymunit.quality import image_metrics as Q
+from xraymunit.quality.judge import Judge
+from xraymunit.quality.quality_csv import (CHANGE_THRESHOLD, COLUMNS, format_cell, quality_score, read_quality_csv,
+                                           save_figure)
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ PLOT_BUDGET = 50  # redraw quality.png only when the last drawing took < 1/50 of
 
 
 def change_measures(translations: torch.Tensor, sources: torch.Tensor, mask: torch.Tensor | None) -> dict:
-    """How global the change is (columns in quality_log.COLUMNS): against the model's soft mask m in
+    """How global the change is (columns in quality_csv.COLUMNS): against the model's soft mask m in
     residual_mask mode, against the indicator |translation − input| > CHANGE_THRESHOLD in image mode.
 
     Area and inside/outside are weighted by the mask (Σ m·change / Σ m), not thresholded at m > 0.5:

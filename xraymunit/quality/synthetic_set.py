@@ -9,10 +9,10 @@ import pandas as pd
 import torch
 
 from xraymunit.config.evaluate import QualityConfig
-from xraymunit.evaluation import quality as Q
 from xraymunit.evaluation.classifier import Classifier, embed
 from xraymunit.evaluation.datasets import ImageSet, resize, synthetic_images
 from xraymunit.io.cohort import Cohort, SyntheticSet
+from xraymunit.quality import image_metrics as Q
 
 
 def pick_rows(rows: pd.DataFrame, cfg: QualityConfig, seed: int) -> pd.DataFrame:

@@ -9,8 +9,9 @@ import torch
 from helpers.evaluate_data import write_cohort
 from helpers.training import tiny_train_config
 
-from xraymunit import checkpoint, monitor, quality_log
+from xraymunit import checkpoint
 from xraymunit.io.cohort import Cohort
+from xraymunit.quality import quality_csv, training_monitor as monitor
 from xraymunit.checkpoint import build_networks
 from xraymunit.training import train
 
@@ -41,9 +42,9 @@ def test_quality_csv_has_every_column_and_yardsticks(run):
     out, _ = run
     rows = _rows(out / "quality.csv")
     assert [int(r["step"]) for r in rows] == [3, 6]
-    assert list(rows[0]) == quality_log.COLUMNS
+    assert list(rows[0]) == quality_csv.COLUMNS
     for r in rows:
-        for key in quality_log.COLUMNS:
+        for key in quality_csv.COLUMNS:
             assert r[key] != "", key  # every number measured, yardsticks included
         assert int(r["images_seen"]) == int(r["step"]) * 2  # batch 2, one process
         assert 0 <= float(r["a2b_success"]) <= 1 and float(r["a2b_fd"]) >= 0
@@ -95,17 +96,9 @@ def test_off_when_quality_every_is_0(cohort, tmp_path):
     assert not (out / "quality.csv").exists() and not (out / "checkpoints" / "best.pt").exists()
 
 
-def test_score_criterion():
-    row = {"a2b_success": 0.5, "a2b_success_real_abnormal": 0.8, "a2b_fd": 2.0, "a2b_fd_inputs": 4.0,
-           "a2b_diversity_lpips": 0.3, "real_b_pairs_lpips": 0.6, "a2b_content_ssim": 0.8,
-           "content_ssim_unrelated": 0.5}
-    assert quality_log.quality_score(row) == pytest.approx((0.5 / 0.8 + 0.5 + 0.5) / 3)
-    assert quality_log.quality_score({**row, "a2b_content_ssim": 0.4}) == 0.0  # anatomy lost: never best
-
-
 def test_translations_measured_in_fp32_and_deterministic(cohort):
     cfg = tiny_train_config(*QUICK)
-    from xraymunit import judge as J
+    from xraymunit.quality import judge as J
 
     co = Cohort.open(cohort)
     j = J.load_or_train(co, cfg.quality.judge)
@@ -127,7 +120,7 @@ def test_time_limit_stops_with_a_checkpoint_and_a_final_measurement(cohort, tmp_
     assert [int(r["step"]) for r in _rows(out / "quality.csv")] == [2]
 
 
-def test_analysis_reads_the_quality_log_and_the_judges(run, cohort, tmp_path):
+def test_analysis_reads_quality_csv_and_the_judges(run, cohort, tmp_path):
     import shutil
 
     from xraymunit import analysis as xa
@@ -137,7 +130,7 @@ def test_analysis_reads_the_quality_log_and_the_judges(run, cohort, tmp_path):
     shutil.copytree(out, pipeline_like / "train")
     table = xa.training_quality(pipeline_like)
     assert list(table["step"]) == [3, 6] and set(table["run"]) == {"train"}
-    assert len(xa.training_quality_figure(out).axes) == 2 * len(quality_log.PANELS)
+    assert len(xa.training_quality_figure(out).axes) == 2 * len(quality_csv.PANELS)
     judges = xa.judges(Cohort.open(cohort))
     assert len(judges) >= 1 and judges["val_auroc"].between(0, 1).all()
 
@@ -152,7 +145,7 @@ def test_a_read_only_cohort_keeps_the_judge_in_the_run_folder(cohort, tmp_path, 
     (ro / "judge").write_text("not a folder")
     out = tmp_path / "run"
     cfg = tiny_train_config("train.steps=3", "train.quality_every=3", *QUICK)
-    with caplog.at_level("WARNING", logger="xraymunit.judge"):
+    with caplog.at_level("WARNING", logger="xraymunit.quality.judge"):
         train(ro, out, cfg, progress=False)
     assert len(list((out / "judge").glob("*/judge.pt"))) == 1
     assert (ro / "judge").read_text() == "not a folder"

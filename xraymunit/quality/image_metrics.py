@@ -1,7 +1,7 @@
 """Image-quality metrics of a synthetic set, each next to a yardstick from real images.
 
 No downloaded weights exist here, so feature-based metrics use a network trained on the
-cohort itself (the real-only classifier; see evaluate.py for which run). Numbers are
+cohort itself (its judge, quality/judge.py: real train images only). Numbers are
 therefore comparable within a study, not with published FID/KID/LPIPS values computed
 with ImageNet Inception/AlexNet features.
 """

@@ -1,4 +1,4 @@
-"""The quality part of a study: the cohort's judge, the reference images, and `quality_study.assess`
+"""The quality part of a study: the cohort's judge, the reference images, and `synthetic_set.assess`
 on the synthetic set, plus translation success (the share the judge calls abnormal)."""
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from xraymunit.evaluation.plan import StudyPlan
 from xraymunit.io.cohort import Cohort, SyntheticSet
 
 
-def study_quality(plan: StudyPlan, cfg: EvaluateConfig, dev, show: bool, out: Path | None = None,
-                  training_run=None) -> tuple[dict | None, dict | None]:
+def quality_section(plan: StudyPlan, cfg: EvaluateConfig, dev, show: bool, out: Path | None = None,
+                    training_run=None) -> tuple[dict | None, dict | None]:
     """(quality metrics, styles grid) of the assessed synthetic set; notes go into plan.notes.
 
     The judge is the cohort's; when the cohort is read-only it is kept in OUT/judge/ (or reused from
     the training run's own judge/ folder, where training kept it for the same reason)."""
     from xraymunit.progress import progress
-    from xraymunit.evaluation.quality_study import assess
-    from xraymunit.judge import JUDGE_DIR, load_or_train as load_judge
+    from xraymunit.quality.judge import JUDGE_DIR, load_or_train as load_judge
+    from xraymunit.quality.synthetic_set import assess
 
     syn, co, notes = plan.assessed, plan.cohort, plan.notes
     if syn is None:
@@ -51,7 +51,7 @@ def study_quality(plan: StudyPlan, cfg: EvaluateConfig, dev, show: bool, out: Pa
                                                    "n_train", "weak")}
     quality["judge"]["describe"] = judge.describe()
     quality["feature_network"] = (
-        f"the cohort's judge (xraymunit/judge.py; {judge.describe()}): {judge.info['config']['classifier']['arch']} "
+        f"the cohort's judge (xraymunit/quality/judge.py; {judge.describe()}): {judge.info['config']['classifier']['arch']} "
         f"with one input channel at {jsize}px, trained on this cohort's real train split only; FID/KID use "
         f"its penultimate layer (global-average-pooled last dense block), the LPIPS-style distance its "
         f"stem and dense-block outputs")
@@ -86,7 +86,7 @@ def quality_rows(manifest: pd.DataFrame, co: Cohort, cfg: EvaluateConfig) -> pd.
 def judged_abnormal(judge, syn: SyntheticSet, rows: pd.DataFrame, ref: ImageSet, qcfg, seed: int) -> dict:
     """Translation success: the share of synthetic images the judge calls abnormal (at its val-chosen
     threshold), next to the same share for the real reference abnormal and normal images."""
-    from xraymunit.evaluation.quality_study import pick_rows
+    from xraymunit.quality.synthetic_set import pick_rows
 
     picked = pick_rows(rows, qcfg, seed)
     images = synthetic_images(syn, picked, judge.image_size).images

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from helpers.evaluate_data import add_lesions, anatomy, finish
-from xraymunit.evaluation import quality as Q
+from xraymunit.quality import image_metrics as Q
 
 
 @pytest.fixture(scope="module")
