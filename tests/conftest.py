@@ -23,6 +23,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     """Under xdist, every test of the default run goes to one worker (`--dist loadgroup`): the README's job
     then runs once per session, not once per worker, and no two workers share its folder."""
