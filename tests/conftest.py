@@ -42,11 +42,29 @@ def default_run(tmp_path_factory) -> Path:
         import normal_to_abnormal
     finally:
         sys.path.remove(str(REPO / "pipelines"))
+    _one_default_run_per_session(tmp_path_factory)
     out = tmp_path_factory.mktemp("default-run")
     code = normal_to_abnormal.main(["--config", str(REPO / "configs" / "pipeline_default.yaml"),
                                     "--out", str(out), "--no-progress"])
     assert code == 0, "the default pipeline run failed"
     return out
+
+
+def _one_default_run_per_session(tmp_path_factory) -> None:
+    """Under xdist the README's job must run on one worker only (it is the suite's longest item): a second
+    worker computing it means the default-run group was lost (pytest-xdist's loadgroup sees no groups
+    under pytest 9.2, hence the pin in setup.cfg) — fail loudly instead of silently doubling the suite."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+    owner = tmp_path_factory.getbasetemp().parent / "default_run.owner"  # shared by the session's workers
+    try:
+        fd = os.open(owner, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        pytest.fail(f"the default run was already computed by {owner.read_text()} and now by {worker}: "
+                    "the xdist_group 'default_run' was not honoured (see setup.cfg's pytest pin)")
+    os.write(fd, worker.encode())
+    os.close(fd)
 
 
 @pytest.fixture(scope="session")
