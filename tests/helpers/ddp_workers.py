@@ -54,6 +54,7 @@ def step_worker(rank: int, world: int, port: int, out_dir: str, batch) -> None:
             "dis_grads": {k: p.grad.clone() for k, p in dis.named_parameters()},
             "params_equal_across_ranks": all(torch.equal(gathered[0], g) for g in gathered[1:]),
         }, Path(out_dir) / "rank0.pt")
+    dist.barrier()  # leave together: a rank that tears gloo down while its peer still works can abort it
     dist.destroy_process_group()
 
 

@@ -9,6 +9,7 @@ of level K with that level's images only (evaluate's `real_abnormal_subset: shar
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import sys
@@ -45,8 +46,10 @@ def run(cfg: PipelineConfig, progress: bool = True, threads: int | None = None) 
     stage locks its own sub-folder as well (cohort/, train/, synth/, report/)."""
     configs = resolve_configs(cfg)
     out = Path(cfg.out).expanduser().resolve()  # relative to where the pipeline is started
-    with outdir.claim(out, "pipeline", guard=("pipeline_state.json", "pipeline.log")), threads_scope(threads):
-        return _run(cfg, RunLayout(out), progress, configs)
+    layout = RunLayout(out)
+    with outdir.claim(out, "pipeline", guard=("pipeline_state.json", "pipeline.log")), threads_scope(threads), \
+            logging_to(layout.log):
+        return _run(cfg, layout, progress, configs)
 
 
 def resolve_configs(cfg: PipelineConfig) -> tuple[TrainConfig, EvaluateConfig]:
@@ -69,7 +72,6 @@ def _stage_config(stage: str, cls: type, name: str, overrides: list[str]):
 
 def _run(cfg: PipelineConfig, layout: RunLayout, progress: bool,
          configs: tuple[TrainConfig, EvaluateConfig]) -> Path:
-    log_to(layout.log)
     state = State(layout.root)
     train_cfg, eval_cfg = configs
     t_all = time.perf_counter()
@@ -156,20 +158,34 @@ def _check_per_level(train_cfg: TrainConfig, eval_cfg: EvaluateConfig) -> None:
                             f"{eval_cfg.abnormal_label}")
 
 
-def log_to(path: Path) -> None:
-    """One log for the whole run (OUT/pipeline.log), plus the console when nothing else logs there."""
+@contextlib.contextmanager
+def logging_to(path: Path):
+    """One log for the whole run (OUT/pipeline.log), plus the console when nothing else logs there;
+    both removed when the run ends, so a second run in the same process (a notebook, a test) logs
+    into its own file only, and no handler outlives the stream it writes to."""
     root = logging.getLogger()
+    level = root.level
     root.setLevel(min(root.level or logging.WARNING, logging.INFO))  # keeps -v's DEBUG
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    added = []
     if not any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path for h in root.handlers):
         handler = logging.FileHandler(path)
         handler.setLevel(logging.INFO)
         handler.setFormatter(fmt)
-        root.addHandler(handler)
+        added.append(handler)
     if not any(type(h) is logging.StreamHandler for h in root.handlers):
         console = logging.StreamHandler(sys.stderr)
         console.setFormatter(fmt)
-        root.addHandler(console)
+        added.append(console)
+    for handler in added:
+        root.addHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in added:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(level)
 
 
 def where_things_are(cfg: PipelineConfig, summary: Path) -> list[str]:
