@@ -95,11 +95,29 @@ def main(argv: list[str] | None = None) -> int:
     verbose, quiet = getattr(args, "verbose", False), getattr(args, "quiet", False)
     if verbose and quiet:
         parser.error("-v/--verbose and -q/--quiet exclude each other")
+    level = logging.getLogger().level
     try:
         configure_logging(verbose, quiet, getattr(args, "log_file", None))
     except OSError as exc:
         print(f"xraymunit: error: cannot open the log file: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        return _run_command(parser, args)
+    finally:  # called in-process (a notebook, a test): leave logging as it was, no handler on a stale stream
+        release_logging(level)
+
+
+def release_logging(level: int) -> None:
+    """Remove the handlers `configure_logging` added and restore the root logger's level."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_xraymunit", False)]:
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level)
+
+
+def _run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """The chosen subcommand, its errors as one stderr line and an exit code."""
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

@@ -1,0 +1,18 @@
+"""The CLI called in-process (a notebook, a test): its logging lasts as long as the command. A console
+handler left behind would write into a stream that has closed since (pytest's capsys, a notebook cell's)."""
+
+import logging
+
+from xraymunit.cli import main
+
+
+def test_main_leaves_the_root_logger_as_it_found_it(tmp_path, capsys):
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    log_file = tmp_path / "cli.log"
+    # a command that logs and then fails with one line (no cohort there): exit 2
+    code = main(["synthesize", "--checkpoint", str(tmp_path / "none.pt"), "--cohort", str(tmp_path),
+                 "--out", str(tmp_path / "s"), "--log-file", str(log_file), "-v"])
+    assert code == 2 and capsys.readouterr().err.count("\n") == 1
+    assert root.handlers == before and root.level == level
+    assert log_file.is_file()
