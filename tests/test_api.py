@@ -51,6 +51,15 @@ def test_import_is_cheap():
     assert out == "False"
 
 
+@pytest.mark.parametrize("stage", ["xraymunit.synthesis.stage", "xraymunit.evaluation.stage"])
+def test_stages_that_need_no_monai_do_not_import_it(stage):
+    """MONAI's import costs ~1 s of CPU in every synthesize/evaluate start (CLI, torchrun rank, DataLoader
+    worker); only ingest and training use its transforms."""
+    out = subprocess.run([sys.executable, "-c", f"import sys, {stage}; print('monai' in sys.modules)"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
+
+
 def test_stage_results_print_in_one_line(tmp_path):
     """A result in a notebook is a line saying what happened, not its tables (they stay attributes)."""
     import pandas as pd

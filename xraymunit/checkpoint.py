@@ -28,6 +28,7 @@ from xraymunit.config.train import ModelConfig
 from xraymunit.errors import XraymunitError
 from xraymunit.io.atomic import atomic_path
 from xraymunit.models import MunitDiscriminators, MunitGenerators, init_weights
+from xraymunit.seeding import stable_seed
 
 if TYPE_CHECKING:
     from xraymunit.config.train import TrainConfig
@@ -212,8 +213,6 @@ GENERATORS, DISCRIMINATORS = ("gen_a", "gen_b"), ("dis_a", "dis_b")
 def build_networks(cfg: "TrainConfig") -> tuple[MunitGenerators, MunitDiscriminators]:
     """Both generators (cfg.model.gen_init) and both discriminators (cfg.model.dis_init), seeded
     by train.seed, so two runs of one config start from the same weights."""
-    from xraymunit.data.datasets import stable_seed  # MONAI: only when training
-
     check_network_size("the training config", cfg.model)
     gens = MunitGenerators(**cfg.model.generator_kwargs())
     dis = MunitDiscriminators(**cfg.model.discriminator_kwargs())

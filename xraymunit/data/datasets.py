@@ -8,7 +8,6 @@ runs with one seed identical.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Iterator
 
 import numpy as np
@@ -18,12 +17,7 @@ from monai.transforms import Compose
 from torch.utils.data import Dataset, Sampler
 
 from xraymunit.data.augment import training_stages
-
-
-def stable_seed(*parts: object) -> int:
-    """A 63-bit seed from any tuple of values, identical across processes and runs."""
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+from xraymunit.seeding import stable_seed
 
 
 class DomainPicker:

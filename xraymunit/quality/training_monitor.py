@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from xraymunit.config.train import TrainConfig
-from xraymunit.data.datasets import stable_seed
+from xraymunit.seeding import stable_seed
 from xraymunit.io import atomic, csvfile
 from xraymunit.io.cohort import Cohort
 from xraymunit.quality import image_metrics as Q

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xraymunit.data.datasets import stable_seed
+from xraymunit.seeding import stable_seed
 from xraymunit.synthesis.options import SynthesisError
 
 

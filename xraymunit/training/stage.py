@@ -20,7 +20,7 @@ import torch
 
 from xraymunit import config as config_mod
 from xraymunit.config.train import TrainConfig
-from xraymunit.data.datasets import stable_seed
+from xraymunit.seeding import stable_seed
 from xraymunit.io import outdir
 from xraymunit.progress import progress as progress_meter
 from xraymunit.runtime import apply_threads, progress_enabled

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from xraymunit.config.train import OptimConfig
-from xraymunit.data.datasets import stable_seed
+from xraymunit.seeding import stable_seed
 from xraymunit.losses import LossWeights, PerceptualLoss, generator_terms, lsgan_discriminator, weighted_total
 from xraymunit.training import d_augment
 
