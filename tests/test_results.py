@@ -181,3 +181,24 @@ def test_results_pages_quote_only_measured_numbers(source):
     assert len(intervals) >= 10
     unmatched = [q for q in intervals if not any(_quotes(m, q) for m in measured)]
     assert unmatched == [], f"value [low, high] that no single measurement holds: {unmatched}"
+
+
+def test_pictures_enter_results_compacted_and_radiographs_lossless(tmp_path):
+    """compact_png: opaque alpha dropped and gray stored as gray, pixel for pixel; a 256-colour palette
+    only when asked (line plots), so a grid of radiographs never shows banding the generator did not draw."""
+    import numpy as np
+    from PIL import Image
+    from results_files import compact_png
+
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, (40, 60), dtype=np.uint8)
+    colour = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    for name, pixels in (("gray", np.dstack([gray, gray, gray])), ("colour", colour)):
+        src = tmp_path / f"{name}.png"
+        Image.fromarray(np.dstack([pixels, np.full(gray.shape, 255, np.uint8)]), "RGBA").save(src)
+        compact_png(src, tmp_path / f"{name}_out.png")
+        out = Image.open(tmp_path / f"{name}_out.png")
+        assert out.mode == ("L" if name == "gray" else "RGB")
+        assert np.array_equal(np.asarray(out.convert("RGB")), pixels)  # lossless
+    compact_png(tmp_path / "colour.png", tmp_path / "plot.png", palette=True)
+    assert Image.open(tmp_path / "plot.png").mode == "P"

@@ -42,7 +42,7 @@ run_pilot() {
   mkdir -p "$RES/$name"
   "$PY" pipelines/cxr_equalized/pilot_grid.py "$OUT/$name/synth_val" "$COHORT" "$RES/$name/grid.png"
   cp "$OUT/$name/quality.csv" "$OUT/$name/config.yaml" "$RES/$name/"
-  "$PY" pipelines/cxr_study/results_files.py "$OUT/$name/quality.png" "$RES/$name/quality.png"  # compacted
+  "$PY" pipelines/cxr_study/results_files.py "$OUT/$name/quality.png" "$RES/$name/quality.png" --palette  # a line plot: 256 colours
   echo "${PILOT[$name]}" > "$RES/$name/overrides.txt"
   echo "[pilot] $name done; $(date -u +%H:%M) load $(cut -d' ' -f1-3 /proc/loadavg)"
 }

@@ -265,9 +265,9 @@ def main(argv=None) -> int:
     for name in m["generators"]:  # each generator's last sample grid and quality curves
         copy_run_pictures(study / f"train_{name}", results / "study" / f"a2b_{name}.png",
                           results / "study" / f"quality_{name}.png")
-    for plot in ("styles_grid.png", "roc.png"):
+    for plot, palette in (("styles_grid.png", False), ("roc.png", True)):  # radiographs stay lossless
         if (study / "report" / plot).is_file():
-            compact_png(study / "report" / plot, results / "study" / plot)
+            compact_png(study / "report" / plot, results / "study" / plot, palette=palette)
     if (study / "report" / "summary.md").is_file():
         shutil.copy2(study / "report" / "summary.md", results / "study" / "evaluate_summary.md")
     write_results(results, m, render)

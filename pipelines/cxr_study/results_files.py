@@ -9,10 +9,11 @@ import numpy as np
 from PIL import Image
 
 
-def compact_png(src: Path, dst: Path) -> None:
+def compact_png(src: Path, dst: Path, palette: bool = False) -> None:
     """Copy a picture into results at a fraction of its size (a results folder must stay under ~5 MB):
-    gray pictures as 8-bit gray (lossless for them), colour figures as a 256-colour palette (what a
-    matplotlib figure of a few line colours loses is invisible); an opaque alpha channel is dropped."""
+    an opaque alpha channel is dropped and gray pictures stored as 8-bit gray (both lossless);
+    palette=True stores a colour figure in 256 colours — for line plots only: radiographs in a grid
+    would lose gray levels, and banding must never be mistaken for the generator's."""
     im = Image.open(src)
     im.load()
     if im.mode in ("RGBA", "LA") and np.asarray(im.getchannel("A")).min() == 255:
@@ -20,7 +21,7 @@ def compact_png(src: Path, dst: Path) -> None:
     if im.mode == "RGB":
         rgb = np.asarray(im)
         gray = (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
-        im = im.convert("L") if gray else im.quantize(256, method=Image.Quantize.MEDIANCUT)
+        im = im.convert("L") if gray else im.quantize(256, method=Image.Quantize.MEDIANCUT) if palette else im
     tmp = dst.with_name(dst.name + ".tmp")
     im.save(tmp, format="PNG", optimize=True)
     tmp.replace(dst)
@@ -32,7 +33,7 @@ def copy_run_pictures(run: Path, grid_to: Path, quality_to: Path | None = None) 
     if grids:
         compact_png(grids[-1], grid_to)
     if quality_to is not None and (Path(run) / "quality.png").is_file():
-        compact_png(Path(run) / "quality.png", quality_to)
+        compact_png(Path(run) / "quality.png", quality_to, palette=True)
 
 
 def write_results(results: Path, metrics: dict, render) -> Path:
@@ -43,7 +44,7 @@ def write_results(results: Path, metrics: dict, render) -> Path:
     return results / "summary.md"
 
 
-if __name__ == "__main__":  # python pipelines/cxr_study/results_files.py SRC.png DST.png (for shell scripts)
+if __name__ == "__main__":  # python pipelines/cxr_study/results_files.py SRC.png DST.png [--palette] (shell scripts)
     import sys
 
-    compact_png(Path(sys.argv[1]), Path(sys.argv[2]))
+    compact_png(Path(sys.argv[1]), Path(sys.argv[2]), palette="--palette" in sys.argv[3:])
