@@ -17,6 +17,12 @@ PARALLEL=1 bash pipelines/cxr_equalized/pilots.sh 600
 #    later); on a shared machine give the job's session priority: echo -10 > /proc/<pid>/autogroup (BENCHMARKS.md)
 PYTHONPATH=/path/to/worktree $PY pipelines/normal_to_abnormal.py --config pipelines/cxr_equalized/study.yaml \
     --threads 1 --no-progress
+#    Sitting 3 (3fb8bcb): the pipeline resumed train_10_g2 while the next generator trained beside it on the
+#    second core (same config, K keys and seed as the pipeline resolves; when the pipeline reaches a generator
+#    trained this way it resumes the finished run — nothing left to train — and synthesizes from it; if it
+#    reaches one still training, the run folder's lock refuses it: rerun the pipeline once that training ends):
+PYTHONPATH=/path/to/worktree $PY pipelines/cxr_equalized/train_generator.py --config pipelines/cxr_equalized/study.yaml \
+    --generator 25_g1 --threads 1
 # 4. is the remaining intensity signal the view? (the study cohort: same salt, same split as step 1)
 $PY pipelines/cxr_study/view_check.py --cohort runs/cxr_equalized/study/cohort \
     --out results/cxr_nih_equalized/shortcut/nih_by_view.json
