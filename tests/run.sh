@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash pipelines/setup_env.sh
-# One pytest-xdist worker per core (XRAYMUNIT_TEST_WORKERS=0: one process, no workers); the default
-# run's tests stay on one worker (--dist loadgroup, tests/conftest.py).
-exec "${XRAYMUNIT_VENV:-.venv}/bin/python" -m pytest -n "${XRAYMUNIT_TEST_WORKERS:-auto}" --dist loadgroup "$@"
+# One pytest-xdist worker per CPU this process may use (affinity, cgroup quota, SLURM: the rule the stages
+# use for threads); XRAYMUNIT_TEST_WORKERS=0: one process, no workers. The default run's tests stay on
+# one worker (--dist loadgroup, tests/conftest.py).
+PY="${XRAYMUNIT_VENV:-.venv}/bin/python"
+WORKERS="${XRAYMUNIT_TEST_WORKERS:-$("$PY" -c 'from xraymunit.runtime import available_cpus; print(available_cpus()[0])')}"
+exec "$PY" -m pytest -n "$WORKERS" --dist loadgroup "$@"
