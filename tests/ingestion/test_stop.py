@@ -47,8 +47,8 @@ def test_sigterm_in_process_stops_after_the_file_in_hand_and_the_rerun_resumes(t
     monkeypatch.setattr(stage, "decode_task", real)
     again = ingest(SAMPLE / "studies", out, labels=SAMPLE / "labels.csv", size=64, progress=False)
     assert again.reused >= 3 and again.decoded >= 1  # the first three kept, the rest decoded now
-    straight = ingest(SAMPLE / "studies", tmp_path / "straight", labels=SAMPLE / "labels.csv", size=64,
-                      progress=False, salt_file=out / "private" / "salt.key")
+    ingest(SAMPLE / "studies", tmp_path / "straight", labels=SAMPLE / "labels.csv", size=64,
+           progress=False, salt_file=out / "private" / "salt.key")
     pd.testing.assert_frame_equal(_manifest(out), _manifest(tmp_path / "straight"))
 
 

@@ -4,7 +4,6 @@ an image-mode model; the monitor's "how global is the change" measures."""
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from helpers.evaluate_data import write_cohort

@@ -23,7 +23,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterable, Iterator
 
 from xraymunit.io import dicom
-from xraymunit.io.child import die_with_parent, signal_text
+from xraymunit.io.child import die_with_parent
 
 _QUIET: list = []
 

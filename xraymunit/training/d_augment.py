@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch.nn import functional as F
 
 AUGMENTATIONS = ("brightness", "contrast", "translation", "cutout")
 
