@@ -24,6 +24,7 @@ from xraymunit.pipeline.config import PipelineConfig
 from xraymunit.pipeline.layout import RunLayout
 from xraymunit.pipeline.run import level_train_configs, resolve_configs
 from xraymunit.runtime import threads_scope
+from xraymunit.stopping import Stopped
 
 
 def generator_configs(cfg: PipelineConfig) -> dict:
@@ -60,8 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     layout = RunLayout(Path(cfg.out).resolve())
     run_dir = layout.train(args.generator)
     resume = RunLayout.last_checkpoint(run_dir).is_file()
-    with threads_scope(args.threads):
-        result = xraymunit.train(layout.cohort, run_dir, configs[args.generator], resume=resume, progress=False)
+    try:
+        with threads_scope(args.threads):
+            result = xraymunit.train(layout.cohort, run_dir, configs[args.generator], resume=resume, progress=False)
+    except Stopped as exc:  # SIGTERM: the step finished and last.pt saved; the same command resumes
+        print(f"{args.generator}: stopped: {exc}", file=sys.stderr)
+        return 143
     print(f"{args.generator}: {result.images_per_second:.2f} img/s → {run_dir}")
     return 0
 
