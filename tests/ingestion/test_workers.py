@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import xraymunit.sample_data
-from xraymunit.ingestion.workers import WorkerPool, signal_text
+from xraymunit.ingestion.workers import WorkerPool
+from xraymunit.io.child import signal_text
 from xraymunit.io import outdir
 
 SAMPLE = Path(xraymunit.sample_data.__file__).parent / "nih_cxr_dicom"
