@@ -1,6 +1,8 @@
 """writer.py: atomic PNG/DICOM writes at the planned paths, manifest rows, links refused, bounded queue."""
 
 import collections
+import subprocess
+import sys
 from concurrent.futures import Future
 from types import SimpleNamespace
 
@@ -74,3 +76,36 @@ def test_wait_bounded_waits_for_the_oldest():
 def test_output_spacing_scales_the_padded_side():
     assert output_spacing(SRC, 16) == pytest.approx(1000 * 0.2 / 16)
     assert output_spacing(SimpleNamespace(spacing_row_mm=float("nan"), spacing_col_mm=0.2, rows=1, columns=1), 16) is None
+
+
+_CONCURRENT_FIRST_IMPORTS = """
+import sys, threading
+from pathlib import Path
+import numpy as np
+assert "pydicom" not in sys.modules
+from xraymunit.io import export
+from xraymunit.synthesis.writer import Writer
+out = Path(sys.argv[1])
+start = threading.Barrier(3)
+prov = export.Provenance("k", "ab" * 32, 1, "a2b", "random", 0, 0, "abnormal")
+def write(i):
+    start.wait()
+    export.write_dicom(out / f"{i}.dcm", np.zeros((8, 8), np.float32), prov, study_entropy="s", series_entropy="e")
+with Writer(out, None) as writer:
+    futures = [writer._pool.submit(write, i) for i in range(2)]
+    start.wait()
+    import pydicom.uid  # the main thread's own first import, racing the writers'
+    for f in futures:
+        f.result()
+print("wrote", len(list(out.glob("*.dcm"))))
+"""
+
+
+def test_writer_threads_survive_a_concurrent_first_import_of_pydicom(tmp_path):
+    """Regression (CI, torchrun synthesis): a writer thread's first import of pydicom raced another
+    thread's, and the write failed with "partially initialized module 'pydicom'". Without the
+    Writer's up-front import this script failed 20 times in 20."""
+    done = subprocess.run([sys.executable, "-c", _CONCURRENT_FIRST_IMPORTS, str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "wrote 2"

@@ -49,6 +49,23 @@ def to_uint16(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0) * 65535.0).astype(np.uint16)
 
 
+def load_writers() -> None:
+    """Import PIL's PNG writer and pydicom's writer in the calling thread.
+
+    Call before writing on worker threads: two threads importing pydicom modules at once (a writer
+    thread and the renderer, say) can leave one with a half-initialised `pydicom` module (CPython
+    accepts a partial module to break a concurrent import cycle), and its write then fails with
+    "partially initialized module 'pydicom' has no attribute 'dcmwrite'".
+    """
+    import pydicom.dataset  # noqa: F401  (also runs pydicom/__init__, which imports the writer)
+    import pydicom.filewriter  # noqa: F401
+    import pydicom.uid  # noqa: F401
+    from PIL import Image
+    from PIL import PngImagePlugin  # noqa: F401
+
+    Image.preinit()  # PIL registers its common plugins lazily, on the first save
+
+
 def write_png(path: str | Path, image: np.ndarray, provenance: Provenance) -> Path:
     """16-bit grayscale PNG with provenance text chunks, written atomically."""
     from PIL import Image

@@ -32,6 +32,7 @@ class Writer:
 
     def __init__(self, out: Path, run: RunIdentity, *, workers: int = 2, check_links: bool = False):
         self.out, self.run, self.check_links = Path(out), run, check_links
+        export.load_writers()  # before the threads: concurrent first imports of pydicom race
         self._pool = ThreadPoolExecutor(max_workers=workers)
 
     def __enter__(self) -> "Writer":
