@@ -27,6 +27,7 @@ from xraymunit.evaluation.stage import evaluate
 from xraymunit.evaluation.datasets import low_data_keys, select_synthetic, synthetic_images
 from xraymunit.evaluation.runcache import digest
 from xraymunit.io.cohort import Cohort, SyntheticSet
+from xraymunit.pipeline.config import PipelineConfig
 from xraymunit.training.data import domain_indices
 from xraymunit.training.errors import TrainingError
 
@@ -298,8 +299,19 @@ def test_two_generators_per_level_differ_by_seed_and_share_the_level_s_keys(tmp_
         models = checkpoint.load(run_dir / "checkpoints" / "last.pt")["models"]
         weights.append(torch.cat([t.flatten().float() for t in next(iter(models.values())).values()]))
     assert seeds == [0, 1] and not torch.equal(weights[0], weights[1])
+
+    # the side-training script resolves the very same generators (train one beside the pipeline)
+    sys.path.insert(0, str(REPO / "pipelines" / "cxr_equalized"))
+    try:
+        import train_generator
+    finally:
+        sys.path.remove(str(REPO / "pipelines" / "cxr_equalized"))
+    overrides = [args[i + 1] for i, a in enumerate(args) if a == "--set"] + [f"out={out}"]
+    configs = train_generator.generator_configs(config.load(PipelineConfig, "pipeline_default", overrides))
+    assert list(configs) == ["5_g1", "5_g2"]
+    for name, run_dir in zip(configs, runs):
+        assert config.to_dict(configs[name]) == yaml.safe_load((run_dir / "config.yaml").read_text())
     assert not (out / "train_5").exists()
 
-    from xraymunit.pipeline.config import PipelineConfig
     with pytest.raises(config.ConfigError, match="generators_per_level.*per_level"):
         config.load(PipelineConfig, None, ["generators_per_level=2"])

@@ -22,26 +22,17 @@ import xraymunit
 from xraymunit import config
 from xraymunit.pipeline.config import PipelineConfig
 from xraymunit.pipeline.layout import RunLayout
-from xraymunit.pipeline.run import level_train_configs, resolve_configs
+from xraymunit.pipeline.run import level_generators, resolve_configs
 from xraymunit.runtime import threads_scope
 from xraymunit.stopping import Stopped
 
 
 def generator_configs(cfg: PipelineConfig) -> dict:
-    """{generator name → train config} for every generator of the per-level pipeline `cfg`."""
-    from xraymunit.evaluation.datasets import low_data_keys
-    from xraymunit.evaluation.stage import plan_levels
-    from xraymunit.io.cohort import Cohort
-
+    """{generator name → train config} for every generator of the per-level pipeline `cfg`, resolved by
+    the pipeline's own `level_generators`."""
     train_cfg, eval_cfg = resolve_configs(cfg)
-    co = Cohort.open(RunLayout(Path(cfg.out).resolve()).cohort)
-    labels = (eval_cfg.normal_label, eval_cfg.abnormal_label)
-    levels, _ = plan_levels(eval_cfg.real_abnormal, len(low_data_keys(co, "all", eval_cfg.seed_base, *labels)))
-    out = {}
-    for lv in levels:
-        keys = low_data_keys(co, lv.n_abnormal, eval_cfg.seed_base, *labels)
-        out.update(dict(level_train_configs(train_cfg, lv.name, keys, cfg.generators_per_level)))
-    return out
+    plan = level_generators(RunLayout(Path(cfg.out).resolve()).cohort, train_cfg, eval_cfg, cfg.generators_per_level)
+    return {gen.name: gen.config for gen in plan.generators}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ import copy
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from xraymunit import config
@@ -102,35 +103,64 @@ def _per_level_generators(cfg: PipelineConfig, layout: RunLayout, state: State, 
     `eval_cfg` has real_abnormal_subset forced to shared. Returns {level name → synth folder} and
     {level name → run folder} (lists of G folders when generators_per_level >= 2) and the level names.
     """
+    plan = level_generators(layout.cohort, train_cfg, eval_cfg, cfg.generators_per_level)
+    for note in plan.notes:
+        log.info("per-level generators: %s", note)
+    log.info("per-level generators for levels %s of %d train abnormals (real_abnormal_subset: shared — every "
+             "seed keeps the K real abnormals of seed %d that level K's generator trains on)",
+             plan.levels, plan.available, eval_cfg.seed_base)
+    synth_for, runs = {}, {}
+    for gen in plan.generators:
+        run_dir, synth = layout.train(gen.name), layout.synth(gen.name)
+        what = f"{cfg.train.config} on {gen.n_keys} real abnormal(s), seed {gen.config.train.seed}"
+        run_stage(state, train_stage(f"train_{gen.name}", run_dir, gen.config, what, layout.cohort, cohort_fp,
+                                     progress))
+        run_stage(state, synthesize_stage(f"synthesize_{gen.name}", synth,
+                                          level_synthesis(cfg.synthesize, gen.level), run_dir, layout.cohort,
+                                          cohort_fp, cfg.device, progress))
+        synth_for.setdefault(gen.level, []).append(synth)
+        runs.setdefault(gen.level, []).append(run_dir)
+    if cfg.generators_per_level == 1:  # one generator: a path per level, as evaluate has always taken
+        synth_for, runs = {k: v[0] for k, v in synth_for.items()}, {k: v[0] for k, v in runs.items()}
+    return synth_for, runs, plan.levels
+
+
+@dataclass(frozen=True)
+class LevelGenerator:
+    """One generator of a per-level pipeline: its folder name, its level, how many real abnormals it sees."""
+
+    name: str
+    level: str
+    n_keys: int
+    config: TrainConfig
+
+
+@dataclass(frozen=True)
+class LevelPlan:
+    levels: list[str]
+    available: int  # train abnormals the levels are drawn from
+    notes: list[str]
+    generators: list[LevelGenerator]
+
+
+def level_generators(cohort_dir: Path, train_cfg: TrainConfig, eval_cfg: EvaluateConfig,
+                     n_generators: int) -> LevelPlan:
+    """Every generator a per-level pipeline trains, resolved once (the pipeline and any script that
+    trains one of them beside it, e.g. pipelines/cxr_equalized/train_generator.py, must agree exactly)."""
     from xraymunit.evaluation.datasets import low_data_keys
     from xraymunit.evaluation.stage import plan_levels
     from xraymunit.io.cohort import Cohort
 
-    co = Cohort.open(layout.cohort)
+    co = Cohort.open(cohort_dir)
     labels = (eval_cfg.normal_label, eval_cfg.abnormal_label)
     available = low_data_keys(co, "all", eval_cfg.seed_base, *labels)
     levels, notes = plan_levels(eval_cfg.real_abnormal, len(available))
-    for note in notes:
-        log.info("per-level generators: %s", note)
-    log.info("per-level generators for levels %s of %d train abnormals (real_abnormal_subset: shared — every "
-             "seed keeps the K real abnormals of seed %d that level K's generator trains on)",
-             [lv.name for lv in levels], len(available), eval_cfg.seed_base)
-    synth_for, runs = {}, {}
+    generators = []
     for lv in levels:
         keys = low_data_keys(co, lv.n_abnormal, eval_cfg.seed_base, *labels)
-        for name, level_cfg in level_train_configs(train_cfg, lv.name, keys, cfg.generators_per_level):
-            run_dir, synth = layout.train(name), layout.synth(name)
-            what = f"{cfg.train.config} on {len(keys)} real abnormal(s), seed {level_cfg.train.seed}"
-            run_stage(state, train_stage(f"train_{name}", run_dir, level_cfg, what, layout.cohort, cohort_fp,
-                                         progress))
-            run_stage(state, synthesize_stage(f"synthesize_{name}", synth,
-                                              level_synthesis(cfg.synthesize, lv.name), run_dir, layout.cohort,
-                                              cohort_fp, cfg.device, progress))
-            synth_for.setdefault(lv.name, []).append(synth)
-            runs.setdefault(lv.name, []).append(run_dir)
-    if cfg.generators_per_level == 1:  # one generator: a path per level, as evaluate has always taken
-        synth_for, runs = {k: v[0] for k, v in synth_for.items()}, {k: v[0] for k, v in runs.items()}
-    return synth_for, runs, [lv.name for lv in levels]
+        generators += [LevelGenerator(name, lv.name, len(keys), level_cfg)
+                       for name, level_cfg in level_train_configs(train_cfg, lv.name, keys, n_generators)]
+    return LevelPlan([lv.name for lv in levels], len(available), list(notes), generators)
 
 
 def level_train_configs(train_cfg: TrainConfig, level: str, keys: list[str], n_generators: int):
