@@ -9,4 +9,4 @@ bash pipelines/setup_env.sh
 # one worker (--dist loadgroup, tests/conftest.py).
 PY="${XRAYMUNIT_VENV:-.venv}/bin/python"
 WORKERS="${XRAYMUNIT_TEST_WORKERS:-$("$PY" -c 'from xraymunit.runtime import available_cpus; print(available_cpus()[0])')}"
-exec "$PY" -m pytest -n "$WORKERS" --dist loadgroup "$@"
+exec "$PY" -m pytest -n "$WORKERS" --dist loadgroup --durations=20 "$@"

@@ -30,7 +30,9 @@ from xraymunit.runtime import cpu_description  # noqa: E402
 
 QUALITY_COLUMNS = ["step", "seconds", "a2b_success", "a2b_success_real_abnormal", "a2b_success_real_normal",
                    "a2b_fd", "a2b_diversity_lpips", "real_b_pairs_lpips", "a2b_diversity_ms_ssim",
-                   "real_b_pairs_ms_ssim", "a2b_content_ssim", "content_ssim_unrelated", "a2b_change_mean"]
+                   "real_b_pairs_ms_ssim", "a2b_content_ssim", "content_ssim_unrelated", "a2b_change_mean",
+                   # how local the change is: share of pixels changed, mean change inside / outside that area
+                   "a2b_mask_area", "a2b_change_inside", "a2b_change_outside"]
 FAMILIES = ("synthetic", "classical+synthetic")
 # the bar: what the study must show for "the generator adds something"
 BAR_JUDGED = 0.80  # the judge calls at least this share of translations abnormal
