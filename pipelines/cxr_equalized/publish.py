@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO / "pipelines" / "cxr_study"))
 from quotes import fill, reflow  # noqa: E402
 from results_files import compact_png, copy_run_pictures, write_results  # noqa: E402
 
+from xraymunit.quality.quality_csv import CHANGE_THRESHOLD  # noqa: E402
 from xraymunit.runtime import cpu_description  # noqa: E402
 
 QUALITY_COLUMNS = ["step", "seconds", "a2b_success", "a2b_success_real_abnormal", "a2b_success_real_normal",
@@ -59,6 +60,7 @@ def gather(work: Path, results: Path) -> dict:
     out["cohort"] = None if report is None else {"settings": report["settings"], "splits": report["splits"],
                                                  "salt": report["salt"]}
     out["shortcut"] = _shortcut(results, study)
+    out["change_threshold"] = CHANGE_THRESHOLD  # what counts as a changed pixel in the changed-area columns
     judges = sorted((study / "cohort" / "judge").glob("*/judge.json"))
     j = _json(judges[-1]) if judges else None
     out["judge"] = None if j is None else {k: j.get(k) for k in ("val_auroc", "test_auroc", "n_train", "weak")}
@@ -211,16 +213,21 @@ def _generator_table(m: dict) -> list[str]:
         return []
     L = ["## The generators (last quality measurement; yardsticks in brackets)", "",
          "| generator | seed | K | steps (planned) | minutes | judged abnormal (real abn. / normal) | "
-         "diversity LPIPS-style (real pairs) | 1 − MS-SSIM (real pairs) | content SSIM (two patients) |",
-         "|---|---|---|---|---|---|---|---|---|"]
+         "diversity LPIPS-style (real pairs) | 1 − MS-SSIM (real pairs) | content SSIM (two patients) | "
+         "changed area (change inside / outside) |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
     for name, g in gens.items():
         r = g["last"]
         L.append(f"| {name} | {g['seed']} | {g['n_real_abnormal']} | {int(r['step'])} ({g['steps_planned']}) | "
                  f"{f(g['minutes'], 1)} | {f(r['a2b_success'])} ({f(r['a2b_success_real_abnormal'])} / "
                  f"{f(r['a2b_success_real_normal'])}) | {f(r['a2b_diversity_lpips'])} ({f(r['real_b_pairs_lpips'])}) | "
                  f"{f(r['a2b_diversity_ms_ssim'], 3)} ({f(r['real_b_pairs_ms_ssim'], 3)}) | "
-                 f"{f(r['a2b_content_ssim'])} ({f(r['content_ssim_unrelated'])}) |")
-    return L + [""]
+                 f"{f(r['a2b_content_ssim'])} ({f(r['content_ssim_unrelated'])}) | "
+                 f"{f(r.get('a2b_mask_area'))} ({f(r.get('a2b_change_inside'), 3)} / {f(r.get('a2b_change_outside'), 3)}) |")
+    L += ["", f"Changed area: share of pixels whose intensity the translation moved by more than "
+          f"{m['change_threshold']:.0%} of the range; change inside / outside: mean |translation − input| "
+          "there. A drawn-in finding changes a small area a lot; a global restyling changes most of the image.", ""]
+    return L
 
 
 def _arms_table(m: dict) -> list[str]:
