@@ -67,6 +67,7 @@ def gather(work: Path, results: Path) -> dict:
     out["generators"] = _generators(study)
     out["study"] = _study(_json(study / "report" / "metrics.json"))
     out["intensity_control"] = {p.stem: _json(p) for p in sorted((results / "intensity_control").glob("*.json"))}
+    out["change_maps"] = _json(results / "change_maps.json")  # change_maps.py: where the generators change images
     interp = results / "interpretation.md"
     out["interpretation"] = interp.read_text().strip() if interp.is_file() else ""
     return derive(out)
@@ -180,7 +181,7 @@ def render(m: dict) -> str:
     L += ["## The answer", ""] + _answer(m)
     if m.get("interpretation"):
         L += ["## What it means (and what it does not)", "", reflow(fill(m["interpretation"], m)), ""]
-    L += _bar(m) + _generator_table(m) + _arms_table(m) + _shortcut_section(m)
+    L += _bar(m) + _generator_table(m) + _change_table(m) + _arms_table(m) + _shortcut_section(m)
     return "\n".join(L).rstrip() + "\n"
 
 
@@ -227,6 +228,24 @@ def _generator_table(m: dict) -> list[str]:
     L += ["", f"Changed area: share of pixels whose intensity the translation moved by more than "
           f"{m['change_threshold']:.0%} of the range; change inside / outside: mean |translation − input| "
           "there. A drawn-in finding changes a small area a lot; a global restyling changes most of the image.", ""]
+    return L
+
+
+def _change_table(m: dict) -> list[str]:
+    c = m.get("change_maps")
+    if not c:
+        return []
+    L = [f"## Where the generators change an image (the change maps of the synthetic training sets; "
+         f"{c['n_sources']} train normals × their styles; [{c['interval']}])", "",
+         "| generator | changed area | change inside / outside | concentration (uniform "
+         f"{f(c['top_share'])}) | style overlap |", "|---|---|---|---|---|"]
+    for name, g in c["generators"].items():
+        L.append(f"| {name} | {_ci(g['changed_area'])} | {f(g['change_inside']['value'], 3)} / "
+                 f"{f(g['change_outside']['value'], 3)} | {_ci(g['concentration'])} | {_ci(g['style_overlap'])} |")
+    L += ["", f"Concentration: the share of an image's total change held by its {c['top_share']:.0%} most-changed "
+          "pixels (a finding confined to that much of the image: near 1). Style overlap: correlation between the "
+          "change maps of two styles of one input. Picture: `study/change_maps.png` (per row a source, two styles, "
+          f"their change maps; white = a change of {c['grid_white']:.0%} of the range or more).", ""]
     return L
 
 

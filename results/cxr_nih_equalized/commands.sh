@@ -29,5 +29,8 @@ $PY pipelines/cxr_study/view_check.py --cohort runs/cxr_equalized/study/cohort \
 # 5. after each generator: does it change more than intensity? (one JSON + grid per generator)
 $PY pipelines/cxr_study/intensity_control.py --synth runs/cxr_equalized/study/synth_10_g1 \
     --train-run runs/cxr_equalized/study/train_10_g1 --out results/cxr_nih_equalized/intensity_control/K10_g1.json
-# 6. gather metrics.json + summary.md (+ small PNGs)
+# 6. where do the generators change an image? (every finished synth_K_gI; rerun after each generator)
+$PY pipelines/cxr_equalized/change_maps.py --study runs/cxr_equalized/study \
+    --out results/cxr_nih_equalized/change_maps.json --grid results/cxr_nih_equalized/study/change_maps.png
+# 7. gather metrics.json + summary.md (+ small PNGs)
 $PY pipelines/cxr_equalized/publish.py
