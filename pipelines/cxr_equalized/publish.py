@@ -290,10 +290,17 @@ def main(argv=None) -> int:
     m = gather(work, results)
     study = work / "study"
     (results / "study").mkdir(exist_ok=True)
-    for name in m["generators"]:  # each generator's last sample grid and quality curves
-        copy_run_pictures(study / f"train_{name}", results / "study" / f"a2b_{name}.png",
+    # each generator's quality curves; the last sample grid of each level's first generator only (the
+    # folder must stay under 5 MB: study/change_maps.png and intensity_control/*.png show every generator)
+    for name in m["generators"]:
+        grid = results / "study" / f"a2b_{name}.png"
+        copy_run_pictures(study / f"train_{name}", grid if name.endswith("_g1") else None,
                           results / "study" / f"quality_{name}.png")
-    for plot, palette in (("styles_grid.png", False), ("roc.png", True)):  # radiographs stay lossless
+        if not name.endswith("_g1"):
+            grid.unlink(missing_ok=True)
+    # evaluate's styles_grid.png (0.9 MB of radiographs) stays in the run's report folder
+    (results / "study" / "styles_grid.png").unlink(missing_ok=True)
+    for plot, palette in (("roc.png", True),):  # line plots only: a palette is lossless enough there
         if (study / "report" / plot).is_file():
             compact_png(study / "report" / plot, results / "study" / plot, palette=palette)
     if (study / "report" / "summary.md").is_file():

@@ -27,10 +27,10 @@ def compact_png(src: Path, dst: Path, palette: bool = False) -> None:
     tmp.replace(dst)
 
 
-def copy_run_pictures(run: Path, grid_to: Path, quality_to: Path | None = None) -> None:
+def copy_run_pictures(run: Path, grid_to: Path | None, quality_to: Path | None = None) -> None:
     """A training run's last a2b sample grid (and its quality.png) into results, when they exist."""
     grids = sorted((Path(run) / "samples").glob("a2b_*.png"))
-    if grids:
+    if grids and grid_to is not None:
         compact_png(grids[-1], grid_to)
     if quality_to is not None and (Path(run) / "quality.png").is_file():
         compact_png(Path(run) / "quality.png", quality_to, palette=True)

@@ -23,12 +23,18 @@ PYTHONPATH=/path/to/worktree $PY pipelines/normal_to_abnormal.py --config pipeli
 #    reaches one still training, the run folder's lock refuses it: rerun the pipeline once that training ends):
 PYTHONPATH=/path/to/worktree $PY pipelines/cxr_equalized/train_generator.py --config pipelines/cxr_equalized/study.yaml \
     --generator 25_g1 --threads 1
+#    Sitting 4 (229f977, then 1ddafd8 for the last run): the pipeline finished train_10_g2 and trained
+#    train_25_g1 while train_25_g2 trained beside it (the command above, --generator 25_g2); once both ended,
+#    the pipeline rerun from a worktree of 1ddafd8 (evaluate with workers=2 and the eight arms of study.yaml)
+#    synthesized synth_25_g2 and ran the classifier study (runs/cxr_equalized/finish.sh did this unattended).
 # 4. is the remaining intensity signal the view? (the study cohort: same salt, same split as step 1)
 $PY pipelines/cxr_study/view_check.py --cohort runs/cxr_equalized/study/cohort \
     --out results/cxr_nih_equalized/shortcut/nih_by_view.json
 # 5. after each generator: does it change more than intensity? (one JSON + grid per generator)
-$PY pipelines/cxr_study/intensity_control.py --synth runs/cxr_equalized/study/synth_10_g1 \
-    --train-run runs/cxr_equalized/study/train_10_g1 --out results/cxr_nih_equalized/intensity_control/K10_g1.json
+for g in 10_g1 10_g2 25_g1 25_g2; do
+    $PY pipelines/cxr_study/intensity_control.py --synth runs/cxr_equalized/study/synth_$g \
+        --train-run runs/cxr_equalized/study/train_$g --out results/cxr_nih_equalized/intensity_control/K$g.json
+done
 # 6. where do the generators change an image? (every finished synth_K_gI; rerun after each generator)
 $PY pipelines/cxr_equalized/change_maps.py --study runs/cxr_equalized/study \
     --out results/cxr_nih_equalized/change_maps.json --grid results/cxr_nih_equalized/study/change_maps.png
