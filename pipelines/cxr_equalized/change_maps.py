@@ -4,7 +4,7 @@ it (a restyling)? Measured on the change maps `synthesize --change-maps` wrote f
 the classifier study trains on, not on the training monitor's val inputs:
 
 - changed area: share of pixels whose intensity moved by more than the quality monitor's threshold
-  (xraymunit.quality.quality_csv.CHANGE_THRESHOLD);
+  (xraymunit.quality.quality_csv.CHANGE_THRESHOLD; the monitor's own `change_measures`);
 - change inside / outside that area: mean |translation − input| there;
 - concentration: share of an image's total change held by its 10 % most-changed pixels (0.10 for a
   uniform change; near 1 for a finding confined to a tenth of the image);
@@ -28,24 +28,26 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
 
 from xraymunit.io.cohort import Cohort, SyntheticSet
 from xraymunit.quality.quality_csv import CHANGE_THRESHOLD
+from xraymunit.quality.training_monitor import change_measures
 
 TOP_SHARE = 0.10  # concentration: the share of total change in this share of the most-changed pixels
 GRID_WHITE = 0.25  # change-map picture: a change of this much of the intensity range is drawn white
 
 
 def image_measures(change: np.ndarray) -> dict:
-    """Changed area, change inside/outside it and concentration of one change map (values in [0, 1])."""
+    """Changed area, change inside/outside it (the training monitor's own measure, given the change map
+    as |change − 0|) and concentration of one change map (values in [0, 1])."""
+    m = change_measures(torch.from_numpy(change), torch.zeros(change.shape), None)
     flat = np.sort(change.ravel())[::-1]
-    changed = change > CHANGE_THRESHOLD
     total = float(flat.sum())
     top = max(1, int(round(TOP_SHARE * flat.size)))
-    return {"changed_area": float(changed.mean()),
-            "change_inside": float(change[changed].mean()) if changed.any() else 0.0,
-            "change_outside": float(change[~changed].mean()) if (~changed).any() else 0.0,
+    return {"changed_area": m["a2b_mask_area"], "change_inside": m["a2b_change_inside"],
+            "change_outside": m["a2b_change_outside"],
             "concentration": float(flat[:top].sum() / total) if total > 0 else 0.0}
 
 

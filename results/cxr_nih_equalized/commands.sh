@@ -26,7 +26,8 @@ PYTHONPATH=/path/to/worktree $PY pipelines/cxr_equalized/train_generator.py --co
 #    Sitting 4 (229f977, then 1ddafd8 for the last run): the pipeline finished train_10_g2 and trained
 #    train_25_g1 while train_25_g2 trained beside it (the command above, --generator 25_g2); once both ended,
 #    the pipeline rerun from a worktree of 1ddafd8 (evaluate with workers=2 and the eight arms of study.yaml)
-#    synthesized synth_25_g2 and ran the classifier study (runs/cxr_equalized/finish.sh did this unattended).
+#    synthesized synth_25_g2 and ran the classifier study. An unattended shell loop waited for both processes
+#    to exit, then ran the pipeline command above once more (PYTHONPATH = that worktree), then steps 5-7 below.
 # 4. is the remaining intensity signal the view? (the study cohort: same salt, same split as step 1)
 $PY pipelines/cxr_study/view_check.py --cohort runs/cxr_equalized/study/cohort \
     --out results/cxr_nih_equalized/shortcut/nih_by_view.json
