@@ -201,7 +201,8 @@ def test_rerun_reuses_finished_runs_and_gives_the_same_report(study, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(study["out"], out)
     again = evaluate(study["cohort"], study["synth"], out, tiny())
-    assert again["resumed_runs"] == len(study["metrics"]["runs"]) and again["elapsed_s"] < study["metrics"]["elapsed_s"]
+    # every classifier run was reused, none retrained (not "the rerun was faster": a clock under load says little)
+    assert again["resumed_runs"] == len(study["metrics"]["runs"])
     assert again["results"] == study["metrics"]["results"]
     assert again["quality"]["realism"] == study["metrics"]["quality"]["realism"]
     # a changed budget changes the fingerprint: nothing is reused
