@@ -237,3 +237,34 @@ def test_a_read_only_cohort_keeps_the_judge_in_the_report_folder(study, tmp_path
     kept = list((out / "judge").glob("*/judge.pt"))
     assert len(kept) == 1 and again["quality"]["judge"]["fingerprint"] == kept[0].parent.name
     assert (ro / "judge").read_text() == "not a folder"
+
+
+def test_a_pretrained_backbone_measures_the_same_images_again(study, tmp_path):
+    """quality.backbone.weights: realism and diversity a second time, in the weight file's feature space;
+    classifier runs are reused (the backbone only measures); a broken file fails before any run trains."""
+    import shutil
+
+    import torch
+
+    from xraymunit.quality.backbone import BackboneError, file_sha256
+    from helpers.densenet_weights import densenet121_state
+
+    weights = tmp_path / "xrv-densenet121.pt"
+    torch.save(densenet121_state(), weights)
+    out = shutil.copytree(study["out"], tmp_path / "report")
+    again = evaluate(study["cohort"], study["synth"], out,
+                     tiny(f"quality.backbone.weights={weights}", "quality.backbone.image_size=64"))
+    assert again["resumed_runs"] == len(study["metrics"]["runs"])
+    judge_q, b = again["quality"], again["quality"]["backbone"]
+    assert b["sha256"] == file_sha256(weights) and b["input_convention"] == "torchxrayvision"
+    assert b["n_synthetic"] == judge_q["n_synthetic"] and b["n_inputs"] == judge_q["n_inputs"]  # the same picks
+    assert b["realism"]["feature_dim"] == 1024 and b["image_size"] == 64
+    assert b["realism"]["yardstick_real_normal_vs_real_abnormal"]["frechet"] > 0
+    assert b["diversity"]["synthetic_styles_of_same_input"]["lpips_style"]["mean"] > 0
+    assert judge_q["realism"] == study["metrics"]["quality"]["realism"]  # the judge's numbers are untouched
+    assert "pretrained feature space" in (out / "summary.md").read_text()
+
+    (tmp_path / "broken.pt").write_bytes(b"not a state dict")
+    with pytest.raises(BackboneError, match="cannot read"):
+        evaluate(study["cohort"], study["synth"], tmp_path / "fresh", tiny(f"quality.backbone.weights={tmp_path / 'broken.pt'}"))
+    assert not (tmp_path / "fresh" / "runs").exists()

@@ -153,6 +153,20 @@ class JudgeConfig:
 
 
 @dataclass
+class BackboneConfig:
+    """A pretrained DenseNet-121 (xraymunit/quality/backbone.py) that measures realism and diversity a second
+    time, in a feature space shared by every study (the judge's is this cohort's own)."""
+
+    weights: Optional[str] = None
+    image_size: int = 224
+
+    def validate(self) -> None:
+        require(self.weights is None or bool(str(self.weights).strip()), "weights",
+                "must be a state-dict file path or null")
+        require(self.image_size >= 32, "image_size", "must be >= 32 pixels")
+
+
+@dataclass
 class QualityConfig:
     """Image-quality metrics of the synthetic set (diversity, realism, content, memorisation)."""
 
@@ -172,6 +186,7 @@ class QualityConfig:
     grid_sources: int = 4
     grid_styles: int = 6
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
 
     def validate(self) -> None:
         require(self.max_sources >= 1, "max_sources", "must be >= 1")
@@ -193,6 +208,7 @@ class QualityConfig:
         require(self.grid_sources >= 1 and self.grid_styles >= 1, "grid_sources",
                 "and grid_styles must be >= 1")
         self.judge.validate()
+        self.backbone.validate()
 
 
 @dataclass

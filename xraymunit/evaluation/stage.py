@@ -117,6 +117,9 @@ def evaluate(
     tests = tuple(str(p) for p in test_cohorts or ())
     plan = plan_study(cohort, synthetic, cfg, test_cohorts=tests)
     keys = provenance.check(plan, cfg, training_run)  # before any classifier trains: refuses a mismatch
+    if cfg.quality.enabled and cfg.quality.backbone.weights and plan.assessed is not None:
+        from xraymunit.quality.backbone import load_backbone  # a bad weight file fails now, not after the runs
+        load_backbone(cfg.quality.backbone.weights, cfg.quality.backbone.image_size)
     timings = {"load_s": round(time.time() - t0, 1)}
 
     task = parallel.WorkerTask(str(plan.cohort.root), parallel.paths_of(synthetic), str(out), resume, show, tests)

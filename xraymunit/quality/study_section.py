@@ -62,7 +62,24 @@ def quality_section(plan: StudyPlan, cfg: EvaluateConfig, dev, show: bool, out: 
                                 "level": plan.with_synthetic[-1].name if plan.per_level else None}
     if len(plan.syn_of[plan.with_synthetic[-1].name]) > 1:
         quality["synthetic_set"]["generator"] = 1  # quality is measured on one generator's images
+    if cfg.quality.backbone.weights:
+        quality["backbone"] = backbone_section(co, syn, rows, cfg, dev)
     return quality, grid
+
+
+def backbone_section(co: Cohort, syn: SyntheticSet, rows: pd.DataFrame, cfg: EvaluateConfig, dev) -> dict:
+    """Realism and diversity of the same picked images in the pretrained backbone's feature space."""
+    from xraymunit.quality.backbone import load_backbone
+    from xraymunit.quality.synthetic_set import assess_features
+
+    bcfg = cfg.quality.backbone
+    net = load_backbone(bcfg.weights, bcfg.image_size, dev)
+    ref = _concat([real_split(co, s, net.image_size, cfg.normal_label, cfg.abnormal_label)
+                   for s in cfg.quality.reference_splits])
+    numbers = assess_features(net, co, syn, rows, ref.subset(ref.where(0)), ref.subset(ref.where(1)),
+                              cfg.quality, seed=cfg.seed_base)
+    return {"network": net.describe(), "weights": str(bcfg.weights), "sha256": net.sha256,
+            "input_convention": net.convention, **numbers}
 
 
 def _runs(training_run) -> list:

@@ -29,14 +29,26 @@ def pick_rows(rows: pd.DataFrame, cfg: QualityConfig, seed: int) -> pd.DataFrame
     return sub
 
 
-def _maps_distance(model: Classifier, a: torch.Tensor, b: torch.Tensor, device, batch: int = 32) -> np.ndarray:
+def _maps_distance(maps, a: torch.Tensor, b: torch.Tensor, batch: int = 32) -> np.ndarray:
+    """LPIPS-style distance of each pair (a[i], b[i]); `maps` gives a batch's feature maps."""
     out = []
     with torch.no_grad():
         for i in range(0, len(a), batch):
-            ma = model.feature_maps(a[i:i + batch].to(device))
-            mb = model.feature_maps(b[i:i + batch].to(device))
-            out.append(Q.lpips_style(ma, mb))
+            out.append(Q.lpips_style(maps(a[i:i + batch]), maps(b[i:i + batch])))
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def _inputs(cohort: Cohort, synth: SyntheticSet, rows: pd.DataFrame, size: int):
+    """The picked rows' source images (one per source), each row's source index, its patients, and the
+    synthetic images, all at `size`."""
+    ok = cohort.ok().set_index("image_key")
+    src_keys = rows["source_image_key"].to_numpy()
+    uniq = np.array(sorted(set(src_keys)))
+    src_imgs = resize(cohort.stack(ok.loc[uniq, "cache_index"].to_numpy()), size)
+    src_patients = ok.loc[uniq, "patient_key"].to_numpy(dtype=object)
+    src_index = {k: i for i, k in enumerate(uniq)}
+    sidx = np.array([src_index[k] for k in src_keys], np.int64)
+    return ok, uniq, src_imgs, src_patients, sidx, synthetic_images(synth, rows, size)
 
 
 def assess(
@@ -64,21 +76,15 @@ def assess(
     """
     tick = (lambda: bar.update(1)) if bar is not None else (lambda: None)
     rows = pick_rows(rows, cfg, seed)
-    ok = cohort.ok().set_index("image_key")
-    src_keys = rows["source_image_key"].to_numpy()
-    uniq = np.array(sorted(set(src_keys)))
-    src_imgs = resize(cohort.stack(ok.loc[uniq, "cache_index"].to_numpy()), size)
-    src_patients = ok.loc[uniq, "patient_key"].to_numpy(dtype=object)
-    src_index = {k: i for i, k in enumerate(uniq)}
-    sidx = np.array([src_index[k] for k in src_keys], np.int64)
-    syn = synthetic_images(synth, rows, size)
+    ok, uniq, src_imgs, src_patients, sidx, syn = _inputs(cohort, synth, rows, size)
     model.eval()
 
     feats = [embed(model, x, device) for x in (syn.images, src_imgs, ref_normal.images, ref_abnormal.images)]
     tick()
     realism = _realism(*feats, cfg, seed)
     tick()
-    diversity = _diversity(model, syn.images, sidx, ref_abnormal, cfg, size, device, seed)
+    diversity = _diversity(lambda x: model.feature_maps(x.to(device)), syn.images, sidx, ref_abnormal, cfg, size,
+                           seed)
     tick()
     content = _content(src_imgs, syn.images, sidx, src_patients, cfg, size, seed)
     tick()
@@ -117,32 +123,55 @@ def _realism(f_syn, f_src, f_nor, f_abn, cfg: QualityConfig, seed: int) -> dict:
     }
 
 
-def _diversity(model: Classifier, syn_images: torch.Tensor, sidx: np.ndarray, ref_abnormal: ImageSet,
-               cfg: QualityConfig, size: int, device, seed: int) -> dict:
-    """All pairs of styles of one input, vs pairs of unrelated real abnormal images."""
+def assess_features(net, cohort: Cohort, synth: SyntheticSet, rows: pd.DataFrame, ref_normal: ImageSet,
+                    ref_abnormal: ImageSet, cfg: QualityConfig, seed: int = 0) -> dict:
+    """Realism (FD, KID) and LPIPS-style diversity of the images `assess` picks, in another feature space.
+
+    Args:
+        net: a network with `image_size`, `embed(images)` and `feature_maps(images)` on [0, 1] images
+            (the pretrained backbone, quality/backbone.py).
+        ref_normal, ref_abnormal: the reference real images at net.image_size.
+    """
+    rows = pick_rows(rows, cfg, seed)
+    _, uniq, src_imgs, _, sidx, syn = _inputs(cohort, synth, rows, net.image_size)
+    feats = [net.embed(x) for x in (syn.images, src_imgs, ref_normal.images, ref_abnormal.images)]
+    diversity = _diversity(net.feature_maps, syn.images, sidx, ref_abnormal, cfg, net.image_size, seed,
+                           ms_ssim=False)
+    return {"n_synthetic": int(len(syn)), "n_inputs": int(len(uniq)), "image_size": int(net.image_size),
+            "realism": _realism(*feats, cfg, seed), "diversity": diversity}
+
+
+def _diversity(maps, syn_images: torch.Tensor, sidx: np.ndarray, ref_abnormal: ImageSet,
+               cfg: QualityConfig, size: int, seed: int, ms_ssim: bool = True) -> dict:
+    """All pairs of styles of one input, vs pairs of unrelated real abnormal images (`maps`: a batch's
+    feature maps for the LPIPS-style distance; 1 − MS-SSIM too unless ms_ssim is False)."""
     pairs = Q.pairs_within_groups(sidx, cfg.max_images, seed, 0x9C)  # 20 styles → 190 pairs per input: a subset
     real_pairs = Q.distinct_patient_pairs(ref_abnormal.patients, max(len(pairs), 50), seed, 0x9B)
     k_ms = (cfg.ms_ssim_kernel, cfg.ms_ssim_scales)
     kernel, weights = Q.ms_ssim_setup(size, *k_ms)
 
     def measure(images, pr, groups, batch: int = 64):
+        names = ("lpips_style", "one_minus_ms_ssim") if ms_ssim else ("lpips_style",)
         if len(pr) == 0:
-            return {"lpips_style": Q.mean_sd([]), "one_minus_ms_ssim": Q.mean_sd([])}
+            return {name: Q.mean_sd([]) for name in names}
         lp, ms = [], []
         for i in range(0, len(pr), batch):  # pairs in batches: bounded memory at 224 px
             a = images[torch.as_tensor(pr[i:i + batch, 0])]
             b = images[torch.as_tensor(pr[i:i + batch, 1])]
-            lp.append(_maps_distance(model, a, b, device, batch))
-            ms.append(1.0 - Q.ms_ssim(a, b, *k_ms))
+            lp.append(_maps_distance(maps, a, b, batch))
+            if ms_ssim:
+                ms.append(1.0 - Q.ms_ssim(a, b, *k_ms))
         boot = dict(groups=groups, n_boot=cfg.bootstrap, seed=seed)
-        return {"lpips_style": Q.mean_sd(np.concatenate(lp), **boot),
-                "one_minus_ms_ssim": Q.mean_sd(np.concatenate(ms), **boot)}
+        result = {"lpips_style": Q.mean_sd(np.concatenate(lp), **boot)}
+        if ms_ssim:
+            result["one_minus_ms_ssim"] = Q.mean_sd(np.concatenate(ms), **boot)
+        return result
 
     div_syn = measure(syn_images, pairs, sidx[pairs[:, 0]] if len(pairs) else None)  # resample inputs
     div_real = measure(ref_abnormal.images, real_pairs, None)
     div_syn["n_inputs"] = int(len(np.unique(sidx)))
-    return {"synthetic_styles_of_same_input": div_syn, "yardstick_real_abnormal_pairs": div_real,
-            "ms_ssim_kernel": kernel, "ms_ssim_scales": len(weights)}
+    result = {"synthetic_styles_of_same_input": div_syn, "yardstick_real_abnormal_pairs": div_real}
+    return result | ({"ms_ssim_kernel": kernel, "ms_ssim_scales": len(weights)} if ms_ssim else {})
 
 
 def _content(src_imgs: torch.Tensor, syn_images: torch.Tensor, sidx: np.ndarray, src_patients: np.ndarray,
