@@ -68,6 +68,14 @@ def test_external_numbers_equal_a_manual_evaluation_on_the_other_cohort(cohorts,
     assert "## External validation" in summary and "### Test cohort site_b (test images:" in summary
     assert "| (1) real only |" in summary.split("## External validation")[1]
     assert json.loads((tmp_path / "ext" / "metrics.json").read_text())["external"]["site_b"]["results"] == ext["results"]
+    # predictions.csv holds the test cohort's scores too: those the manual evaluation scored as its test split
+    pred, man = pd.read_csv(tmp_path / "ext" / "predictions.csv"), pd.read_csv(tmp_path / "manual" / "predictions.csv")
+    order = ["arm", "seed", "image_key"]
+    ext_rows, man_rows = pred[pred["cohort"] == "site_b"].sort_values(order), man[man["split"] == "test"].sort_values(order)
+    assert len(ext_rows) == len(man_rows) > 0 and (ext_rows["split"] == "test").all()
+    assert list(ext_rows["image_key"]) == list(man_rows["image_key"])
+    np.testing.assert_allclose(ext_rows["score"].to_numpy(), man_rows["score"].to_numpy(), rtol=1e-6)
+    assert set(pred.loc[pred["cohort"] == "internal", "split"]) == {"val", "test"}
     # a rerun reuses the runs, external scores included
     again = evaluate(a, None, tmp_path / "ext", small(), test_cohorts=[b])
     assert again["resumed_runs"] == len(m["runs"]) and again["external"] == m["external"]

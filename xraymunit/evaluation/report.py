@@ -18,11 +18,16 @@ from xraymunit.io import atomic, csvfile
 __all__ = ["write", "headline", "overall", "summary", "caveats", "ARM_LABEL", "METRIC_LABEL"]
 
 
-def write(out: Path, metrics: dict, runs: list[dict], test, val, grid: dict | None, cfg) -> None:
+def write(out: Path, metrics: dict, runs: list[dict], test, val, grid: dict | None, cfg,
+          external: dict | None = None) -> None:
+    """metrics.json, summary.md, predictions.csv (every score, the test cohorts' too), plots, the config.
+
+    external: the study's test cohorts ({name: ExternalSet}, `--test-cohort`), or None.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config_mod.save(cfg, out / "evaluate_config.yaml")
-    _predictions(out / "predictions.csv", runs, val, test)
+    _predictions(out / "predictions.csv", runs, val, test, external or {})
     plots = {"roc": "roc.png", "levels": "metric_vs_real_abnormal.png"}
     _plot_roc(out / plots["roc"], metrics, runs, test)
     _plot_levels(out / plots["levels"], metrics)
@@ -53,13 +58,17 @@ def _clean(obj):
     return obj
 
 
-def _predictions(path: Path, runs, val, test) -> None:
+def _predictions(path: Path, runs, val, test, external: dict) -> None:
+    """One row per run and scored image; `cohort` is "internal" for the study's own val and test images,
+    else the test cohort's name (its `split`: the one --external-split chose)."""
     frames = []
     for r in runs:
-        for split, s, scores in (("val", val, r["_val_scores"]), ("test", test, r["_test_scores"])):
+        scored = [("internal", "val", val, r["_val_scores"]), ("internal", "test", test, r["_test_scores"])]
+        scored += [(name, e.split, e.images, r["_external_scores"][name]) for name, e in external.items()]
+        for cohort, split, s, scores in scored:
             frames.append(pd.DataFrame({
                 "level": r["level"], "arm": r["arm"], "generator": r.get("generator"), "seed": r["seed"],
-                "split": split,
+                "cohort": cohort, "split": split,
                 "image_key": s.keys, "patient_key": s.patients, "source_dataset": s.sources,
                 "label": s.labels, "score": scores,
             }))

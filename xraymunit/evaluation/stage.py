@@ -205,7 +205,7 @@ def record(plan: StudyPlan, cfg: EvaluateConfig, dev, runs: list[dict], resumed:
     if stop.requested:
         raise Stopped(f"{stop.signal_name}: all {len(runs)} classifier run(s) finished and kept in {out / 'runs'}, "
                       "the report was not written; rerun the same command to write it")
-    report.write(out, metrics, runs, plan.sets["test"], plan.sets["val"], grid, cfg)
+    report.write(out, metrics, runs, plan.sets["test"], plan.sets["val"], grid, cfg, plan.external)
     timings["report_s"] = round(time.time() - t_phase, 1)
     metrics["elapsed_s"] = round(time.time() - t0, 1)
     log.info("evaluate: wrote %s in %.0f s", out, metrics["elapsed_s"])
