@@ -115,6 +115,7 @@ def test_quality_metrics_and_memorisation(study):
     ja = q["judged_abnormal"]  # translation success next to its real-image yardsticks
     assert 0 <= ja["synthetic"] <= 1 and ja["n_synthetic"] > 0 and ja["yardstick_real_abnormal"] is not None
     assert "translation success: share judged abnormal" in (study["out"] / "summary.md").read_text()
+    assert "per_generator" not in q  # one synthetic set: the section above is the whole story
     r = q["realism"]
     assert r["synthetic_vs_real_abnormal"]["frechet"] >= 0
     assert r["yardstick_real_normal_vs_real_abnormal"]["frechet"] >= 0

@@ -133,6 +133,29 @@ def test_a_rerun_resumes_every_run_and_reports_the_same(data, two):
     assert json.dumps(again["results"], sort_keys=True) == json.dumps(two.m["results"], sort_keys=True)
 
 
+def test_quality_measures_every_generator_alike(data, two, tmp_path):
+    """The main quality section assesses generator 1 of the largest level; per_generator measures each one
+    the same way, so the quality numbers carry the generators' variance too."""
+    import shutil
+
+    out = shutil.copytree(two.out, tmp_path / "report")
+    m = evaluate(data.cohort, {str(K): [data.g1, data.g2]}, out,
+                 quick("arms=[real, synthetic, intensity_control, duplicate_real]", "quality.enabled=true"),
+                 training_run={str(K): two.runs})
+    assert m["resumed_runs"] == len(two.m["runs"])  # measuring trains no classifier again
+    q, each = m["quality"], m["quality"]["per_generator"]
+    assert [(e["level"], e["generator"], Path(e["folder"]).name) for e in each] == \
+        [(str(K), 1, "synth_g1"), (str(K), 2, "synth_g2")]
+    assert each[0]["judged_abnormal"] == q["judged_abnormal"]  # generator 1 is the set the main section assesses
+    main_fd = q["realism"]["synthetic_vs_real_abnormal"]["frechet"]
+    assert each[0]["realism"]["synthetic_vs_real_abnormal"]["frechet"] == pytest.approx(main_fd, rel=1e-6)
+    assert each[1]["realism"]["synthetic_vs_real_abnormal"]["frechet"] != pytest.approx(main_fd, rel=1e-6)
+    assert each[0]["n_synthetic"] > 0 and each[1]["n_synthetic"] > 0
+    summary = (out / "summary.md").read_text()
+    table = summary.split("### Every generator, measured alike")[1].split("\n\n")[2]
+    assert [line.split("|")[2].strip() for line in table.splitlines()[2:]] == ["1", "2", "real"]
+
+
 def test_metrics_keep_every_generator_and_seed_and_say_how_the_interval_was_drawn(two):
     res = two.m["results"][str(K)]
     assert res["n_generators"] == 2 and res["n_seeds"] == 2 and res["bootstrap"]["hierarchical"]

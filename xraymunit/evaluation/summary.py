@@ -251,7 +251,33 @@ def _quality_section(metrics: dict) -> list[str]:
     L.append(f"| memorisation: images closer to a training image than any two real ones | {m['n_flagged']} of "
              f"{m['n_synthetic']} | threshold {_num(m['threshold_closest_real_pair'])} |")
     L.append("")
-    return L + _backbone_lines(q.get("backbone"))
+    return L + _per_generator_lines(q.get("per_generator")) + _backbone_lines(q.get("backbone"))
+
+
+def _per_generator_lines(entries: list[dict] | None) -> list[str]:
+    """One row per generator: the spread of quality between generators trained alike."""
+    if not entries:
+        return []
+    L = ["### Every generator, measured alike", "",
+         "The table above assesses one synthetic set; here every generator's set is measured the same way "
+         "(the judge's features, the same reference images): the spread is the generators' own variance.", "",
+         "| level | generator | images | judged abnormal (↑) | Fréchet distance to real abnormal (↓) | "
+         "KID (↓) | diversity, LPIPS-style (↑) |", "|---|---|---|---|---|---|---|"]
+    for e in entries:
+        if not e.get("n_synthetic"):
+            L.append(f"| {e['level']} | {e['generator']} | 0 | n/a | n/a | n/a | n/a |")
+            continue
+        s = e["realism"]["synthetic_vs_real_abnormal"]
+        L.append(f"| {e['level']} | {e['generator']} | {e['n_synthetic']} | {_num(e['judged_abnormal']['synthetic'])} | "
+                 f"{_fd(s)} | {_num(s['kid'], 4)} | {_mci(e['diversity']['synthetic_styles_of_same_input']['lpips_style'])} |")
+    first = next((e for e in entries if e.get("n_synthetic")), None)
+    if first:
+        y = first["realism"]["yardstick_real_normal_vs_real_abnormal"]
+        L.append(f"| yardstick | real | | abnormal {_num(first['judged_abnormal']['yardstick_real_abnormal'])}, "
+                 f"normal {_num(first['judged_abnormal']['yardstick_real_normal'])} | real normal ↔ abnormal {_fd(y)} | "
+                 f"{_num(y['kid'], 4)} | real abnormal pairs "
+                 f"{_mci(first['diversity']['yardstick_real_abnormal_pairs']['lpips_style'])} |")
+    return L + [""]
 
 
 def _backbone_lines(b: dict | None) -> list[str]:

@@ -62,9 +62,31 @@ def quality_section(plan: StudyPlan, cfg: EvaluateConfig, dev, show: bool, out: 
                                 "level": plan.with_synthetic[-1].name if plan.per_level else None}
     if len(plan.syn_of[plan.with_synthetic[-1].name]) > 1:
         quality["synthetic_set"]["generator"] = 1  # quality is measured on one generator's images
+    if sum(len(sets) for sets in plan.syn_of.values()) > 1:
+        quality["per_generator"] = per_generator(plan, cfg, judge, ref_all)
     if cfg.quality.backbone.weights:
         quality["backbone"] = backbone_section(co, syn, rows, cfg, dev)
     return quality, grid
+
+
+def per_generator(plan: StudyPlan, cfg: EvaluateConfig, judge, ref: ImageSet) -> list[dict]:
+    """Every generator of every level measured alike (judge's realism, LPIPS-style diversity, translation
+    success): how much the quality itself varies between generators trained the same way."""
+    from xraymunit.quality.synthetic_set import assess_features
+
+    out = []
+    for level in plan.with_synthetic:
+        for number, syn in enumerate(plan.syn_of[level.name], 1):
+            entry = {"level": level.name, "generator": number, "folder": str(syn.root)}
+            rows = quality_rows(syn.manifest, plan.cohort, cfg)
+            if len(rows) == 0:
+                out.append({**entry, "n_synthetic": 0})
+                continue
+            numbers = assess_features(judge, plan.cohort, syn, rows, ref.subset(ref.where(0)),
+                                      ref.subset(ref.where(1)), cfg.quality, seed=cfg.seed_base)
+            out.append({**entry, **numbers,
+                        "judged_abnormal": judged_abnormal(judge, syn, rows, ref, cfg.quality, cfg.seed_base)})
+    return out
 
 
 def backbone_section(co: Cohort, syn: SyntheticSet, rows: pd.DataFrame, cfg: EvaluateConfig, dev) -> dict:
