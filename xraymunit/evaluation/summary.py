@@ -221,8 +221,11 @@ def _quality_section(metrics: dict) -> list[str]:
              f"{q['reference']['n_real_abnormal']} abnormal). Feature network: {q['feature_network']}.")
     if (q.get("synthetic_set") or {}).get("level") is not None:
         L.append("")
-        L.append(f"One generator per level: these numbers assess level {q['synthetic_set']['level']}'s synthetic "
-                 f"set (the largest level with one), `{q['synthetic_set']['folder']}`.")
+        several = bool(q["synthetic_set"].get("generator"))
+        L.append(f"One generator per level: these numbers assess {'generator 1 of ' if several else ''}level "
+                 f"{q['synthetic_set']['level']}'s synthetic set (the largest level with one), "
+                 f"`{q['synthetic_set']['folder']}`" + ("; every generator is measured alike in the table after "
+                                                       "this one." if several else "."))
     if q.get("judge"):
         L.append("")
         L.append(f"Judge: {q['judge']['describe']}. It was trained on every real train-split image, abnormal ones "
