@@ -28,7 +28,9 @@ from common import git_revision, machine, peak_rss_mb, write_results  # noqa: E4
 
 
 def run_one(impl: str, size: int, batch: int, perceptual: bool, device_name: str, steps: int,
-            amp: str, channels_last: str, compile_: bool) -> dict:
+            amp: str, channels_last: str, compile_: bool, model_config: str | None = None) -> dict:
+    """One configuration's step times. model_config: a training config whose networks (model section) and
+    perceptual layer are measured (default: TrainConfig()'s, the paper's)."""
     import torch
 
     from xraymunit.config.train import TrainConfig
@@ -43,10 +45,12 @@ def run_one(impl: str, size: int, batch: int, perceptual: bool, device_name: str
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    cfg = TrainConfig()
+    from xraymunit import config
+
+    cfg = config.load(TrainConfig, model_config) if model_config else TrainConfig()
     gens, dis = build_networks(cfg)
     weights = LossWeights(perceptual=1.0 if perceptual else 0.0)
-    vgg = build_vgg16("random", "relu5_3") if perceptual else None
+    vgg = build_vgg16("random", cfg.perceptual.layer) if perceptual else None
     if impl == "ref":
         from reference_step import ReferenceScheduleStep, use_reference_layers
 
@@ -87,6 +91,7 @@ def run_one(impl: str, size: int, batch: int, perceptual: bool, device_name: str
         times.append(time.perf_counter() - t)
     med = sorted(times)[len(times) // 2]
     out = {"impl": impl, "size": size, "batch": batch, "perceptual": perceptual, "device": device_name,
+           "model_config": model_config or "TrainConfig() (the paper's networks)",
            "step_s_median": med, "step_s_all": times, "images_per_s": batch / med,
            "peak_rss_mb": peak_rss_mb()}
     if impl == "ours":

@@ -25,8 +25,10 @@ def test_roundtrip_with_weights_only(tmp_path):
 
 
 @pytest.mark.parametrize("content, match", [
-    (b"", "not a readable"),
-    (b"garbage" * 100, "not a readable"),
+    (b"", r"not a torch file \(it is empty\)"),
+    (b"garbage" * 100, "not a torch file; give the run folder"),
+    (b"\x89PNG\r\n\x1a\n" + b"\0" * 100, r"not a torch file \(it is a PNG image\)"),  # a sample grid given by mistake
+    (b"PK\x03\x04" + b"\0" * 100, "not a readable"),  # a zip, but not torch's
 ])
 def test_broken_files_give_clear_errors(tmp_path, content, match):
     path = tmp_path / "bad.pt"
@@ -62,8 +64,9 @@ def test_pickled_code_is_refused(tmp_path):
             return (print, ("boom",))
 
     torch.save({"format": checkpoint.FORMAT, "x": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match="holds Python objects") as caught:
         checkpoint.load(tmp_path / "evil.pt")  # weights_only=True never runs code
+    assert "weights_only set to False" not in str(caught.value)  # torch's advice is never passed on
 
 
 # --------------------------------------------------------------------------- a checkpoint's networks (issue 13: 6)

@@ -38,7 +38,7 @@ def test_default_report_shows_training_quality_and_the_shortcut_test(default_run
     assert (out / "report" / "training_quality.png").stat().st_size > 10_000
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     tq = metrics["training_quality"]["all"]
-    assert tq["n_measurements"] == 3  # steps 100..300 of the tiny config
+    assert tq["n_measurements"] == 2  # steps 100 and 200 of the tiny config
     assert metrics["shortcut_test"]["tests"]
     # the judge that tracked training is the one evaluate measured with (trained once, reused)
     judges = list((out / "cohort" / "judge").glob("*/judge.json"))
@@ -47,9 +47,9 @@ def test_default_report_shows_training_quality_and_the_shortcut_test(default_run
     # synthesis used last.pt (the pipeline default: best.pt's score favours early, blurry steps) and says so
     synth = pd.read_parquet(out / "synth" / "manifest.parquet")
     last = checkpoint.load(out / "train" / "checkpoints" / "last.pt")
-    assert set(synth["checkpoint_step"]) == {last["step"]} == {300}
+    assert set(synth["checkpoint_step"]) == {last["step"]} == {200}
     log = (out / "pipeline.log").read_text()
-    assert "from last.pt (step 300)" in log and "synthesizing from" in log
+    assert "from last.pt (step 200)" in log and "synthesizing from" in log
 
 
 def test_rerun_skips_up_to_date_stages(default_run, capsys):

@@ -55,7 +55,7 @@ def test_quiet_when_short_when_asked_or_on_other_ranks(caplog):
     assert caplog.records == []
 
 
-def test_slow_rates_and_the_period_from_the_environment(monkeypatch):
+def test_slow_rates_and_the_period_from_the_environment(monkeypatch, caplog):
     clock = FakeClock()
     bar = ProgressLog(0, "evaluate", "run", clock=clock)
     clock.now = 120.0
@@ -63,9 +63,11 @@ def test_slow_rates_and_the_period_from_the_environment(monkeypatch):
     assert bar.line() == "evaluate: 1 run, 0.50 run/min, ETA ?"
     monkeypatch.setenv(EVERY_ENV, "5")
     assert every_seconds() == 5.0
-    for bad in ("0", "-3", "soon"):
+    for bad in ("0", "-3", "soon", "inf"):
         monkeypatch.setenv(EVERY_ENV, bad)
-        assert every_seconds() == 30.0
+        with caplog.at_level("WARNING", logger="xraymunit.progress"):
+            assert every_seconds() == 30.0
+        assert f"{EVERY_ENV}={bad!r} is not a positive number of seconds" in caplog.text
 
 
 def test_a_bar_on_a_terminal():

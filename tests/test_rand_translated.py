@@ -90,6 +90,28 @@ def test_works_in_dataloader_workers(tiny, items):
     assert all(b["image"].shape == (4, 1, 32, 32) for b in batches)
 
 
+def test_workers_and_epochs_draw_their_own_numbers_and_a_seeded_run_repeats(tiny, items):
+    """A plain torch DataLoader hands every worker a copy of the transform, random state included: the
+    workers' draws must still differ from each other and from one epoch to the next."""
+    normals = [d for d in items if d["label"] == "normal"] * 2  # eight normal items, two per batch
+
+    def seeds():
+        torch.manual_seed(0)  # torch derives each epoch's worker seeds from this
+        transform = RandTranslated("image", tiny[1], prob=1.0)
+        transform.set_random_state(seed=0)
+        loader = DataLoader(_Items(normals, transform), batch_size=2, num_workers=2)
+        return [int(s) for _ in range(2) for b in loader for s in b["translation_seed"]]
+
+    first = seeds()
+    assert len(first) == 16 and len(set(first)) == 16  # no worker or epoch repeats another's draws
+    assert seeds() == first  # the same torch seed and random state repeat the run
+
+
+def test_repr_is_one_line(tiny):
+    text = repr(RandTranslated("image", tiny[1], prob=0.3))
+    assert "\n" not in text and "prob=0.3" in text and "'normal' -> 'abnormal'" in text
+
+
 def test_clear_errors(tiny, items, tmp_path):
     with pytest.raises(checkpoints.CheckpointError, match="checkpoint not found"):
         RandTranslated("image", tmp_path / "missing.pt")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import pickle
 import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,6 +75,23 @@ def _cpu_state(module: torch.nn.Module) -> dict:
     return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
 
+TORCH_FILE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip archive; the legacy format's pickle
+_FILE_KINDS = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"II*\x00", "a TIFF image"),
+               (b"MM\x00*", "a TIFF image"), (b"\x1f\x8b", "a gzip file"))
+
+
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(8)
+
+
+def _looks_like(head: bytes) -> str:
+    for magic, kind in _FILE_KINDS:
+        if head.startswith(magic):
+            return f" (it is {kind})"
+    return " (it is empty)" if not head else ""
+
+
 def load(path: str | Path, map_location: str | torch.device = "cpu", *, data: bytes | None = None) -> dict[str, Any]:
     """Read and check a checkpoint; errors say what is wrong with the file.
 
@@ -81,10 +99,17 @@ def load(path: str | Path, map_location: str | torch.device = "cpu", *, data: by
     path = Path(path)
     if data is None and not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    head = data[:8] if data is not None else _head(path)
+    if not head.startswith(TORCH_FILE_MAGIC):
+        raise CheckpointError(f"{path} is not a checkpoint: not a torch file{_looks_like(head)}; give the run "
+                              f"folder or RUN/checkpoints/last.pt")
     try:
         source = io.BytesIO(data) if data is not None else path
         state = torch.load(source, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - truncated, not a torch file, pickled code...
+    except pickle.UnpicklingError:  # torch's text advises weights_only=False: never, for a file of unknown origin
+        raise CheckpointError(f"{path} is not an xraymunit checkpoint: it holds Python objects a checkpoint never "
+                              f"contains (refused unread: checkpoints are loaded with weights_only=True)") from None
+    except Exception as exc:  # noqa: BLE001 - truncated, corrupt...
         raise CheckpointError(f"{path} is not a readable xraymunit checkpoint ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:

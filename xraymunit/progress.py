@@ -11,6 +11,7 @@ end of any loop that lasted that long. A --log-file of a long run is thus readab
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from typing import Any, Callable
@@ -22,12 +23,29 @@ DEFAULT_EVERY_S = 30.0
 
 
 def every_seconds() -> float:
-    """Seconds between log lines: $XRAYMUNIT_PROGRESS_EVERY, else 30 (a bad value: the default)."""
-    try:
-        value = float(os.environ.get(EVERY_ENV, DEFAULT_EVERY_S))
-    except ValueError:
+    """Seconds between log lines: $XRAYMUNIT_PROGRESS_EVERY, else 30 (a bad value: the default, and a
+    warning that says so, once per process)."""
+    raw = os.environ.get(EVERY_ENV)
+    if raw is None:
         return DEFAULT_EVERY_S
-    return value if value > 0 else DEFAULT_EVERY_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value > 0 and math.isfinite(value):
+        return value
+    _warn_once(f"${EVERY_ENV}={raw!r} is not a positive number of seconds: progress lines every "
+               f"{DEFAULT_EVERY_S:g} s")
+    return DEFAULT_EVERY_S
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        log.warning(message)
 
 
 def progress(total: int, desc: str, unit: str = "it", *, bar: bool, lines: bool = True, initial: int = 0,

@@ -39,6 +39,9 @@ class ThreadsError(XraymunitError):
     """A thread count that is not a positive integer."""
 
 
+USE_CPU = "use the CPU instead (--device cpu on the command line, device=\"cpu\" from Python)"
+
+
 def resolve_device(name: str | None = "auto", local_rank: int | None = None) -> "torch.device":
     """`auto`/`cpu`/`cuda`/`cuda:N`/`mps` → a device that exists.
 
@@ -56,7 +59,7 @@ def resolve_device(name: str | None = "auto", local_rank: int | None = None) -> 
             name = "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise DeviceError(f"device {name!r} requested but CUDA is not available (use --device cpu)")
+            raise DeviceError(f"device {name!r} requested but CUDA is not available: {USE_CPU}")
         if name == "cuda":
             rank = int(os.environ.get("LOCAL_RANK", "0")) if local_rank is None else local_rank
             name = f"cuda:{rank % max(torch.cuda.device_count(), 1)}"
@@ -65,7 +68,7 @@ def resolve_device(name: str | None = "auto", local_rank: int | None = None) -> 
             raise DeviceError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} GPU(s)")
     elif name == "mps":
         if not _mps_available():
-            raise DeviceError("device 'mps' requested but it is not available (use --device cpu)")
+            raise DeviceError(f"device 'mps' requested but it is not available: {USE_CPU}")
     elif name != "cpu":
         raise DeviceError(f"unknown device {name!r}: use {DEVICE_HELP}")
     return torch.device(name)

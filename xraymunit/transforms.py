@@ -20,6 +20,7 @@ from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import convert_to_dst_type
 
 from xraymunit import checkpoint as checkpoints
+from xraymunit.runtime import resolve_device
 from xraymunit.synthesis.options import DIRECTIONS
 from xraymunit.translator import Translator
 
@@ -54,6 +55,11 @@ class RandTranslated(RandomizableTransform, MapTransform):
     "cpu" (default: works in forked workers) or "cuda" (in the main process, or spawned workers).
     precision, batch_size: as in `synthesize` (default: its defaults, hence its pixels);
     batch_size=1 renders ~3x faster on a CPU here, where every call renders a single style.
+
+    In DataLoader workers (torch's or MONAI's) each worker draws its own numbers: the state that
+    `set_random_state` fixed is mixed with the worker's seed (`torch.utils.data.get_worker_info`), which
+    torch derives from the main process's torch RNG for every epoch. So workers and epochs never
+    repeat each other's draws, and `torch.manual_seed(s)` + `set_random_state(seed=t)` repeat a run.
     """
 
     def __init__(self, keys: KeysCollection, checkpoint: str | Path, prob: float = 0.5, label_key: str = "label",
@@ -68,6 +74,7 @@ class RandTranslated(RandomizableTransform, MapTransform):
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
         RandomizableTransform.__init__(self, prob=float(prob))
+        resolve_device(device)  # a missing CUDA is said now, not in a DataLoader worker
         self.checkpoint = checkpoints.resolve(checkpoint)
         if not self.checkpoint.is_file():  # now, not in a DataLoader worker an epoch later
             raise checkpoints.CheckpointError(f"checkpoint not found: {self.checkpoint}")
@@ -76,10 +83,26 @@ class RandTranslated(RandomizableTransform, MapTransform):
         self.batch_size = batch_size
         self.seed_key, self.flag_key = seed_key, flag_key
         self._style_seed = -1
+        self._worker_seed: int | None = None  # the DataLoader worker seed this copy's stream was mixed with
+
+    def __repr__(self) -> str:
+        return (f"RandTranslated({list(self.keys)}, {str(self.checkpoint)!r}, prob={self.prob}, "
+                f"{self.from_label!r} -> {self.to_label!r}, direction={self.direction!r}, device={self.device!r})")
 
     def randomize(self, data: Any = None) -> None:
+        self._follow_worker()
         super().randomize(None)
         self._style_seed = int(self.R.randint(0, 2**31 - 1))
+
+    def _follow_worker(self) -> None:
+        """Each DataLoader worker gets a copy of this transform, random state included: without this,
+        every worker (and, with fresh workers, every epoch) would replay the same draws."""
+        info = torch.utils.data.get_worker_info()
+        if info is None or info.seed == self._worker_seed:
+            return
+        self._worker_seed = info.seed
+        base = int(self.R.randint(0, 2**31 - 1))  # what set_random_state (or MONAI's worker init) fixed
+        self.R = np.random.RandomState(np.random.SeedSequence([base, int(info.seed)]).generate_state(4))
 
     @property
     def translator(self) -> Translator:

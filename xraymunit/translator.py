@@ -64,7 +64,9 @@ def as_images(images, name: str = "images") -> tuple[np.ndarray, bool]:
     if array.size == 0:
         raise TranslatorInputError(f"{name}: no pixels (shape {tuple(array.shape)})")
     if not np.issubdtype(array.dtype, np.floating):
-        raise TranslatorInputError(f"{name}: dtype {array.dtype}; expected {EXPECTED} (e.g. uint16 / 65535)")
+        hint = (f" (e.g. images / {np.iinfo(array.dtype).max} for {array.dtype})"
+                if np.issubdtype(array.dtype, np.integer) else "")
+        raise TranslatorInputError(f"{name}: dtype {array.dtype}; expected {EXPECTED}{hint}")
     low, high = float(np.min(array)), float(np.max(array))
     if not (np.isfinite(low) and np.isfinite(high)) or low < 0.0 or high > 1.0:
         raise TranslatorInputError(f"{name}: values span {low:.4g}..{high:.4g}; expected {EXPECTED}")
@@ -89,7 +91,8 @@ class Translator:
 
     Methods return, for a batch (N, 1, H, W), an array (N, K, 1, S, S) — K styles per image —
     and for one image (H, W) an array (K, S, S); S is the model's side, or the input's H×W
-    with `resize_back=True`. Same type as the input (numpy, or torch on the input's device).
+    with `resize_back=True`. Same container as the input (numpy, or torch on the input's device), always
+    float32 (a float64 or float16 input is read as float32).
     """
 
     def __init__(self, loaded: checkpoints.LoadedGenerators, device: torch.device, *, precision: str = "auto",

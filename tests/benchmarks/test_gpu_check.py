@@ -57,6 +57,7 @@ def test_smoke_measures_every_item(tmp_path):
         assert line["dtype"] in ("float32", "bfloat16")
     assert all(positive(l["speedup_vs_ref"]) for l in steps if l["config"]["impl"] == "ours")
     assert all(l["dtype"] == "float32" for l in steps if l["config"]["impl"] == "ref")
+    assert all(l["config"]["model_config"] == "munit_tiny_cpu.yaml" for l in steps)  # a rehearsal: the tiny networks
 
     by_item = {l["item"]: l for l in lines}
     comp = by_item["train_step_compile"]

@@ -57,7 +57,7 @@ def test_options_parse_into_the_class_and_the_config():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--config", "no_such_pipeline"], "shipped config names: "),
+    (["--config", "no_such_pipeline"], "shipped pipeline configs: pipeline_default"),
     (["--set", "synthesize.n_stylez=3"], "did you mean 'synthesize.n_styles'"),
     (["--set", "synthesize.batch_size=0"], "'synthesize.batch_size' must be auto or >= 1"),
     # issue 23 item 14: the stage configs and their overrides are resolved before ingest, not after it
@@ -169,6 +169,10 @@ def test_a_stage_config_key_goes_to_that_stages_set_after_the_yamls_own(tmp_path
     assert config.load(EvaluateConfig, stage_config_path(cfg.evaluate.config), cfg.evaluate.set).seeds == 3
 
 
-def test_an_unknown_stage_key_is_still_refused_by_name(capsys):
+def test_an_unknown_stage_key_is_refused_by_name_with_the_closest_key(capsys):
     assert main(["pipeline", "--set", "train.stepz=5", "--out", "unused"]) == 2
-    assert "train.stepz" in capsys.readouterr().err
+    assert "unknown config key 'train.stepz'" in capsys.readouterr().err
+    assert main(["pipeline", "--set", "train.model.dimm=5", "--out", "unused"]) == 2
+    assert "did you mean 'train.model.dim'?" in capsys.readouterr().err
+    assert main(["pipeline", "--set", "evaluate.seedz=5", "--out", "unused"]) == 2
+    assert "did you mean 'evaluate.seeds'?" in capsys.readouterr().err

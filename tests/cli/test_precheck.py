@@ -37,18 +37,40 @@ def run_cli(*argv):
     (["synthesize", "--checkpoint", "{missing}/last.pt", "--cohort", "{cohort}", "--out", "{tmp}/s"],
      "checkpoint not found"),
     (["synthesize", "--checkpoint", "{ckpt}", "--cohort", "{missing}", "--out", "{tmp}/s"], "is not a cohort folder"),
+    (["train", "--cohort", "{cohort}", "--out", "{done}"], "already holds a run; pass --resume"),
+    (["train", "--cohort", "{cohort}", "--out", "{tmp}/fresh", "--resume"], "--resume: no checkpoint at"),
+    (["ingest", "{missing}", "--out", "{tmp}/c"], "input folder not found"),
+    (["ingest", "{tmp}", "--labels", "{missing}.csv", "--out", "{tmp}/c"], "labels file not found"),
 ])
 def test_errors_come_before_the_heavy_imports(tmp_path, argv, message):
     (tmp_path / "cohort").mkdir()
     (tmp_path / "cohort" / "manifest.parquet").write_bytes(b"")
     (tmp_path / "last.pt").write_bytes(b"")
-    names = {"tmp": tmp_path, "missing": tmp_path / "nope", "cohort": tmp_path / "cohort", "ckpt": tmp_path / "last.pt"}
+    (tmp_path / "done" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "done" / "checkpoints" / "last.pt").write_bytes(b"")
+    names = {"tmp": tmp_path, "missing": tmp_path / "nope", "cohort": tmp_path / "cohort", "ckpt": tmp_path / "last.pt",
+             "done": tmp_path / "done"}
     result, stderr = run_cli(*[a.format(**names) for a in argv])
     assert result == {"code": 2, "heavy": []}
     assert len(stderr) == 1 and message in stderr[0]
 
 
 def test_the_messages_are_the_stages_own(tmp_path):
+    """The early checks say what the stages would (their words are kept in step by these asserts)."""
+    import inspect
+
+    from xraymunit.ingestion import labels, stage as ingest_stage
+    from xraymunit.training import plan
+
+    stage_sources = inspect.getsource(plan) + inspect.getsource(ingest_stage)
+    for words in ("already holds a run; pass --resume to continue it or choose another --out",
+                  "--resume: no checkpoint at", "input folder not found: "):
+        assert words in stage_sources and words in inspect.getsource(precheck)
+    with pytest.raises(labels.LabelsError) as stage:
+        labels.load_labels(tmp_path / "none.csv")
+    with pytest.raises(precheck.PathError) as early:
+        precheck.existing_file(tmp_path / "none.csv", "labels file")
+    assert str(early.value) == str(stage.value)
     for opened, checked in ((Cohort.open, precheck.cohort_folder), (SyntheticSet.open, precheck.synthetic_folder)):
         with pytest.raises(CohortError) as stage:
             opened(tmp_path)

@@ -62,3 +62,27 @@ def test_overrides_and_roundtrip(tmp_path):
 def test_bad_override_syntax():
     with pytest.raises(ConfigError, match="key=value"):
         config.apply_overrides({}, ["novalue"])
+
+
+def test_a_config_of_another_command_is_named_as_such(tmp_path):
+    """`xraymunit train --config evaluate_tiny` once said "unknown config key 'classifier'"."""
+    from xraymunit.config.evaluate import EvaluateConfig
+    from xraymunit.config.train import TrainConfig
+    from xraymunit.pipeline.config import PipelineConfig
+
+    with pytest.raises(config.ConfigError, match=r"evaluate_tiny is an evaluate config, not a training config: "
+                                                 r"it goes to `xraymunit evaluate --config`"):
+        config.load(TrainConfig, "evaluate_tiny")
+    with pytest.raises(config.ConfigError, match="is a pipeline config, not an evaluate config"):
+        config.load(EvaluateConfig, "pipeline_default")
+    with pytest.raises(config.ConfigError, match="is a training config, not a pipeline config"):
+        config.load(PipelineConfig, "munit_tiny_cpu")
+    (tmp_path / "typo.yaml").write_text("modle: {dim: 8}\n")
+    with pytest.raises(config.ConfigError, match=r"unknown config key 'modle' \(did you mean 'model'\?\)"):
+        config.load(TrainConfig, tmp_path / "typo.yaml")  # a typo is still a typo
+    with pytest.raises(config.ConfigError, match=r"shipped training configs: munit_cxr_128_cpu, .*munit_tiny_cpu\)"):
+        config.load(TrainConfig, "munit_tinyy")
+    try:
+        config.load(TrainConfig, "munit_tinyy")
+    except config.ConfigError as exc:
+        assert "evaluate" not in str(exc) and "pipeline_default" not in str(exc)

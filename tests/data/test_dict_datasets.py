@@ -81,3 +81,17 @@ def test_mix_refuses_what_it_cannot_honour(folders):
         mix(real, fake, 1.0)
     with pytest.raises(DatasetError, match="split must be one of"):
         CohortDataset(cohort, split="training")
+
+
+def test_a_selection_of_nothing_is_an_error_that_names_what_exists(folders):
+    """An empty dataset would only fail later, in a DataLoader, with no hint why."""
+    cohort, synth = folders
+    with pytest.raises(DatasetError, match=r"\['Normal'\] not in the cohort .*its labels: \['abnormal', 'normal'\]"):
+        CohortDataset(cohort, labels=["Normal"])
+    assert len(CohortDataset(cohort, labels="normal")) == len(CohortDataset(cohort, labels=["normal"]))
+    with pytest.raises(DatasetError, match="translations of val/test patients never enter a training set"):
+        SyntheticDataset(synth, cohort=cohort, split="val")
+    real = CohortDataset(cohort)
+    mixed = mix(real, SyntheticDataset(synth, cohort=cohort), 0.25)
+    assert repr(mixed) == (f"MixedDataset({len(real)} real + {len(mixed) - len(real)} synthetic = {len(mixed)} items, "
+                           f"{(len(mixed) - len(real)) / len(mixed):.0%} synthetic)")

@@ -152,10 +152,12 @@ def test_raw_for_processing_images_are_flagged(built, tmp_path):
     assert any("1 images are DX 'FOR PROCESSING'" in w for w in report["warnings"])
 
 
-def test_empty_input_folder_makes_an_empty_cohort(tmp_path):
-    (tmp_path / "in").mkdir()
-    result = ingest(tmp_path / "in", tmp_path / "out", progress=False)
-    assert result.files == 0 and Cohort.open(tmp_path / "out").images.shape == (0, 256, 256)
+def test_an_empty_input_folder_is_refused_and_leaves_no_output_folder(tmp_path):
+    """An empty folder is almost always a wrong path: one line, exit 2, and no empty cohort left behind."""
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    with pytest.raises(IngestError, match=r"no files found in .*in \(searched recursively\)"):
+        ingest(tmp_path / "in", tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 def test_bundled_sample_cohort_ingests_cleanly(tmp_path):

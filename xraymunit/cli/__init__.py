@@ -60,8 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def own_debug_only(record: logging.LogRecord) -> bool:
+    """DEBUG lines of xraymunit only: -v and --log-file are for our steps, not the decoders' and
+    matplotlib's internals (their INFO and above still pass)."""
+    return record.levelno > logging.DEBUG or record.name == "xraymunit" or record.name.startswith("xraymunit.")
+
+
 def configure_logging(verbose: bool = False, quiet: bool = False, log_file: str | None = None) -> None:
-    """Console (stderr) at INFO, DEBUG with -v, WARNING with -q; --log-file gets DEBUG.
+    """Console (stderr) at INFO, DEBUG with -v, WARNING with -q; --log-file gets DEBUG (xraymunit's own).
 
     Like `logging.basicConfig`, the console handler is only added when the host (a notebook,
     pytest, an application) has not configured logging itself; handlers added by an earlier
@@ -85,6 +91,7 @@ def configure_logging(verbose: bool = False, quiet: bool = False, log_file: str 
         added.append(handler)
     for handler in added:
         handler._xraymunit = True  # type: ignore[attr-defined]
+        handler.addFilter(own_debug_only)
         root.addHandler(handler)
     root.setLevel(logging.DEBUG if log_file else level)
 

@@ -45,11 +45,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from xraymunit.ingestion import IngestError, ingest, merge
+    from xraymunit.cli import precheck
     from xraymunit.ingestion.options import IngestOptions
     from xraymunit.options import from_args
 
     options = from_args(IngestOptions, args)
+    if options.merge is None and options.input_dir is not None:  # typos answered before torch is imported
+        precheck.input_folder(options.input_dir)
+    if options.labels is not None:
+        precheck.existing_file(options.labels, "labels file")
+
+    from xraymunit.ingestion import IngestError, ingest, merge
+
     if options.merge is not None:
         if options.input_dir is not None:
             raise IngestError("give either DICOM_DIR or --merge SHARD_DIR..., not both")

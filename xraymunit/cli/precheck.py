@@ -53,3 +53,25 @@ def checkpoint(spec: str | Path) -> None:
         return
     raise PathError(f"checkpoint not found: {spec}")
 
+
+
+def training_run_folder(out: str | Path, resume: bool) -> None:
+    """What `train` refuses about its --out (the words of training/plan.py): a finished or stopped run
+    without --resume, or --resume where there is no checkpoint."""
+    last = Path(out) / "checkpoints" / "last.pt"
+    if resume and not last.is_file():
+        raise PathError(f"--resume: no checkpoint at {last}")
+    if not resume and last.exists():
+        raise PathError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+
+
+def input_folder(path: str | Path) -> None:
+    """Ingest's DICOM_DIR (the words of ingestion/stage.py)."""
+    if not Path(path).is_dir():
+        raise PathError(f"input folder not found: {path}")
+
+
+def existing_file(path: str | Path, what: str) -> None:
+    """A file the stage will read, e.g. what="labels file" (the words of ingestion/labels.py)."""
+    if not Path(path).is_file():
+        raise PathError(f"{what} not found: {path}")

@@ -8,7 +8,9 @@ HELP = "train a grayscale MUNIT between two labelled domains of a cohort"
 DESCRIPTION = (
     "Train a grayscale MUNIT (Huang et al. 2018) between two labelled domains of a cohort "
     "(data.domain_a / data.domain_b, default normal → abnormal, train split only). Writes "
-    "config.yaml, checkpoints/, samples/, tensorboard/ and metrics.csv into --out."
+    "config.yaml, checkpoints/ (last.pt; best.pt by quality), samples/, tensorboard/, metrics.csv (losses), "
+    "quality.csv + quality.png (quality tracking, train.quality_every) and shortcut_test.json "
+    "(train.shortcut_test) into --out."
 )
 EXAMPLES = """\
 examples:
@@ -48,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = config.load(TrainConfig, config_file, opts.config_overrides())
     if opts.cohort is not None:
         precheck.cohort_folder(opts.cohort)  # config and paths answered before torch is imported
+    if opts.out is not None:
+        precheck.training_run_folder(opts.out, opts.resume)
 
     from xraymunit.training import train
 

@@ -201,12 +201,13 @@ def shipped_names() -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
 
 
-def find(value: str | Path) -> Path:
+def find(value: str | Path, cls: type | None = None) -> Path:
     """A config file: `value` itself when it exists, else a shipped config of that name.
 
     A bare name (`munit_tiny_cpu`, with or without .yaml) or a `configs/NAME.yaml` spelled from
     the repository root resolves from the shipped configs, so commands work from any folder and
-    after a plain `pip install`. Anything else raises ConfigError listing the available names.
+    after a plain `pip install`. Anything else raises ConfigError listing the available names (of
+    `cls`'s kind when given: a training command lists training configs).
     """
     path = Path(value).expanduser()
     if path.is_file():
@@ -216,14 +217,56 @@ def find(value: str | Path) -> Path:
         shipped = shipped_dir() / f"{name}.yaml"
         if shipped.is_file():
             return shipped
-    names = ", ".join(shipped_names()) or "none found"
-    raise ConfigError(f"config file not found: {value} (not a file; shipped config names: {names})")
+    wanted = _kind_name(cls)
+    names = [n for n in shipped_names() if wanted is None or kind_of(read_yaml(shipped_dir() / f"{n}.yaml")) == wanted]
+    what = f"shipped {wanted} configs" if wanted else "shipped config names"
+    raise ConfigError(f"config file not found: {value} (not a file; {what}: {', '.join(names) or 'none found'})")
 
 
 def load(cls: type[T], path: str | Path | None = None, overrides: typing.Iterable[str] = ()) -> T:
     """Load `cls` from an optional YAML file (a path, or a shipped config's name) plus `key=value` overrides."""
-    data = read_yaml(find(path)) if path is not None else {}
+    data = read_yaml(find(path, cls)) if path is not None else {}
+    _refuse_other_kind(cls, data, path)
     return from_dict(cls, apply_overrides(data, overrides))
+
+
+_COMMAND_OF_KIND = {"training": "xraymunit train", "evaluate": "xraymunit evaluate", "pipeline": "xraymunit pipeline"}
+
+
+def _config_kinds() -> dict[str, type]:
+    from xraymunit.config.evaluate import EvaluateConfig
+    from xraymunit.config.train import TrainConfig
+    from xraymunit.pipeline.config import PipelineConfig
+
+    return {"training": TrainConfig, "evaluate": EvaluateConfig, "pipeline": PipelineConfig}
+
+
+def _kind_name(cls: type | None) -> str | None:
+    return next((kind for kind, c in _config_kinds().items() if c is cls), None) if cls is not None else None
+
+
+def kind_of(data: Any) -> str | None:
+    """Which command's config a YAML mapping is: the one config class whose fields hold all its top-level
+    keys (None when none or several do)."""
+    if not isinstance(data, dict) or not data:
+        return None
+    fits = [kind for kind, c in _config_kinds().items() if set(data) <= {f.name for f in dataclasses.fields(c)}]
+    return fits[0] if len(fits) == 1 else None
+
+
+def _a(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def _refuse_other_kind(cls: type, data: Any, path) -> None:
+    """A pipeline or evaluate YAML given to train (and so on): say so, instead of its first unknown key."""
+    wanted = _kind_name(cls)
+    if wanted is None or not isinstance(data, dict) or set(data) <= {f.name for f in dataclasses.fields(cls)}:
+        return
+    kind = kind_of(data)
+    if kind is not None and kind != wanted:
+        raise ConfigError(f"{path} is {_a(kind)} {kind} config, not {_a(wanted)} {wanted} config: "
+                          f"it goes to `{_COMMAND_OF_KIND[kind]} --config`")
 
 
 def save(cfg: Any, path: str | Path) -> None:

@@ -9,15 +9,16 @@ import pandas as pd
 from xraymunit.confounds.features import HIST_BINS, INTENSITY_PERCENTILES, THUMB_SIDE
 from xraymunit.io import atomic
 
-_WINDOW = "re-ingest with `--window percentile` so every image gets the same intensity mapping"
+_WINDOW = ("re-ingest with `--window percentile` (in a pipeline config: `ingest.window: percentile`) so every "
+           "image gets the same intensity mapping")
 _SOURCE = "train within one source with `data.source_datasets: [...]`"
 _MATCH = ("matched sampling: label only a subset in which both domains have the same mix of {f} "
           "(images left out of the labels CSV stay unlabelled and are not trained on)")
 REMEDY = {
     "window_source": _WINDOW, "photometric": _WINDOW, "bits_stored": _WINDOW,
     "intensity_mean": _WINDOW, **{f"intensity_p{q:02d}": _WINDOW for q in INTENSITY_PERCENTILES},
-    "black_border_fraction": "black borders differ: re-ingest with `--fit crop`, or use matched sampling on "
-                             "detector size",
+    "black_border_fraction": "black borders differ: re-ingest with `--fit crop` (pipeline: `ingest.fit: crop`), or "
+                             "use matched sampling on detector size",
     "source_dataset": _SOURCE,
     "manufacturer": f"{_SOURCE}, or " + _MATCH.format(f="manufacturer"),
     "source_format": f"{_SOURCE}, or " + _MATCH.format(f="source_format"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from xraymunit.lazy import exports
 
-_EXPORTS = {"CohortDataset": "dict_datasets", "SyntheticDataset": "dict_datasets", "mix": "dict_datasets"}
+_EXPORTS = {"CohortDataset": "dict_datasets", "SyntheticDataset": "dict_datasets", "MixedDataset": "dict_datasets",
+            "mix": "dict_datasets"}
 __all__ = sorted(_EXPORTS)
 __getattr__ = exports(__name__, _EXPORTS)

@@ -27,7 +27,7 @@ from xraymunit.errors import XraymunitError
 from xraymunit.evaluation.datasets import resize, select_synthetic
 from xraymunit.io.cohort import Cohort, SyntheticSet
 
-__all__ = ["CohortDataset", "SyntheticDataset", "mix"]
+__all__ = ["CohortDataset", "SyntheticDataset", "MixedDataset", "mix"]
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -75,7 +75,15 @@ class CohortDataset(_Dicts):
         self.cohort = cohort if isinstance(cohort, Cohort) else Cohort.open(cohort)
         rows = self.cohort.select(None if split == "all" else split)
         if labels is not None:
-            rows = rows[rows["label"].isin(list(labels))]
+            labels = [labels] if isinstance(labels, str) else list(labels)
+            known = sorted(self.cohort.ok()["label"].astype(str).unique())
+            unknown = [label for label in labels if label not in known]
+            if unknown:
+                raise DatasetError(f"label(s) {unknown} not in the cohort {self.cohort.root}; its labels: {known}")
+            rows = rows[rows["label"].isin(labels)]
+        if len(rows) == 0:
+            raise DatasetError(f"no image of the cohort {self.cohort.root} is in split {split!r}"
+                               + (f" with labels {labels}" if labels is not None else ""))
         super().__init__(rows.sort_values("image_key"), size, transform)
 
     @property
@@ -120,6 +128,12 @@ class SyntheticDataset(_Dicts):
                 kept.append(chosen.used)
                 self.excluded.update(chosen.counts()["excluded_by_reason"])
             rows = pd.concat(kept) if kept else rows.iloc[:0]
+        if len(rows) == 0:
+            why = "; ".join(f"{k}: {v}" for k, v in self.excluded.items() if v)
+            raise DatasetError(f"no synthetic image of {self.synthetic.root} is left for split {split!r}"
+                               + (f" (excluded: {why})" if why else "")
+                               + ("; translations of val/test patients never enter a training set"
+                                  if cohort is not None and split != "train" else ""))
         super().__init__(rows.sort_values("synth_key"), size, transform)
 
     @property
@@ -139,7 +153,16 @@ class SyntheticDataset(_Dicts):
                f"{self.synthetic.root})"
 
 
-def mix(real: Dataset, synthetic: Dataset, synthetic_fraction: float, *, seed: int = 0) -> ConcatDataset:
+class MixedDataset(ConcatDataset):
+    """`mix`'s result: the real items, then the picked synthetic ones."""
+
+    def __repr__(self) -> str:
+        real, synthetic = (len(d) for d in self.datasets)
+        share = synthetic / max(1, real + synthetic)
+        return f"MixedDataset({real} real + {synthetic} synthetic = {len(self)} items, {share:.0%} synthetic)"
+
+
+def mix(real: Dataset, synthetic: Dataset, synthetic_fraction: float, *, seed: int = 0) -> MixedDataset:
     """Every real item plus a seeded sample of synthetic ones (without replacement), so that
     `synthetic_fraction` of the result is synthetic; refuses what it cannot honour. Give both
     datasets the same transform: MONAI transforms return MetaTensors, and one batch cannot
@@ -155,4 +178,4 @@ def mix(real: Dataset, synthetic: Dataset, synthetic_fraction: float, *, seed: i
         raise DatasetError(f"synthetic_fraction={synthetic_fraction} with {len(real)} real images needs {wanted} "
                            f"synthetic ones; there are {len(synthetic)} (synthesize more styles, or lower it)")
     picked = np.sort(np.random.default_rng([seed, 0x313]).choice(len(synthetic), wanted, replace=False))
-    return ConcatDataset([real, Subset(synthetic, picked.tolist())])
+    return MixedDataset([real, Subset(synthetic, picked.tolist())])

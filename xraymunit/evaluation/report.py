@@ -58,13 +58,13 @@ def _clean(obj):
     return obj
 
 
-def _predictions(path: Path, runs, val, test, external: dict) -> None:
+def _predictions(path: Path, runs, val, test, external: dict | None = None) -> None:
     """One row per run and scored image; `cohort` is "internal" for the study's own val and test images,
     else the test cohort's name (its `split`: the one --external-split chose)."""
     frames = []
     for r in runs:
         scored = [("internal", "val", val, r["_val_scores"]), ("internal", "test", test, r["_test_scores"])]
-        scored += [(name, e.split, e.images, r["_external_scores"][name]) for name, e in external.items()]
+        scored += [(name, e.split, e.images, r["_external_scores"][name]) for name, e in (external or {}).items()]
         for cohort, split, s, scores in scored:
             frames.append(pd.DataFrame({
                 "level": r["level"], "arm": r["arm"], "generator": r.get("generator"), "seed": r["seed"],

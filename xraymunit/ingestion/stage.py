@@ -75,12 +75,15 @@ def _ingest(out_dir: str | os.PathLike, opts: IngestOptions) -> IngestResult:
     table = load_labels(opts.labels) if opts.labels is not None else None
     progress = progress_enabled(opts.progress)
 
-    private = out / PRIVATE
-    private.mkdir(parents=True, exist_ok=True, mode=0o700)
     phases: dict[str, float] = {}
     tick = time.monotonic()
     unreadable: list[str] = []  # folders the walk could not list (warned); counted in the report
     all_rels = discover(root, exclude=[out], unreadable=unreadable)
+    if not all_rels:  # before anything is written: the output folder this run created is removed again
+        raise IngestError(f"no files found in {root} (searched recursively"
+                          + (f"; {len(unreadable)} folder(s) could not be read" if unreadable else "") + ")")
+    private = out / PRIVATE
+    private.mkdir(parents=True, exist_ok=True, mode=0o700)
     rels = [r for r in all_rels if in_shard(r, shard_t)]
     state = load_state(private, settings.fingerprint)
     phases["walk_and_journal"] = time.monotonic() - tick

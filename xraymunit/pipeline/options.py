@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import typing
 from dataclasses import dataclass
 
@@ -62,8 +63,32 @@ def route_stage_overrides(overrides: list[str]) -> tuple[list[str], dict[str, li
         elif stage == "evaluate" and _has_key(EvaluateConfig, rest):
             routed["evaluate"].append(f"{rest}={value}")
         else:
-            own.append(item)
+            raise config.ConfigError(_unknown_stage_key(key.strip(), TrainConfig if stage == "train" else EvaluateConfig,
+                                                        TrainStage if stage == "train" else EvaluateStage))
     return own, routed
+
+
+def _unknown_stage_key(key: str, stage_config: type, section: type) -> str:
+    """One line naming where `key` was looked for, with the closest key that exists."""
+    stage = key.split(".")[0]
+    known = [f"{stage}.{k}" for k in _dotted(stage_config)] + [f"{stage}.{k}" for k in _names(section)]
+    known += [k for k in _dotted(stage_config) if k.startswith(f"{stage}.")]  # train.steps: the train section's
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return (f"unknown config key '{key}': not a key of the {stage} config nor of the pipeline's {stage} "
+            f"section{hint}")
+
+
+def _dotted(cls: type, prefix: str = "") -> list[str]:
+    """Every field of the dataclass tree `cls` as a dotted name (sections and values)."""
+    out = []
+    for name, hint in typing.get_type_hints(cls).items():
+        if name not in _names(cls):
+            continue
+        out.append(prefix + name)
+        if dataclasses.is_dataclass(hint):
+            out += _dotted(hint, f"{prefix}{name}.")
+    return out
 
 
 def _names(cls: type) -> set[str]:

@@ -62,7 +62,7 @@ def quality_section(plan: StudyPlan, cfg: EvaluateConfig, dev, show: bool, out: 
                                 "level": plan.with_synthetic[-1].name if plan.per_level else None}
     if len(plan.syn_of[plan.with_synthetic[-1].name]) > 1:
         quality["synthetic_set"]["generator"] = 1  # quality is measured on one generator's images
-    if sum(len(sets) for sets in plan.syn_of.values()) > 1:
+    if len({Path(s.root).resolve() for sets in plan.syn_of.values() for s in sets}) > 1:
         quality["per_generator"] = per_generator(plan, cfg, judge, ref_all)
     if cfg.quality.backbone.weights:
         quality["backbone"] = backbone_section(co, syn, rows, cfg, dev)
@@ -74,9 +74,12 @@ def per_generator(plan: StudyPlan, cfg: EvaluateConfig, judge, ref: ImageSet) ->
     success): how much the quality itself varies between generators trained the same way."""
     from xraymunit.quality.synthetic_set import assess_features
 
-    out = []
+    out, seen = [], set()
     for level in plan.with_synthetic:
         for number, syn in enumerate(plan.syn_of[level.name], 1):
+            if Path(syn.root).resolve() in seen:  # one folder given to several levels: measured once
+                continue
+            seen.add(Path(syn.root).resolve())
             entry = {"level": level.name, "generator": number, "folder": str(syn.root)}
             rows = quality_rows(syn.manifest, plan.cohort, cfg)
             if len(rows) == 0:

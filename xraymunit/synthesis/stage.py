@@ -205,7 +205,7 @@ def execute(prep: Prepared, group: Group, writer: Writer, stop, show_progress: b
     finish and nothing more is rendered; the rows of every image on disk are still recorded."""
     renderer, tally = prep.renderer, Tally()
     rows = share(prep.rows, group.rank, group.world)
-    bar = progress(len(rows), "synthesize", "image", bar=show_progress, lines=group.main, dynamic_ncols=True)
+    bar = progress(len(rows), "synthesize", "source", bar=show_progress, lines=group.main, dynamic_ncols=True)
     in_flight, pending = collections.deque(), collections.deque()
     renderer.prepare()
     try:
