@@ -3,6 +3,7 @@
     python benchmarks/train_step.py                 # CPU grid: 128²/256² × batch 1/8 × perceptual on/off
     python benchmarks/train_step.py --quick         # 128² only
     python benchmarks/train_step.py --device cuda   # the same on a GPU (ours: bf16 + channels_last)
+    python benchmarks/train_step.py --sizes 64 --batches 4 --model-config munit_tiny_cpu.yaml  # the default run's
 
 Inputs are already on the device; the device is synchronised after every step. Each
 configuration runs in its own subprocess so its peak memory is its own. "ours" is
@@ -114,6 +115,9 @@ def main() -> None:
     ap.add_argument("--amp", default="auto", help="ours: auto, bf16 or none")
     ap.add_argument("--channels-last", default="auto", help="ours: auto, on or off")
     ap.add_argument("--compile", action="store_true", help="ours: torch.compile the networks")
+    ap.add_argument("--model-config", default=None,
+                    help="a training config whose networks and perceptual layer are timed (e.g. munit_tiny_cpu.yaml); "
+                         "default: the paper's")
     ap.add_argument("--quick", action="store_true", help="128² only")
     ap.add_argument("--tag", default="", help="suffix of the results file")
     ap.add_argument("--one", help=argparse.SUPPRESS)
@@ -130,7 +134,7 @@ def main() -> None:
                 for impl in args.impls.split(","):
                     spec = dict(impl=impl, size=size, batch=batch, perceptual=perc == "on", device_name=args.device,
                                 steps=args.steps, amp=args.amp, channels_last=args.channels_last,
-                                compile_=args.compile)
+                                compile_=args.compile, model_config=args.model_config)
                     proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)],
                                           capture_output=True, text=True)
                     if proc.returncode != 0:

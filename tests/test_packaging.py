@@ -135,9 +135,11 @@ def test_installed_cli_resolves_a_bare_config_name_from_another_folder(fresh_ven
     r = _run([cli, "train", "--config", "munit_tiny_cpu", "--cohort", "c", "--out", "o", "--set", "model.dimm=3"],
              tmp_path)
     assert r.returncode == 2 and "unknown config key 'model.dimm'" in r.stderr, r.stderr
-    r = _run([cli, "pipeline", "--config", "no_such_config", "--out", "o"], tmp_path)
-    assert r.returncode == 2 and "munit_tiny_cpu" in r.stderr and "pipeline_default" in r.stderr, r.stderr
+    r = _run([cli, "pipeline", "--config", "no_such_config", "--out", "o"], tmp_path)  # the wheel's configs, of its kind
+    assert r.returncode == 2 and "shipped pipeline configs: pipeline_default" in r.stderr, r.stderr
     assert not (tmp_path / "o").exists()
+    r = _run([cli, "train", "--config", "no_such_config", "--cohort", "c", "--out", "o"], tmp_path)
+    assert r.returncode == 2 and "munit_tiny_cpu" in r.stderr and "pipeline_default" not in r.stderr, r.stderr
 
 
 def test_config_lookup_path_then_name_then_error(tmp_path, monkeypatch):

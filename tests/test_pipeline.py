@@ -71,7 +71,8 @@ def test_crash_then_rerun_resumes_and_changed_settings_set_old_outputs_aside(tmp
     sys.path.insert(0, str(REPO / "pipelines"))
     import normal_to_abnormal
 
-    quick = ["--set", "train.set=[train.steps=4, train.checkpoint_every=2]",
+    quick = ["--set", "train.set=[train.steps=4, train.checkpoint_every=2, train.quality_every=0, "
+             "train.shortcut_test=false]",
              "--set", "evaluate.set=[seeds=1, 'real_abnormal=[all]', quality.enabled=false]",
              "--set", "synthesize.n_styles=2", "--out", str(tmp_path), "--no-progress"]
     import xraymunit
