@@ -50,6 +50,12 @@ def resize(stack: np.ndarray, size: int) -> torch.Tensor:
     x = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))[:, None]
     if x.shape[0] == 0:
         return torch.zeros((0, 1, size, size))
+    return resize_batch(x, size)
+
+
+def resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(n, 1, S, S) images in [0, 1] → side `size`: area averaging when shrinking, bilinear when enlarging;
+    returned as is when the side already fits."""
     if x.shape[-1] == size and x.shape[-2] == size:
         return x
     mode = "area" if x.shape[-1] > size else "bilinear"

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from xraymunit.errors import XraymunitError
+from xraymunit.evaluation.datasets import resize_batch
 from xraymunit.models.vgg import IMAGENET_MEAN, IMAGENET_STD
 
 XRV_RANGE = 1024.0
@@ -126,11 +127,7 @@ class DenseNet121Backbone:
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """(n, 1, s, s) images in [0, 1] → the network's size and input scale."""
-        x = images.float()
-        if x.shape[-1] != self.image_size:
-            mode = "area" if x.shape[-1] > self.image_size else "bilinear"
-            kw = {} if mode == "area" else {"align_corners": False}
-            x = F.interpolate(x, size=(self.image_size,) * 2, mode=mode, **kw).clamp_(0, 1)
+        x = resize_batch(images.float(), self.image_size)
         if self.in_channels == 1:
             return (2.0 * x - 1.0) * XRV_RANGE
         mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)

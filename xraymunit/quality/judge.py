@@ -32,7 +32,7 @@ from xraymunit.config.evaluate import JudgeConfig
 from xraymunit.errors import XraymunitError
 from xraymunit.evaluation import metrics as M
 from xraymunit.evaluation.classifier import Classifier, TrainPool, build_classifier, predict, train_classifier
-from xraymunit.evaluation.datasets import ImageSet, real_split
+from xraymunit.evaluation.datasets import ImageSet, real_split, resize_batch
 from xraymunit.io import atomic
 from xraymunit.io.cohort import Cohort
 
@@ -85,12 +85,7 @@ class Judge:
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """(n, 1, s, s) images in [0, 1] (any side) → the judge's input size, float32."""
-        x = images.float()
-        if x.shape[-1] != self.image_size:
-            mode = "area" if x.shape[-1] > self.image_size else "bilinear"
-            kw = {} if mode == "area" else {"align_corners": False}
-            x = torch.nn.functional.interpolate(x, size=(self.image_size,) * 2, mode=mode, **kw).clamp_(0, 1)
-        return x
+        return resize_batch(images.float(), self.image_size)
 
     def scores(self, images: torch.Tensor) -> np.ndarray:
         """Probability of abnormal per image."""
