@@ -80,7 +80,7 @@ def test_smoke_measures_every_item(tmp_path):
     assert not any("time_limit_minutes" in s for s in quality["config"]["sets"])
 
 
-REAP_SLACK_S = 3.0  # small beside the smoke run without a budget (over a minute on a 2-core EPYC)
+REAP_SLACK_S = 3.0  # killing and waiting for one process group: small beside any item's own run
 
 
 def test_budget_is_never_exceeded(tmp_path):
@@ -89,7 +89,10 @@ def test_budget_is_never_exceeded(tmp_path):
     assert {line["item"] for line in lines} == ITEMS  # every item says what became of it
     skipped = [l for l in lines if l["status"].startswith("skipped: time budget")]
     assert skipped and lines[-1]["item"] == "summary" and lines[-1]["budget_s"] == 30
-    # the script's own clock, which starts before its imports; an item killed at the budget's end is reaped
-    # (its process group killed and waited for) just after it, and a child is never given under 1 s
-    assert lines[-1]["total_s"] <= 30 + REAP_SLACK_S
-    assert all(l["elapsed_s"] <= 30 + REAP_SLACK_S for l in lines)
+    # Nothing runs past the budget, whatever the machine's speed: every line after the 30 s is a skip (an item
+    # killed at the budget's end says so too) or the summary. The script's clock starts before its imports: a
+    # machine so slow that start-up alone spends the budget skips every item, so the bound is measured from
+    # whichever comes later; an item killed at the end is reaped (its process group waited for) just after it.
+    assert all(l["status"].startswith("skipped") or l["item"] == "summary" for l in lines if l["elapsed_s"] > 30)
+    start_up = lines[0]["elapsed_s"] if lines[0]["status"].startswith("skipped") else 0.0
+    assert lines[-1]["total_s"] <= max(30.0, start_up) + REAP_SLACK_S
